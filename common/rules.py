@@ -1,0 +1,219 @@
+"""The one rule table that maps canonical weights to each framework's native names and layouts.
+
+Reading this file is a lesson in itself: the same ResNet, four ways of naming and laying out
+its tensors. Native state is a flat dict of NumPy arrays; nested trees (Flax) use "/" paths.
+
+    canonical (torchvision)           torch        paddle (classic source)        paddle-vision      flax linen
+    conv1.weight          OIHW        same         conv._conv.weight              same               params/conv1/kernel  HWIO
+    bn1.running_var                   same         conv._batch_norm._variance     bn1._variance      batch_stats/bn1/var
+    layer1.0.conv2.weight             same         bb_0_0.conv1._conv.weight      same               params/layer1_0/conv2/kernel
+    layer2.0.downsample.0.weight      same         bb_1_0.short._conv.weight      same               params/layer2_0/downsample_conv/kernel
+    fc.weight             [out, in]   same         out.weight [in, out]           fc.weight [in,out] params/fc/kernel [in, out]
+
+Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .canonical import Weights, canonical_modules, canonical_shapes, few_keys
+from .errors import UserError
+from .spec import PRESETS, ResNetSpec
+
+Layout = Callable[[np.ndarray], np.ndarray]
+
+
+def _same(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.T)
+
+
+def _oihw_to_hwio(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+
+
+def _hwio_to_oihw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(3, 2, 0, 1))
+
+
+# canonical leaf -> per format: (native leaf template, canonical->native layout, native->canonical layout).
+# "{m}" is the native module path; Flax puts the collection in front of it.
+LEAF_RULES: dict[tuple[str, str], dict[str, tuple[str, Layout, Layout]]] = {
+    ("conv", "weight"): {
+        "torch": ("{m}.weight", _same, _same),
+        "paddle": ("{m}.weight", _same, _same),
+        "paddle-vision": ("{m}.weight", _same, _same),
+        "flax": ("params/{m}/kernel", _oihw_to_hwio, _hwio_to_oihw),
+    },
+    ("bn", "weight"): {
+        "torch": ("{m}.weight", _same, _same),
+        "paddle": ("{m}.weight", _same, _same),
+        "paddle-vision": ("{m}.weight", _same, _same),
+        "flax": ("params/{m}/scale", _same, _same),
+    },
+    ("bn", "bias"): {
+        "torch": ("{m}.bias", _same, _same),
+        "paddle": ("{m}.bias", _same, _same),
+        "paddle-vision": ("{m}.bias", _same, _same),
+        "flax": ("params/{m}/bias", _same, _same),
+    },
+    ("bn", "running_mean"): {
+        "torch": ("{m}.running_mean", _same, _same),
+        "paddle": ("{m}._mean", _same, _same),
+        "paddle-vision": ("{m}._mean", _same, _same),
+        "flax": ("batch_stats/{m}/mean", _same, _same),
+    },
+    ("bn", "running_var"): {
+        "torch": ("{m}.running_var", _same, _same),
+        "paddle": ("{m}._variance", _same, _same),
+        "paddle-vision": ("{m}._variance", _same, _same),
+        "flax": ("batch_stats/{m}/var", _same, _same),
+    },
+    ("fc", "weight"): {
+        "torch": ("{m}.weight", _same, _same),
+        "paddle": ("{m}.weight", _t, _t),
+        "paddle-vision": ("{m}.weight", _t, _t),
+        "flax": ("params/{m}/kernel", _t, _t),
+    },
+    ("fc", "bias"): {
+        "torch": ("{m}.bias", _same, _same),
+        "paddle": ("{m}.bias", _same, _same),
+        "paddle-vision": ("{m}.bias", _same, _same),
+        "flax": ("params/{m}/bias", _same, _same),
+    },
+}
+
+_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
+
+
+def _paddle_module(path: str) -> str:
+    """Classic Paddle ResNet names: ConvBNLayer(_conv, _batch_norm), blocks bb_{stage}_{i}, head `out`."""
+    if path == "fc":
+        return "out"
+    if path in ("conv1", "bn1"):
+        return "conv._conv" if path == "conv1" else "conv._batch_norm"
+    m = _BLOCK.match(path)
+    assert m, path
+    block = f"bb_{int(m[1]) - 1}_{m[2]}"
+    inner = {"downsample.0": "short._conv", "downsample.1": "short._batch_norm"}.get(m[3])
+    if inner is None:  # convK / bnK -> conv{K-1}._conv / conv{K-1}._batch_norm
+        kind, k = m[3][:-1], int(m[3][-1])
+        inner = f"conv{k - 1}." + ("_conv" if kind == "conv" else "_batch_norm")
+    return f"{block}.{inner}"
+
+
+def _flax_module(path: str) -> str:
+    """Flax submodule names mirror torchvision; a block is one module `layer{s}_{i}`."""
+    m = _BLOCK.match(path)
+    if not m:
+        return path
+    inner = {"downsample.0": "downsample_conv", "downsample.1": "downsample_bn"}.get(m[3], m[3])
+    return f"layer{m[1]}_{m[2]}/{inner}"
+
+
+MODULE_RULES: dict[str, Callable[[str], str]] = {
+    "torch": _same,  # type: ignore[dict-item]
+    "paddle": _paddle_module,
+    "paddle-vision": _same,  # type: ignore[dict-item]
+    "flax": _flax_module,
+}
+NATIVE_FORMATS = tuple(MODULE_RULES)
+
+# Native tensors that carry no information in the canonical schema, per format.
+IGNORED_NATIVE = {
+    "torch": re.compile(r"(^|\.)num_batches_tracked$"),
+    "paddle": re.compile(r"^StructuredToParameterName@@$"),
+    "paddle-vision": re.compile(r"^StructuredToParameterName@@$"),
+    "flax": re.compile(r"^$"),
+}
+
+
+def key_map(spec: ResNetSpec, fmt: str) -> dict[str, tuple[str, Layout, Layout]]:
+    """canonical key -> (native key, to_native, from_native) for every tensor of `spec`."""
+    if fmt not in MODULE_RULES:
+        raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
+    table = {}
+    for path, kind, _ in canonical_modules(spec):
+        native_module = MODULE_RULES[fmt](path)
+        leaves = ("weight",) if kind == "conv" else (
+            ("weight", "bias") if kind == "fc" else ("weight", "bias", "running_mean", "running_var"))
+        for leaf in leaves:
+            template, to_native, from_native = LEAF_RULES[(kind, leaf)][fmt]
+            table[f"{path}.{leaf}"] = (template.format(m=native_module), to_native, from_native)
+    return table
+
+
+def to_native(weights: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str) -> Weights:
+    """Canonical -> flat native dict (exact: layout transposes only)."""
+    return {nk: to_n(weights[ck]) for ck, (nk, to_n, _) in key_map(spec, fmt).items()}
+
+
+def from_native(native: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str, source: str) -> Weights:
+    """Flat native dict -> canonical, strict: names missing, unexpected and misshapen keys."""
+    table = key_map(spec, fmt)
+    wanted = {nk for nk, _, _ in table.values()}
+    present = {k for k in native if not IGNORED_NATIVE[fmt].search(k)}
+    missing = sorted(wanted - present, key=list(wanted).index)
+    unexpected = sorted(present - wanted)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {few_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {few_keys(unexpected)}")
+        raise UserError(f"{source}: {fmt} weights do not match {spec.name}: " + "; ".join(parts))
+    shapes = canonical_shapes(spec)
+    out: Weights = {}
+    for ck, (nk, _, from_n) in table.items():
+        arr = np.asarray(native[nk])
+        converted = from_n(arr) if arr.ndim == len(shapes[ck]) else arr
+        if tuple(converted.shape) != shapes[ck]:
+            raise UserError(f"{source}: key {nk}: expected shape {_native_shape(shapes[ck], table[ck][1])}, "
+                            f"found {tuple(arr.shape)} (architecture {spec.name})")
+        out[ck] = converted
+    return out
+
+
+def _native_shape(shape: tuple[int, ...], to_n: Layout) -> tuple[int, ...]:
+    return tuple(to_n(np.empty(shape, dtype=np.uint8)).shape)
+
+
+def detect_paddle_flavour(native: Mapping[str, np.ndarray]) -> str:
+    """This suite's classic-source names (`conv._conv.weight`) or paddle.vision's (`conv1.weight`)."""
+    if "conv._conv.weight" in native:
+        return "paddle"
+    if "conv1.weight" in native:
+        return "paddle-vision"
+    raise UserError("pdparams holds neither this suite's Paddle names (conv._conv.weight) "
+                    "nor paddle.vision's (conv1.weight)")
+
+
+def infer_spec(native: Mapping[str, np.ndarray], fmt: str, source: str) -> ResNetSpec:
+    """The preset whose keys and shapes match `native` (num_classes and in_channels read off the
+    tensors); refuses when none or several match."""
+    matches = []
+    for preset in PRESETS:
+        probe = key_map(preset, fmt)
+        fc_bias, conv1 = probe["fc.bias"][0], probe["conv1.weight"][0]
+        if fc_bias not in native or conv1 not in native:
+            continue
+        in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW
+        spec = preset.replace(num_classes=int(np.shape(native[fc_bias])[0]),
+                              in_channels=int(np.shape(native[conv1])[in_axis]))
+        try:
+            from_native(native, spec, fmt, source)
+        except UserError:
+            continue
+        matches.append(spec)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UserError(f"{source}: keys and shapes match no known architecture; pass --arch NAME")
+    raise UserError(f"{source}: matches several architectures ({', '.join(s.name for s in matches)}); "
+                    "pass --arch NAME")

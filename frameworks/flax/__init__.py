@@ -1,0 +1,1 @@
+"""Flax (JAX) implementation: linen, NHWC, explicit padding, `params` + `batch_stats` collections."""

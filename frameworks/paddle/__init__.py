@@ -1,0 +1,1 @@
+"""PaddlePaddle dygraph implementation (paddle.nn, NCHW), after the classic Paddle ResNet source."""

@@ -1,0 +1,134 @@
+"""ResNet in Paddle dygraph (`paddle.nn`, NCHW), following the classic Paddle ResNet source.
+
+ConvBNLayer (`_conv` + `_batch_norm`), BasicBlock / BottleneckBlock (`conv0..conv2`, `short`),
+blocks registered as `bb_{stage}_{i}`, classifier `out` with `class_dim` outputs, written with
+today's `paddle.nn` instead of `paddle.fluid`. Paddle's Linear stores its weight `[in, out]`.
+"""
+from __future__ import annotations
+
+import math
+
+import paddle
+from paddle import nn
+
+from ...common.errors import UserError
+from ...common.spec import BlockPlan, ResNetSpec, block_plan, get_spec, stem_geometry
+
+SUPPORTED_LAYERS = (18, 34, 50, 101, 152)  # the classic source's depths; other presets come from the spec
+
+
+class BatchNorm2D(nn.BatchNorm2D):
+    """paddle.nn.BatchNorm2D, whose running variance can be fed the unbiased batch variance.
+
+    Paddle natively feeds `_variance` with the biased batch variance; with
+    `spec.bn_running_var == "unbiased"` this layer rescales the update to match PyTorch.
+    Paddle's `momentum` is the weight of the *old* running value: 1 - spec.bn_momentum.
+    """
+
+    def __init__(self, num_features: int, spec: ResNetSpec) -> None:
+        super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps)
+        self.unbiased_running_var = spec.bn_running_var == "unbiased"
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not (self.training and self.unbiased_running_var):
+            return super().forward(x)
+        n = x.numel().item() // x.shape[1]
+        old_var = self._variance.clone()
+        y = super().forward(x)
+        with paddle.no_grad():  # new = m*old + (1-m)*biased  ->  m*old + (1-m)*biased*n/(n-1)
+            new_term = self._variance - self._momentum * old_var
+            self._variance.set_value(self._momentum * old_var + new_term * n / (n - 1))
+        return y
+
+
+class ConvBNLayer(nn.Layer):
+    """Conv (no bias) + BN (+ ReLU); padding (k - 1) // 2 as in the classic source."""
+
+    def __init__(self, num_channels: int, num_filters: int, filter_size: int, spec: ResNetSpec,
+                 stride: int = 1, groups: int = 1, act: str | None = None) -> None:
+        super().__init__()
+        self._conv = nn.Conv2D(num_channels, num_filters, filter_size, stride=stride,
+                               padding=(filter_size - 1) // 2, groups=groups, bias_attr=False)
+        self._batch_norm = BatchNorm2D(num_filters, spec)
+        self._act = nn.ReLU() if act == "relu" else None
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        y = self._batch_norm(self._conv(inputs))
+        return self._act(y) if self._act is not None else y
+
+
+class BasicBlock(nn.Layer):
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 3, spec, stride=plan.stride, act="relu")
+        self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec)
+        self.shortcut = not plan.downsample
+        if not self.shortcut:
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        conv1 = self.conv1(self.conv0(inputs))
+        short = inputs if self.shortcut else self.short(inputs)
+        return nn.functional.relu(paddle.add(short, conv1))
+
+
+class BottleneckBlock(nn.Layer):
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 1, spec, act="relu")
+        self.conv1 = ConvBNLayer(plan.mid_channels, plan.mid_channels, 3, spec, stride=plan.stride,
+                                 groups=spec.groups, act="relu")
+        self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec)
+        self.shortcut = not plan.downsample
+        if not self.shortcut:
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        conv2 = self.conv2(self.conv1(self.conv0(inputs)))
+        short = inputs if self.shortcut else self.short(inputs)
+        return nn.functional.relu(paddle.add(short, conv2))
+
+
+class ResNet(nn.Layer):
+    """`forward` returns logits; `forward_stages` returns every named stage output."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.class_dim = spec.num_classes
+        k, s, _ = stem_geometry(spec)
+        self.conv = ConvBNLayer(spec.in_channels, spec.stem_width, k, spec, stride=s, act="relu")
+        self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
+        block = BasicBlock if spec.block == "basic" else BottleneckBlock
+        self.block_list: list[tuple[int, nn.Layer]] = []
+        for plan in block_plan(spec):
+            layer = self.add_sublayer(f"bb_{plan.stage - 1}_{plan.index}", block(plan, spec))
+            self.block_list.append((plan.stage, layer))
+        if spec.zero_init_residual:  # the last BN of every residual branch starts at zero
+            for _, layer in self.block_list:
+                last = layer.conv1 if spec.block == "basic" else layer.conv2
+                last._batch_norm.weight.set_value(paddle.zeros_like(last._batch_norm.weight))
+        self.pool2d_avg = nn.AdaptiveAvgPool2D(1)
+        stdv = 1.0 / math.sqrt(spec.feature_dim * 1.0)
+        self.out = nn.Linear(spec.feature_dim, self.class_dim,
+                             weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-stdv, stdv)))
+
+    def forward_stages(self, inputs: paddle.Tensor) -> dict[str, paddle.Tensor]:
+        y = self.pool2d_max(self.conv(inputs))
+        out = {"stem": y}
+        for stage, layer in self.block_list:
+            y = layer(y)
+            out[f"layer{stage}"] = y  # the last block of a stage leaves the stage output
+        out["pooled"] = paddle.flatten(self.pool2d_avg(y), 1)
+        out["logits"] = self.out(out["pooled"])
+        return out
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        return self.forward_stages(inputs)["logits"]
+
+
+def resnet(layers: int = 50, class_dim: int = 1000) -> ResNet:
+    """The classic constructor: `ResNet(layers=50, class_dim=1000)` with its supported depths."""
+    if layers not in SUPPORTED_LAYERS:
+        raise UserError(f"supported layers are {SUPPORTED_LAYERS} but input layer is {layers}")
+    return ResNet(get_spec(f"resnet{layers}").replace(num_classes=class_dim))

@@ -1,0 +1,1 @@
+"""PyTorch implementation (torch.nn, NCHW); state_dict keys identical to torchvision."""

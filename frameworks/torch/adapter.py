@@ -1,0 +1,40 @@
+"""The common surface over the PyTorch model: canonical weights in and out, forward on NumPy."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from ...common import rules
+from ...common.canonical import Weights
+from ...common.spec import ResNetSpec
+from .files import to_state_dict
+from .model import ResNet
+
+NATIVE_FORMAT = "torch"
+
+
+class Adapter:
+    """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise."""
+
+    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        self.model = ResNet(spec).to(self.device)
+        self.load(weights)
+
+    def load(self, weights: Mapping[str, np.ndarray]) -> None:
+        native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
+        self.model.load_state_dict(to_state_dict(native), strict=True)
+
+    def canonical_weights(self) -> Weights:
+        native = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return rules.from_native(native, self.spec, NATIVE_FORMAT, "torch model")
+
+    def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
+        """Named stage outputs (NCHW NumPy) for an NCHW batch; train=True uses batch statistics."""
+        self.model.train(train)
+        with torch.no_grad():
+            out = self.model.forward_stages(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        return {k: v.detach().cpu().numpy() for k, v in out.items()}

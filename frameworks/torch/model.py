@@ -1,0 +1,136 @@
+"""ResNet in PyTorch (`torch.nn`, NCHW), built from a ResNetSpec; state_dict identical to torchvision's."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ...common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d whose running variance can be fed the biased batch variance.
+
+    torch natively feeds running_var with the unbiased variance n/(n-1); with
+    `spec.bn_running_var == "biased"` this layer rescales the update so it matches Paddle and Flax.
+    """
+
+    def __init__(self, num_features: int, spec: ResNetSpec) -> None:
+        super().__init__(num_features, eps=spec.bn_eps, momentum=spec.bn_momentum)
+        self.biased_running_var = spec.bn_running_var == "biased"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and self.biased_running_var):
+            return super().forward(x)
+        n = x.numel() // x.shape[1]
+        old_var = self.running_var.clone()
+        y = super().forward(x)
+        with torch.no_grad():  # undo the n/(n-1) factor on the new-batch term only
+            m = self.momentum
+            new_term = self.running_var - (1 - m) * old_var
+            self.running_var.copy_((1 - m) * old_var + new_term * (n - 1) / n)
+        return y
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(plan.in_channels, plan.mid_channels, plan.stride)
+        self.bn1 = BatchNorm2d(plan.mid_channels, spec)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(plan.mid_channels, plan.out_channels)
+        self.bn2 = BatchNorm2d(plan.out_channels, spec)
+        self.downsample = _downsample(plan, spec)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution."""
+
+    expansion = 4
+
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.conv1 = conv1x1(plan.in_channels, plan.mid_channels)
+        self.bn1 = BatchNorm2d(plan.mid_channels, spec)
+        self.conv2 = conv3x3(plan.mid_channels, plan.mid_channels, plan.stride, spec.groups)
+        self.bn2 = BatchNorm2d(plan.mid_channels, spec)
+        self.conv3 = conv1x1(plan.mid_channels, plan.out_channels)
+        self.bn3 = BatchNorm2d(plan.out_channels, spec)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(plan, spec)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _downsample(plan: BlockPlan, spec: ResNetSpec) -> nn.Sequential | None:
+    if not plan.downsample:
+        return None
+    return nn.Sequential(conv1x1(plan.in_channels, plan.out_channels, plan.stride),
+                         BatchNorm2d(plan.out_channels, spec))
+
+
+class ResNet(nn.Module):
+    """`forward` returns logits; `forward_stages` returns every named stage output."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        block = BasicBlock if spec.block == "basic" else Bottleneck
+        k, s, p = stem_geometry(spec)
+        self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_width, k, stride=s, padding=p, bias=False)
+        self.bn1 = BatchNorm2d(spec.stem_width, spec)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
+        for stage, plans in stages(spec):
+            self.add_module(f"layer{stage}", nn.Sequential(*[block(p_, spec) for p_ in plans]))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(spec.feature_dim, spec.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision's initialisation: Kaiming-normal convs (fan_out), BN 1/0, optional zero-init residual."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if self.spec.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+                elif isinstance(m, BasicBlock):
+                    nn.init.constant_(m.bn2.weight, 0)
+
+    def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
+        out = {"stem": self.maxpool(self.relu(self.bn1(self.conv1(x))))}
+        x = out["stem"]
+        for stage in range(1, len(self.spec.depths) + 1):
+            x = getattr(self, f"layer{stage}")(x)
+            out[f"layer{stage}"] = x
+        out["pooled"] = torch.flatten(self.avgpool(x), 1)
+        out["logits"] = self.fc(out["pooled"])
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_stages(x)["logits"]
