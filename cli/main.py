@@ -1,2 +1,45 @@
-def main() -> None:
-    pass
+"""`resnet-rosetta`: one entry point, one module per subcommand (`cli/<command>.py`).
+
+Each command module defines `add_parser(subparsers)` and `run(args) -> int`. User errors
+(`UserError`) print one line on stderr and exit with status 2; checks that fail exit with 1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..common.errors import UserError
+
+COMMANDS = ("list", "convert", "forward", "parity")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resnet-rosetta",
+        description="ResNet in PyTorch, Paddle and Flax from one spec: port weights, check parity, benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__package__}.{name.replace('-', '_')}")
+        module.add_parser(sub).set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"resnet-rosetta {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"resnet-rosetta {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()
