@@ -194,18 +194,25 @@ def detect_paddle_flavour(native: Mapping[str, np.ndarray]) -> str:
                     "nor paddle.vision's (conv1.weight)")
 
 
+def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: str) -> ResNetSpec | None:
+    """`preset` with num_classes and in_channels read off the classifier and stem tensors of
+    `native` (those are data, not architecture); None when those tensors are absent."""
+    probe = key_map(preset, fmt)
+    fc_bias, conv1 = probe["fc.bias"][0], probe["conv1.weight"][0]
+    if fc_bias not in native or conv1 not in native or np.ndim(native[conv1]) != 4:
+        return None
+    in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW
+    return preset.replace(num_classes=int(np.shape(native[fc_bias])[0]),
+                          in_channels=int(np.shape(native[conv1])[in_axis]))
+
+
 def infer_spec(native: Mapping[str, np.ndarray], fmt: str, source: str) -> ResNetSpec:
-    """The preset whose keys and shapes match `native` (num_classes and in_channels read off the
-    tensors); refuses when none or several match."""
+    """The preset whose keys and shapes match `native`; refuses when none or several match."""
     matches = []
     for preset in PRESETS:
-        probe = key_map(preset, fmt)
-        fc_bias, conv1 = probe["fc.bias"][0], probe["conv1.weight"][0]
-        if fc_bias not in native or conv1 not in native:
+        spec = fit_to_tensors(preset, native, fmt)
+        if spec is None:
             continue
-        in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW
-        spec = preset.replace(num_classes=int(np.shape(native[fc_bias])[0]),
-                              in_channels=int(np.shape(native[conv1])[in_axis]))
         try:
             from_native(native, spec, fmt, source)
         except UserError:

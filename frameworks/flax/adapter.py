@@ -50,3 +50,10 @@ class Adapter:
 
 def _to_nchw(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
+
+
+def parity_numerics(seed: int = 0) -> dict[str, object]:
+    """Full-precision matmuls and convolutions (no TF32 / bf16 passes); returns what was set."""
+    jax.config.update("jax_default_matmul_precision", "highest")
+    return {"jax_default_matmul_precision": "highest", "seed": seed, "version": jax.__version__,
+            "backend": jax.default_backend()}

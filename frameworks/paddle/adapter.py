@@ -1,6 +1,7 @@
 """The common surface over the Paddle model: canonical weights in and out, forward on NumPy."""
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 import numpy as np
@@ -38,3 +39,15 @@ class Adapter:
         with paddle.no_grad():
             out = self.model.forward_stages(paddle.to_tensor(np.ascontiguousarray(x)))
         return {k: v.numpy() for k, v in out.items()}
+
+
+def parity_numerics(seed: int = 0) -> dict[str, object]:
+    """Deterministic cuDNN and no TF32 where this Paddle build has CUDA; returns what was set."""
+    paddle.seed(seed)
+    settings: dict[str, object] = {"version": paddle.__version__, "cuda_build": paddle.is_compiled_with_cuda()}
+    if paddle.is_compiled_with_cuda():
+        flags = {"FLAGS_cudnn_deterministic": True, "FLAGS_embedding_deterministic": 1}
+        paddle.set_flags(flags)
+        settings.update(flags)
+    settings["NVIDIA_TF32_OVERRIDE"] = os.environ.get("NVIDIA_TF32_OVERRIDE", "unset")
+    return settings

@@ -38,3 +38,16 @@ class Adapter:
         with torch.no_grad():
             out = self.model.forward_stages(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+
+def parity_numerics(seed: int = 0) -> dict[str, object]:
+    """Switch off TF32 and ask for deterministic kernels; returns what was set, for the report."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    return {"torch.backends.cuda.matmul.allow_tf32": False, "torch.backends.cudnn.allow_tf32": False,
+            "torch.backends.cudnn.deterministic": True, "torch.use_deterministic_algorithms": True,
+            "threads": torch.get_num_threads(), "version": torch.__version__}
