@@ -157,10 +157,10 @@ def to_native(weights: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str) -> 
 def from_native(native: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str, source: str) -> Weights:
     """Flat native dict -> canonical, strict: names missing, unexpected and misshapen keys."""
     table = key_map(spec, fmt)
-    wanted = {nk for nk, _, _ in table.values()}
-    present = {k for k in native if not IGNORED_NATIVE[fmt].search(k)}
-    missing = sorted(wanted - present, key=list(wanted).index)
-    unexpected = sorted(present - wanted)
+    wanted = [nk for nk, _, _ in table.values()]  # execution order
+    present = [k for k in native if not IGNORED_NATIVE[fmt].search(k)]
+    missing = [k for k in wanted if k not in native]
+    unexpected = sorted(set(present) - set(wanted))
     if missing or unexpected:
         parts = []
         if missing:

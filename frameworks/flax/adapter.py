@@ -10,7 +10,7 @@ import numpy as np
 
 from ...common import rules
 from ...common.canonical import Weights
-from ...common.spec import ResNetSpec
+from ...common.spec import STAGE_NAMES, ResNetSpec
 from .files import flatten, unflatten
 from .model import ResNet
 
@@ -45,7 +45,7 @@ class Adapter:
         (_, stages), updates = self._apply(self.variables, x_nhwc, train)
         if train:
             self.variables = {**self.variables, **updates}
-        return {k: _to_nchw(np.asarray(v)) for k, v in stages.items()}
+        return {k: _to_nchw(np.asarray(stages[k])) for k in STAGE_NAMES}  # jax sorts dict keys
 
 
 def _to_nchw(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""Shared fixtures: seeded inputs and the framework list. Tolerances come from common/tolerance.py."""
+from __future__ import annotations
+
+import os
+
+# Parity tests compare fp32 results across frameworks: keep TF32 out even on a GPU machine.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from resnet_rosetta.frameworks import FRAMEWORKS  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU tests skip cleanly on machines without CUDA."""
+    try:
+        import torch
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
