@@ -4,7 +4,7 @@ It reads canonical weights directly (torchvision names, OIHW) and works in NCHW.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -31,8 +31,67 @@ def max_pool_3x3_s2(x: np.ndarray) -> np.ndarray:
     return sliding_window_view(xp, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(4, 5))
 
 
+def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int, pad: int,
+                    groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of `conv2d` with respect to its input and its weight."""
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    oh, ow = dy.shape[2:]
+    dw = np.concatenate([np.tensordot(dy[:, g * og:(g + 1) * og], win[:, g * cg:(g + 1) * cg],
+                                      axes=([0, 2, 3], [0, 2, 3])) for g in range(groups)], axis=0)
+    dxp = np.zeros_like(xp)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i, i + stride * (oh - 1) + 1, stride), slice(j, j + stride * (ow - 1) + 1, stride)
+            for g in range(groups):  # dy (N, O/g, OH, OW) x w (O/g, C/g) -> (N, C/g, OH, OW)
+                contrib = np.tensordot(dy[:, g * og:(g + 1) * og], w[g * og:(g + 1) * og, :, i, j], axes=([1], [0]))
+                dxp[:, g * cg:(g + 1) * cg, rows, cols] += contrib.transpose(0, 3, 1, 2)
+    h, wd = x.shape[2:]
+    return dxp[:, :, pad:pad + h, pad:pad + wd], dw
+
+
+def max_pool_3x3_s2_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Routes each output gradient to the first maximum of its window, as the frameworks do."""
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    win = sliding_window_view(xp, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
+    oh, ow = dy.shape[2:]
+    flat = win.reshape(*win.shape[:4], 9)
+    first = flat.argmax(axis=-1)
+    dxp = np.zeros_like(xp)
+    for k in range(9):
+        i, j = divmod(k, 3)
+        dxp[:, :, i:i + 2 * (oh - 1) + 1:2, j:j + 2 * (ow - 1) + 1:2] += np.where(first == k, dy, 0.0)
+    return dxp[:, :, 1:-1, 1:-1]
+
+
+class _Tape:
+    """Reverse-mode bookkeeping: each op records how to push its output gradient to its inputs."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[np.ndarray, Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]]] = []
+        self.param_grads: dict[str, np.ndarray] = {}
+
+    def record(self, out: np.ndarray, backward: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        self.ops.append((out, backward))
+
+    def add_param_grad(self, name: str, grad: np.ndarray) -> None:
+        self.param_grads[name] = self.param_grads.get(name, 0.0) + grad
+
+    def backward(self, out: np.ndarray, grad: np.ndarray) -> None:
+        grads = {id(out): grad}
+        for node, push in reversed(self.ops):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            for inp, g_in in push(g):
+                grads[id(inp)] = grads[id(inp)] + g_in if id(inp) in grads else g_in
+
+
 class Oracle:
-    """Forward pass of `spec` in float64, eval or train-mode batch norm, with named stage outputs.
+    """Forward pass of `spec` in float64, eval or train-mode batch norm, with named stage outputs,
+    and its exact backward pass (`loss_and_grads`), written out op by op in NumPy.
 
     In train mode the running statistics are updated in `self.weights` with the spec's momentum
     convention (weight of the new batch) and its running-variance rule.
@@ -41,6 +100,12 @@ class Oracle:
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray]) -> None:
         self.spec = spec
         self.weights: Weights = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self._tape: _Tape | None = None
+        # Per ReLU call: (min |input| / max |input|, parameters used before it). An input closer to
+        # zero than fp32 rounding can land on the other side of the kink in a float32 framework,
+        # whose gradients then legitimately differ for every parameter upstream of that ReLU.
+        self.kink_margins: list[tuple[float, int]] = []
+        self.params_used: list[str] = []  # canonical parameter names, in the order the forward used them
 
     def _bn(self, x: np.ndarray, name: str, train: bool) -> np.ndarray:
         w = self.weights
@@ -55,21 +120,101 @@ class Oracle:
             w[f"{name}.running_var"] = (1 - m) * w[f"{name}.running_var"] + m * feed
         else:
             mean, var = w[f"{name}.running_mean"], w[f"{name}.running_var"]
-        scale = w[f"{name}.weight"] / np.sqrt(var + self.spec.bn_eps)
-        shift = w[f"{name}.bias"] - mean * scale
-        return x * scale[None, :, None, None] + shift[None, :, None, None]
+        self.params_used += [f"{name}.weight", f"{name}.bias"]
+        inv_std = 1.0 / np.sqrt(var + self.spec.bn_eps)
+        gamma = w[f"{name}.weight"]
+        xhat = (x - mean[None, :, None, None]) * inv_std[None, :, None, None]
+        y = xhat * gamma[None, :, None, None] + w[f"{name}.bias"][None, :, None, None]
+        if self._tape is not None:
+            def push(dy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+                n = x.size // x.shape[1]
+                sum_dy, sum_dy_xhat = dy.sum(axis=(0, 2, 3)), (dy * xhat).sum(axis=(0, 2, 3))
+                self._tape.add_param_grad(f"{name}.weight", sum_dy_xhat)
+                self._tape.add_param_grad(f"{name}.bias", sum_dy)
+                c = (gamma * inv_std / n)[None, :, None, None]
+                dx = c * (n * dy - sum_dy[None, :, None, None] - xhat * sum_dy_xhat[None, :, None, None])
+                return [(x, dx)]
+            self._tape.record(y, push)
+        return y
 
     def _conv(self, x: np.ndarray, name: str, stride: int, pad: int, groups: int = 1) -> np.ndarray:
-        return conv2d(x, self.weights[f"{name}.weight"], stride, pad, groups)
+        w = self.weights[f"{name}.weight"]
+        self.params_used.append(f"{name}.weight")
+        y = conv2d(x, w, stride, pad, groups)
+        if self._tape is not None:
+            def push(dy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+                dx, dw = conv2d_backward(dy, x, w, stride, pad, groups)
+                self._tape.add_param_grad(f"{name}.weight", dw)
+                return [(x, dx)]
+            self._tape.record(y, push)
+        return y
+
+    def _relu(self, x: np.ndarray) -> np.ndarray:
+        y = np.maximum(x, 0.0)
+        scale = np.max(np.abs(x))
+        margin = float(np.min(np.abs(x)) / scale) if scale > 0 else 0.0
+        self.kink_margins.append((margin, len(self.params_used)))
+        if self._tape is not None:
+            self._tape.record(y, lambda dy: [(x, dy * (x > 0))])
+        return y
+
+    def _add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        y = a + b
+        if self._tape is not None:
+            self._tape.record(y, lambda dy: [(a, dy), (b, dy)])
+        return y
+
+    def _max_pool(self, x: np.ndarray) -> np.ndarray:
+        y = max_pool_3x3_s2(x)
+        if self._tape is not None:
+            self._tape.record(y, lambda dy: [(x, max_pool_3x3_s2_backward(dy, x))])
+        return y
+
+    def _head(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global average pool and the fully connected classifier."""
+        pooled = x.mean(axis=(2, 3))
+        w, b = self.weights["fc.weight"], self.weights["fc.bias"]
+        self.params_used += ["fc.weight", "fc.bias"]
+        logits = pooled @ w.T + b
+        if self._tape is not None:
+            hw = x.shape[2] * x.shape[3]
+            self._tape.record(pooled, lambda dp: [(x, np.broadcast_to(dp[:, :, None, None] / hw, x.shape))])
+
+            def push(dl: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+                self._tape.add_param_grad("fc.weight", dl.T @ pooled)
+                self._tape.add_param_grad("fc.bias", dl.sum(axis=0))
+                return [(pooled, dl @ w)]
+            self._tape.record(logits, push)
+        return pooled, logits
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
+        """Mean cross-entropy of a train-mode forward and its gradient for every trainable parameter.
+
+        Like a framework's training step, the forward updates the running statistics.
+        """
+        self._tape = _Tape()
+        try:
+            logits = self.forward(x, train=True)["logits"]
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            n = len(y)
+            loss = float(-log_p[np.arange(n), y].mean())
+            dlogits = np.exp(log_p)
+            dlogits[np.arange(n), y] -= 1.0
+            self._tape.backward(logits, dlogits / n)
+            grads = self._tape.param_grads
+        finally:
+            self._tape = None
+        return loss, {k: grads[k] for k in self.weights if k in grads}
 
     def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
         """Named stage outputs (stem, layer1..layer4, pooled, logits) for an NCHW batch."""
         spec = self.spec
-        relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+        relu = self._relu
         k, s, p = stem_geometry(spec)
         x = relu(self._bn(self._conv(np.asarray(x, np.float64), "conv1", s, p), "bn1", train))
         if spec.stem == "imagenet":
-            x = max_pool_3x3_s2(x)
+            x = self._max_pool(x)
         out = {"stem": x}
         for b in block_plan(spec):
             pre = b.prefix
@@ -82,9 +227,17 @@ class Oracle:
                 y = self._bn(self._conv(y, f"{pre}.conv3", 1, 0), f"{pre}.bn3", train)
             if b.downsample:
                 x = self._bn(self._conv(x, f"{pre}.downsample.0", b.stride, 0), f"{pre}.downsample.1", train)
-            x = relu(x + y)
+            x = relu(self._add(x, y))
             out[f"layer{b.stage}"] = x
-        pooled = x.mean(axis=(2, 3))
-        out["pooled"] = pooled
-        out["logits"] = pooled @ self.weights["fc.weight"].T + self.weights["fc.bias"]
+        out["pooled"], out["logits"] = self._head(x)
         return out
+
+    def kink_exposed(self, margin: float) -> dict[str, float]:
+        """Parameters upstream of a ReLU whose input came within `margin` (relative) of zero in the
+        last forward, each with the smallest such margin: their fp32 gradients may legitimately differ."""
+        exposed: dict[str, float] = {}
+        for m, used in self.kink_margins:
+            if m < margin:
+                for name in self.params_used[:used]:
+                    exposed[name] = min(m, exposed.get(name, m))
+        return exposed

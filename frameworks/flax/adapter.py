@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 
 from ...common import rules
 from ...common.canonical import Weights
@@ -34,18 +35,42 @@ class Adapter:
         return rules.from_native(flatten(self.variables), self.spec, NATIVE_FORMAT, "flax model")
 
     @partial(jax.jit, static_argnums=(0, 3))
-    def _apply(self, variables: dict[str, Any], x: jnp.ndarray, train: bool) -> Any:
-        if train:
-            return self.model.apply(variables, x, train=True, mutable=["batch_stats"])
-        return self.model.apply(variables, x, train=False), {}
+    def _apply(self, variables: dict[str, Any], x: jnp.ndarray, train: bool,
+               feed: dict[str, jnp.ndarray] | None = None) -> Any:
+        with nn.intercept_methods(_feeder(self.spec, feed)):
+            if train:
+                return self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+            return self.model.apply(variables, x, train=False), {}
 
-    def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
-        """Named stage outputs as NCHW NumPy; train=True uses batch statistics and updates them."""
-        x_nhwc = jax.device_put(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))), self.device)
-        (_, stages), updates = self._apply(self.variables, x_nhwc, train)
+    def forward(self, x: np.ndarray, train: bool = False,
+                feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Named stage outputs as NCHW NumPy; train=True uses batch statistics and updates them.
+
+        With `feed` (stage name -> NCHW array), every stage's input is replaced by the fed output
+        of the stage before it (`nn.intercept_methods`), so each stage is measured on its own.
+        """
+        nhwc = None if feed is None else {k: jax.device_put(_to_nhwc(v), self.device) for k, v in feed.items()}
+        (_, stages), updates = self._apply(self.variables, jax.device_put(_to_nhwc(x), self.device), train, nhwc)
         if train:
             self.variables = {**self.variables, **updates}
         return {k: _to_nchw(np.asarray(stages[k])) for k in STAGE_NAMES}  # jax sorts dict keys
+
+
+def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:
+    """An interceptor that swaps the input of each stage's first block (and of `fc`) for `feed`."""
+    targets = {} if feed is None else {
+        "fc": feed["pooled"],
+        **{f"layer{k}_0": feed["stem" if k == 1 else f"layer{k - 1}"] for k in range(1, len(spec.depths) + 1)}}
+
+    def intercept(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
+        if context.method_name == "__call__" and context.module.name in targets:
+            args = (targets[context.module.name],) + tuple(args[1:])
+        return next_fun(*args, **kwargs)
+    return intercept
+
+
+def _to_nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1))) if a.ndim == 4 else a
 
 
 def _to_nchw(a: np.ndarray) -> np.ndarray:

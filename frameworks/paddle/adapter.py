@@ -33,12 +33,32 @@ class Adapter:
         native = {k: v.numpy() for k, v in self.model.state_dict().items()}
         return rules.from_native(native, self.spec, NATIVE_FORMAT, "paddle model")
 
-    def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
-        """Named stage outputs (NCHW NumPy) for an NCHW batch; train=True uses batch statistics."""
+    def forward(self, x: np.ndarray, train: bool = False,
+                feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Named stage outputs (NCHW NumPy) for an NCHW batch; train=True uses batch statistics.
+
+        With `feed` (stage name -> array), every stage's input is replaced by the fed output of
+        the stage before it (forward pre-hooks), so each stage is measured on its own.
+        """
         self.model.train() if train else self.model.eval()
-        with paddle.no_grad():
-            out = self.model.forward_stages(paddle.to_tensor(np.ascontiguousarray(x)))
+        hooks = []
+        for layer, source in ([] if feed is None else _stage_inputs(self.model)):
+            fed = paddle.to_tensor(np.ascontiguousarray(feed[source]))  # type: ignore[index]
+            hooks.append(layer.register_forward_pre_hook(lambda _layer, _inputs, fed=fed: (fed,)))
+        try:
+            with paddle.no_grad():
+                out = self.model.forward_stages(paddle.to_tensor(np.ascontiguousarray(x)))
+        finally:
+            for hook in hooks:
+                hook.remove()
         return {k: v.numpy() for k, v in out.items()}
+
+
+def _stage_inputs(model: ResNet) -> list[tuple[paddle.nn.Layer, str]]:
+    """(layer that starts a stage, name of the stage output it consumes): first blocks and `out`."""
+    firsts = [(layer, "stem" if stage == 1 else f"layer{stage - 1}")
+              for i, (stage, layer) in enumerate(model.block_list) if i == 0 or model.block_list[i - 1][0] != stage]
+    return firsts + [(model.out, "pooled")]
 
 
 def parity_numerics(seed: int = 0) -> dict[str, object]:

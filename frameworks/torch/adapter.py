@@ -29,15 +29,36 @@ class Adapter:
         self.model.load_state_dict(to_state_dict(native), strict=True)
 
     def canonical_weights(self) -> Weights:
-        native = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        # copies: .numpy() would alias the live parameters, which the optimizer updates in place
+        native = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
         return rules.from_native(native, self.spec, NATIVE_FORMAT, "torch model")
 
-    def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
-        """Named stage outputs (NCHW NumPy) for an NCHW batch; train=True uses batch statistics."""
+    def forward(self, x: np.ndarray, train: bool = False,
+                feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Named stage outputs (NCHW NumPy) for an NCHW batch; train=True uses batch statistics.
+
+        With `feed` (stage name -> array), every stage's input is replaced by the fed output of
+        the stage before it (forward pre-hooks), so each stage is measured on its own.
+        """
         self.model.train(train)
-        with torch.no_grad():
-            out = self.model.forward_stages(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        hooks = []
+        for module, source in ([] if feed is None else _stage_inputs(self.model)):
+            fed = torch.from_numpy(np.ascontiguousarray(feed[source])).to(self.device)  # type: ignore[index]
+            hooks.append(module.register_forward_pre_hook(lambda _m, _args, fed=fed: (fed,)))
+        try:
+            with torch.no_grad():
+                out = self.model.forward_stages(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        finally:
+            for hook in hooks:
+                hook.remove()
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+
+def _stage_inputs(model: ResNet) -> list[tuple[torch.nn.Module, str]]:
+    """(module that starts a stage, name of the stage output it consumes)."""
+    n = len(model.spec.depths)
+    pairs = [(getattr(model, f"layer{k}"), "stem" if k == 1 else f"layer{k - 1}") for k in range(1, n + 1)]
+    return pairs + [(model.fc, "pooled")]
 
 
 def parity_numerics(seed: int = 0) -> dict[str, object]:
