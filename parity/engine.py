@@ -96,12 +96,12 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
             return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
         if "grad" in checks:
             loss, grads = trainer().loss_and_grads(*case.batches[0])
-            out["grad/loss"] = np.float64(loss)
+            out["grad/loss"] = _scalar(loss)
             out.update(_prefixed("grad", grads))
         if {"step", "steps"} & set(checks):
             t = trainer()
             for k, (bx, by) in enumerate(case.batches if "steps" in checks else case.batches[:1], start=1):
-                loss = np.float64(t.step(bx, by))
+                loss = _scalar(t.step(bx, by))
                 weights = t.canonical_weights()
                 if k == 1 and "step" in checks:
                     out["step/loss"] = loss
@@ -131,10 +131,10 @@ def oracle_outputs(case: ParityCase, checks: tuple[str, ...]) -> tuple[Outputs, 
         loss, grads = oracle.loss_and_grads(*case.batches[0])
         exposed.update(oracle.kink_exposed(margin))
         if "grad" in checks:
-            out["grad/loss"] = np.float64(loss)
+            out["grad/loss"] = _scalar(loss)
             out.update(_prefixed("grad", grads))
         if "step" in checks:  # first SGD step: the momentum buffer is the decayed gradient itself
-            out["step/loss"] = np.float64(loss)
+            out["step/loss"] = _scalar(loss)
             stepped = {k: (v - h.lr * (grads[k] + h.weight_decay * v)) if k in grads else v
                        for k, v in oracle.weights.items()}
             out.update(_prefixed("step", stepped))
@@ -155,6 +155,11 @@ def stagewise_reference(oracle: Outputs) -> Outputs:
 def with_stagewise_feed(case: ParityCase, oracle: Outputs) -> ParityCase:
     """The case, carrying the oracle's eval stage outputs to feed each framework's next stage."""
     return replace(case, feed={s: oracle[f"eval/{s}"].astype(np.float32) for s in FEED_STAGES})
+
+
+def _scalar(value: float) -> np.ndarray:
+    """Scalars travel as shape-(1,) arrays: safetensors files keep that shape exactly."""
+    return np.array([value], dtype=np.float64)
 
 
 def _prefixed(check: str, values: Mapping[str, np.ndarray], sep: str = "/", strip: bool = False) -> Outputs:

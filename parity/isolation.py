@@ -81,7 +81,7 @@ def _shim(run_dir: Path) -> Path:
 def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
                  timeout: float) -> tuple[engine.Outputs, dict[str, object]]:
     """Run the worker for `name` in a fresh process; WorkerFailed on crash, timeout or bad Python."""
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     exe = python or sys.executable
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_shim(run_dir)), os.environ.get("PYTHONPATH", "")]))
@@ -101,7 +101,8 @@ def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
         last = lines[-1] if lines else "no output"
         raise WorkerFailed(f"{name}: worker ({exe}) exited with status {proc.returncode}: {last}")
     numerics = json.loads((run_dir / f"{name}.json").read_text())
-    return dict(load_file(str(out_file))), numerics
+    with safe_open(str(out_file), framework="np") as f:  # safetensors sorts keys: restore execution order
+        return {k: f.get_tensor(k) for k in json.loads(f.metadata()["order"])}, numerics
 
 
 def worker_main(argv: list[str]) -> int:
@@ -112,7 +113,8 @@ def worker_main(argv: list[str]) -> int:
     case, checks, seed = load_case(case_file)
     outputs, numerics = run_in_process(name, case, checks, seed)
     (run_dir / f"{name}.json").write_text(json.dumps(numerics, default=str))
-    save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(run_dir / f"{name}.safetensors"))
+    save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(run_dir / f"{name}.safetensors"),
+              metadata={"order": json.dumps(list(outputs))})
     return 0
 
 

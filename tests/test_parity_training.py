@@ -11,10 +11,6 @@ from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.parity import engine
 
-TRAIN_CASES = [("resnet18", 224), ("resnet50", 112)]
-# Gradient checks at 64 px, batch 4. Seeds whose float64 forward puts no ReLU input within fp32
-# error of zero (checked below: every comparison must be a strict pass, not kink-limited).
-GRAD_CASES = [("resnet18", 1), ("resnet50", 2)]
 
 
 def _run(case: engine.ParityCase, checks: tuple[str, ...]) -> list[engine.Comparison]:
@@ -24,16 +20,26 @@ def _run(case: engine.ParityCase, checks: tuple[str, ...]) -> list[engine.Compar
     return engine.compare_participants(case.spec.name, results, kink_exposed=exposed)
 
 
-@pytest.mark.parametrize("name,size", TRAIN_CASES)
-def test_train_mode_forward_and_running_statistics_match_the_oracle(name: str, size: int) -> None:
-    case = engine.ParityCase.seeded(get_spec(name), size=size, batch=4, seed=0)
-    comparisons = _run(case, ("train",))
-    assert len(comparisons) == 6
+def test_train_mode_gradients_and_sgd_steps_match_for_resnet18() -> None:
+    """The resnet18 structure at a quarter of its widths, 64 px, batch 4, seed 1: a case whose float64
+    forward puts no ReLU input within fp32 error of zero, so every bound must hold strictly."""
+    spec = get_spec("resnet18").replace(widths=(16, 32, 64, 128), stem_width=16, num_classes=10)
+    case = engine.ParityCase.seeded(spec, size=64, batch=4, seed=1, hyper=engine.Hyper(steps=3))
+    comparisons = _run(case, ("train", "grad", "step", "steps"))
+    by_check = {(c.check, c.left, c.right): c for c in comparisons}
+    assert {k[0] for k in by_check} == {"train", "grad", "step", "steps"}
+    assert ("steps", "torch", engine.ORACLE) not in by_check  # steps is pairwise only
     for c in comparisons:
-        quantities = [r.quantity for r in c.rows]
-        assert quantities[:7] == ["stem", "layer1", "layer2", "layer3", "layer4", "pooled", "logits"]
-        assert any(q.endswith("running_var") for q in quantities)
-        assert c.status == "pass", (c.left, c.right, c.first_divergence)
+        assert c.status == "pass", (c.check, c.left, c.right, c.first_divergence)
+    train = by_check[("train", "paddle", engine.ORACLE)]
+    assert [r.quantity for r in train.rows][:7] == ["stem", "layer1", "layer2", "layer3", "layer4", "pooled", "logits"]
+    assert any(r.quantity.endswith("running_var") and r.tolerance == 1e-6 for r in train.rows)
+    grads = by_check[("grad", "torch", engine.ORACLE)]
+    trainable = [k for k in canonical_shapes(spec) if not is_buffer(k)]
+    assert [r.quantity for r in grads.rows] == ["loss"] + trainable
+    steps = by_check[("steps", "paddle", "flax")]
+    assert [r.quantity.split(" ")[0] for r in steps.rows] == [
+        f"step{k}.{q}" for k in (1, 2, 3) for q in ("loss", "params")]
 
 
 @pytest.mark.parametrize("mode,expected", [("native", {"torch": "unbiased", "paddle": "biased", "flax": "biased"}),
@@ -49,22 +55,6 @@ def test_running_variance_convention_is_the_one_asked_for(mode: str, expected: d
     for fw, rule in expected.items():
         want = n / (n - 1) if rule == "unbiased" else 1.0
         assert conv["factors"][fw] == pytest.approx(want, rel=1e-4), fw
-
-
-@pytest.mark.parametrize("name,seed", GRAD_CASES)
-def test_gradients_and_sgd_steps_match(name: str, seed: int) -> None:
-    case = engine.ParityCase.seeded(get_spec(name), size=64, batch=4, seed=seed, hyper=engine.Hyper(steps=5))
-    comparisons = _run(case, ("grad", "step", "steps"))
-    by_check = {(c.check, c.left, c.right): c for c in comparisons}
-    assert {k[0] for k in by_check} == {"grad", "step", "steps"}
-    assert ("steps", "torch", engine.ORACLE) not in by_check  # steps is pairwise only
-    for c in comparisons:
-        assert c.status == "pass", (c.check, c.left, c.right, c.first_divergence)
-    grads = by_check[("grad", "torch", engine.ORACLE)]
-    trainable = [k for k in canonical_shapes(case.spec) if not is_buffer(k)]
-    assert [r.quantity for r in grads.rows] == ["loss"] + trainable
-    steps = by_check[("steps", "paddle", "flax")]
-    assert [r.quantity.split(" ")[0] for r in steps.rows[:2]] == ["step1.loss", "step1.params"]
 
 
 def test_a_kink_flip_is_labelled_and_does_not_hide_a_real_failure() -> None:
