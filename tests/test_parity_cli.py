@@ -75,7 +75,7 @@ def test_unknown_check_and_mismatched_checkpoint_are_user_errors(tmp_path: Path,
 
 
 def test_markdown_report_has_one_table_per_check_and_the_conventions(tmp_path: Path) -> None:
-    proc, doc = _parity(tmp_path, "--checks", "eval,train,step", "--bn-running-var", "native",
+    proc, doc = _parity(tmp_path, "--checks", "eval,train", "--bn-running-var", "native",
                         "--markdown", str(tmp_path / "p.md"))
     assert proc.returncode == (0 if doc["passed"] else 1), proc.stderr
     # native conventions differ by design: running_var rows are shown but cannot fail
@@ -84,7 +84,7 @@ def test_markdown_report_has_one_table_per_check_and_the_conventions(tmp_path: P
     var_rows = [r for r in torch_vs_paddle["rows"] if r["quantity"].endswith("running_var")]
     assert var_rows and all(r["passed"] for r in var_rows) and max(r["max_rel"] for r in var_rows) > 1e-3
     md = (tmp_path / "p.md").read_text()
-    for check in ("eval", "train", "step"):
+    for check in ("eval", "train"):
         assert f"## resnet18_small · {check}" in md
     # the last BN sees 2 samples x 2 x 2 positions: torch feeds n/(n-1) = 8/7 of the biased variance
     assert "Running-variance feed" in md and f"torch x{8 / 7:.5f}" in md and "paddle x1.00000" in md
