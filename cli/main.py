@@ -11,7 +11,7 @@ import sys
 
 from ..common.errors import UserError
 
-COMMANDS = ("list", "convert", "forward", "parity")
+COMMANDS = ("list", "convert", "forward", "parity", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,73 @@
+"""Paddle side of the guide's demonstrations; mirrored in explain_torch.py and explain_flax.py.
+
+The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
+tests/test_differences.py; the ones below it feed `explain --measure`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import paddle
+
+from ..common.canonical import Weights
+from ..common.spec import ResNetSpec
+from ..frameworks.paddle.adapter import Adapter
+from ..frameworks.paddle.model import ResNet
+
+
+def compile_model(model: paddle.nn.Layer) -> Callable[[paddle.Tensor], paddle.Tensor]:
+    """dy2static rewrites forward's Python source into a static program on the first call per input shape."""
+    model.eval()
+    return paddle.jit.to_static(model, full_graph=True)
+
+
+def bf16_logits(model: paddle.nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
+    """auto_cast works on CUDA, XPU and custom devices; on a CPU it warns and everything stays float32."""
+    with paddle.no_grad(), paddle.amp.auto_cast(dtype="bfloat16"):
+        return model(x)
+
+
+def full_fp32_precision() -> None:
+    """The CPU wheel has no TF32 flag; on GPUs NVIDIA's libraries honour this variable when they load."""
+    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+
+
+def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
+    """Initialisation draws from the global generator: seed it right before building."""
+    paddle.seed(seed)
+    return ResNet(spec)
+
+
+def deterministic_kernels() -> None:
+    """cuDNN switches exist only in GPU builds; the CPU wheel does not know these flags."""
+    if paddle.is_compiled_with_cuda():
+        paddle.set_flags({"FLAGS_cudnn_deterministic": True, "FLAGS_cudnn_exhaustive_search": False})
+
+
+# ---------------------------------------------------------------- measurement glue
+
+def forward_calls(spec: ResNetSpec, weights: Weights, x: np.ndarray) -> tuple[Callable[[], object], ...]:
+    """(eager call, compiled call) of one inference forward on `x`, on two models: to_static converts in place."""
+    model = Adapter(spec, weights).model
+    model.eval()
+    compiled = compile_model(Adapter(spec, weights).model)
+    xt = paddle.to_tensor(x)
+
+    def eager() -> object:
+        with paddle.no_grad():
+            return model(xt).numpy()
+
+    def jitted() -> object:
+        with paddle.no_grad():
+            return compiled(xt).numpy()
+
+    return eager, jitted
+
+
+def bf16_run(spec: ResNetSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
+    """Logits of `bf16_logits` as float32 NumPy."""
+    model = Adapter(spec, weights).model
+    model.eval()
+    return bf16_logits(model, paddle.to_tensor(x)).astype("float32").numpy()

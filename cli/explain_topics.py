@@ -1,0 +1,394 @@
+"""The guide's content as data: one `Topic` per difference between PyTorch, Paddle and Flax.
+
+Each topic has fact rows (every row names the test in tests/test_differences.py that fails if the
+fact stops being true), code cells read from this repository's source at run time (`Code`), a note,
+and, where the guide quotes numbers, a table measured by `resnet-rosetta explain --measure`.
+`resnet-rosetta explain TOPIC` prints a topic; docs/differences.md is generated from all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..common.errors import UserError
+from ..common.spec import ResNetSpec
+from .explain_source import Code
+
+FRAMEWORKS = ("torch", "paddle", "flax")
+FRAMEWORK_TITLES = {"torch": "PyTorch", "paddle": "Paddle", "flax": "Flax linen"}
+PROOFS = "tests/test_differences.py"
+# The residual-block class each framework builds for a spec's block type ({block} in code and rows).
+BLOCK_CLASSES = {
+    "basic": {"torch": "BasicBlock", "paddle": "BasicBlock", "flax": "BasicBlock"},
+    "bottleneck": {"torch": "Bottleneck", "paddle": "BottleneckBlock", "flax": "Bottleneck"},
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One fact in three frameworks, and the test that proves it."""
+
+    label: str
+    torch: str
+    paddle: str
+    flax: str
+    proof: str
+
+    def cell(self, framework: str) -> str:
+        return getattr(self, framework)
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    title: str
+    summary: str
+    rows: tuple[Row, ...] = ()
+    code: dict[str, tuple[Code, ...]] = field(default_factory=dict)
+    note: str = ""
+    per_block: bool = False  # rows and code depend on the architecture's block type
+    measured: bool = False  # the guide quotes a table measured by `explain --measure`
+
+    def cells(self, framework: str, spec: ResNetSpec) -> tuple[Code, ...]:
+        """The framework's code cells, `{block}` resolved for `spec`."""
+        block = BLOCK_CLASSES[spec.block][framework]
+        return tuple(c.with_block(block) for c in self.code.get(framework, ()))
+
+    def facts(self, spec: ResNetSpec) -> tuple[Row, ...]:
+        if not self.per_block:
+            return self.rows
+        names = BLOCK_CLASSES[spec.block]
+        return tuple(Row(r.label, *(r.cell(fw).format(block=names[fw]) for fw in FRAMEWORKS), r.proof)
+                     for r in self.rows)
+
+    @property
+    def proofs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.proof for r in self.rows))
+
+
+def _each(module: str, *qualnames: str) -> dict[str, tuple[Code, ...]]:
+    """The same names in each framework's mirrored module, e.g. `_each("cli.explain_{fw}", "seeded_model")`."""
+    return {fw: tuple(Code(module.format(fw=fw), q) for q in qualnames) for fw in FRAMEWORKS}
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(
+        "layout", "Tensor layout", "NCHW in PyTorch and Paddle, NHWC in Flax",
+        rows=(
+            Row("activations", "NCHW", "NCHW", "NHWC", "test_activation_layout"),
+            Row("an NCHW batch given as is", "runs", "runs",
+                "rejected: `conv1` reads the width as channels", "test_flax_rejects_nchw"),
+            Row("at the boundary", "nothing to do", "nothing to do",
+                "`np.transpose(x, (0, 2, 3, 1))` in, `(0, 3, 1, 2)` out", "test_activation_layout"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "ResNet.forward_stages", "flatten"),),
+            "paddle": (Code("frameworks.paddle.model", "ResNet.forward_stages", "flatten"),),
+            "flax": (Code("frameworks.flax.model", "ResNet.__call__", "mean(axis"),
+                     Code("frameworks.flax.adapter", "_to_nhwc"),
+                     Code("frameworks.flax.adapter", "_to_nchw")),
+        },
+        note="Global average pooling shows the layout: PyTorch and Paddle reduce dims 2 and 3, Flax dims 1 and "
+             "2. The Flax adapter converts at its boundary so that every comparison in this repository "
+             "happens in NCHW, while the model itself stays idiomatic NHWC."),
+    Topic(
+        "weights", "Conv and Linear weight layouts", "OIHW vs HWIO kernels, [out, in] vs [in, out] Linear",
+        rows=(
+            Row("conv weight", "OIHW `[out, in/groups, kh, kw]`", "OIHW", "HWIO `[kh, kw, in/groups, out]`",
+                "test_native_weight_layouts"),
+            Row("Linear weight", "`[out, in]`: y = x Wᵀ + b", "`[in, out]`: y = x W + b", "Dense kernel `[in, out]`",
+                "test_native_weight_layouts"),
+            Row("from canonical (torchvision)", "as is", "Linear: `.T`",
+                "conv: `transpose(2, 3, 1, 0)`; Dense: `.T`", "test_rules_round_trip_exactly"),
+            Row("un-transposed, non-square Linear", "—", "refused by the strict loader (shape)",
+                "refused by the strict loader (shape)", "test_untransposed_linear_is_refused"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "conv3x3"),
+                      Code("frameworks.torch.model", "ResNet.__init__", "nn.Linear")),
+            "paddle": (Code("frameworks.paddle.model", "ConvBNLayer.__init__", "nn.Conv2D"),
+                       Code("frameworks.paddle.model", "ResNet.__init__", "nn.Linear"),
+                       Code("common.rules", "_t")),
+            "flax": (Code("frameworks.flax.model", "Bottleneck.__call__", 'name="conv2"'),
+                     Code("frameworks.flax.model", "ResNet.__call__", "nn.Dense"),
+                     Code("common.rules", "_oihw_to_hwio")),
+        },
+        note="The rule table (common/rules.py) converts canonical weights with transposes only, so ports are "
+             "exact. The dangerous mistakes are the ones no shape check catches: a kernel reshaped instead of "
+             "transposed, `w.T` on a square kernel (it reverses all four axes: WHIO, H and W swapped), or an "
+             "un-transposed Linear whose input and output sizes are equal. Each loads silently and computes "
+             "something else:",
+        measured=True),
+    Topic(
+        "padding", "Padding: explicit vs 'SAME'", "why Flax must not use 'SAME' for stride-2 convolutions",
+        rows=(
+            Row("a 3x3 conv in this repository", "`padding=1`", "`padding=(filter_size - 1) // 2`",
+                "`padding=((1, 1), (1, 1))`", "test_pitfall[flax-same-padding]"),
+            Row("'SAME' on a stride-2 conv, even input", "refused: 'same' is not supported for strided convolutions",
+                "pads (0, 1): bottom and right only", "pads (0, 1): bottom and right only",
+                "test_same_padding_with_stride_2"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "conv3x3"),
+                      Code("frameworks.torch.model", "ResNet.__init__", "MaxPool2d")),
+            "paddle": (Code("frameworks.paddle.model", "ConvBNLayer.__init__", "padding"),
+                       Code("frameworks.paddle.model", "ResNet.__init__", "MaxPool2D")),
+            "flax": (Code("frameworks.flax.model", "BasicBlock.__call__", "padding"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "max_pool")),
+        },
+        note="torchvision pads symmetrically, (k - 1) / 2 on every side. 'SAME' pads the total "
+             "max((ceil(n / s) - 1) s + k - n, 0) with the odd pixel at the bottom and right, so for a stride-2 "
+             "conv on an even input it pads (0, 1) instead of (1, 1): the output has the right shape and wrong "
+             "values. The Flax ImageNet example uses 'SAME'; this repository passes explicit pairs everywhere, "
+             "max-pool included:",
+        measured=True),
+    Topic(
+        "batchnorm", "Batch norm: momentum and running variance", "momentum conventions, biased vs unbiased variance",
+        rows=(
+            Row("`momentum` is the weight of", "the new batch statistic", "the old running value",
+                "the old running value", "test_bn_momentum_meaning"),
+            Row("default momentum", "0.1", "0.9", "0.99", "test_bn_defaults"),
+            Row("our spec's 0.1 becomes", "`momentum=0.1`", "`momentum=0.9`", "`m = 0.9` (old value's weight)",
+                "test_running_stats_match_oracle"),
+            Row("`running_var` is fed", "the unbiased batch variance (× n/(n−1))", "the biased batch variance",
+                "the biased batch variance", "test_native_running_var_rule"),
+            Row("epsilon argument", "`eps`", "`epsilon`", "`epsilon`", "test_bn_defaults"),
+            Row("eval forward with either mistake", "—", "unchanged: only the running statistics drift",
+                "unchanged: only the running statistics drift", "test_bn_mistakes_do_not_show_in_eval"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "BatchNorm2d"),),
+            "paddle": (Code("frameworks.paddle.model", "BatchNorm2D"),),
+            "flax": (Code("frameworks.flax.model", "BatchNorm"),),
+        },
+        note="running = (1 - m) * running + m * batch in PyTorch, running = m * running + (1 - m) * batch in "
+             "Paddle and Flax. The spec stores PyTorch's value and each framework converts; the spec's "
+             "`bn_running_var` decides which batch variance feeds the running one, and each BatchNorm above "
+             "rescales the native update when it differs. n = batch × height × width, so the unbiased "
+             "correction matters most in late stages and small batches. An eval-mode forward of ported "
+             "weights does not notice either mistake; the running statistics after one training step do:",
+        measured=True),
+    Topic(
+        "naming", "Parameter and buffer naming", "torchvision names, classic Paddle names, Flax paths",
+        rows=(
+            Row("stem conv", "`conv1.weight`", "`conv._conv.weight`", "`params/conv1/kernel`", "test_native_names"),
+            Row("shortcut BN variance of block 2.0", "`layer2.0.downsample.1.running_var`",
+                "`bb_1_0.short._batch_norm._variance`", "`batch_stats/layer2_0/downsample_bn/var`",
+                "test_native_names"),
+            Row("classifier", "`fc.weight`, `fc.bias`", "`out.weight`, `out.bias`",
+                "`params/fc/kernel`, `params/fc/bias`", "test_native_names"),
+            Row("extra state per BN", "`num_batches_tracked`", "none", "none", "test_native_names"),
+            Row("running statistics are", "buffers: in `state_dict()`, not in `parameters()`",
+                "parameters with `stop_gradient=True`: in `parameters()`",
+                "the `batch_stats` collection, beside `params`", "test_where_running_statistics_live"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "_downsample"),
+                      Code("frameworks.torch.model", "ResNet.__init__", "add_module")),
+            "paddle": (Code("frameworks.paddle.model", "BottleneckBlock.__init__", "self.short"),
+                       Code("frameworks.paddle.model", "ResNet.__init__", "add_sublayer"),
+                       Code("common.rules", "_paddle_module")),
+            "flax": (Code("frameworks.flax.model", "_shortcut"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "name = f"),
+                     Code("common.rules", "_flax_module")),
+        },
+        note="Names come from attribute names (PyTorch, Paddle) or from `name=` (Flax). The Paddle model keeps "
+             "the classic Paddle ResNet names, so its rule is a function; the Flax rule only joins block paths. "
+             "Because Paddle's running statistics "
+             "are parameters, an optimizer built from `parameters()` receives them too (they get no gradient): "
+             "filter on `stop_gradient`, as the Paddle Trainer does."),
+    Topic(
+        "state", "Train/eval switching and where state lives", "modules that mutate vs variables that are returned",
+        rows=(
+            Row("a freshly built model is in", "train mode", "train mode",
+                "no mode: `train` is an argument of `__call__`", "test_fresh_model_mode"),
+            Row("a train-mode forward updates", "the module's buffers, in place",
+                "the layer's `_mean`, `_variance`, in place", "nothing: it returns the new `batch_stats`",
+                "test_train_mode_updates_state"),
+            Row("updating state without asking", "—", "—",
+                "refused: `ModifyScopeVariableError` unless `mutable=['batch_stats']`",
+                "test_flax_refuses_hidden_state_update"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.adapter", "Adapter.forward", "self.model.train"),
+                      Code("frameworks.torch.model", "BatchNorm2d.forward", "copy_")),
+            "paddle": (Code("frameworks.paddle.adapter", "Adapter.forward", "self.model.train"),
+                       Code("frameworks.paddle.model", "BatchNorm2D.forward", "set_value")),
+            "flax": (Code("frameworks.flax.adapter", "Adapter._apply", "mutable"),
+                     Code("frameworks.flax.adapter", "Adapter.forward", "self.variables =")),
+        },
+        note="PyTorch and Paddle models are objects holding their state; `train()`/`eval()` flip a flag that "
+             "every BatchNorm reads, and forgetting `eval()` silently evaluates with batch statistics. A Flax "
+             "module holds no state: parameters and running statistics are collections in a dict passed to "
+             "`apply`, and an update comes back as a value that the caller keeps or drops."),
+    Topic(
+        "init", "Initialization defaults", "what each framework draws when nobody ports weights",
+        rows=(
+            Row("conv weights", "`kaiming_normal_(mode='fan_out')`: std √(2/fan_out), set explicitly",
+                "Paddle's default: Normal(0, √(2/fan_in)); the classic source sets none",
+                "`variance_scaling(2.0, 'fan_out', 'normal')`: std √(2/fan_out), set explicitly",
+                "test_conv_init_scale"),
+            Row("classifier weight", "PyTorch's default: U(±1/√fan_in)", "U(±1/√fan_in), set explicitly",
+                "Flax's default `lecun_normal`: std 1/√fan_in", "test_classifier_init"),
+            Row("classifier bias", "U(±1/√fan_in)", "zeros", "zeros", "test_classifier_init"),
+            Row("BN scale, shift, mean, var", "1, 0, 0, 1", "1, 0, 0, 1", "1, 0, 0, 1", "test_bn_init"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "ResNet._init_weights"),),
+            "paddle": (Code("frameworks.paddle.model", "ConvBNLayer.__init__", "nn.Conv2D"),
+                       Code("frameworks.paddle.model", "ResNet.__init__", "stdv")),
+            "flax": (Code("frameworks.flax.model", "conv_init"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "partial(nn.Conv"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "nn.Dense")),
+        },
+        note="Ported weights overwrite all of this. It matters when each framework trains from scratch: the "
+             "same architecture then starts from different distributions (Paddle's convs are scaled by fan_in, "
+             "not fan_out). `train` therefore draws torchvision's distributions once in NumPy "
+             "(common/training.py, `initial_weights`) and ports them to every framework."),
+    Topic(
+        "autograd", "Autograd: backward() vs jax.grad", "gradients as side effects vs as return values",
+        rows=(
+            Row("gradients come from", "`loss.backward()`, into `p.grad`", "`loss.backward()`, into `p.grad`",
+                "`jax.value_and_grad(loss_fn)`, returned as a tree", "test_gradients_agree"),
+            Row("a second backward", "adds to `p.grad` (clear with `zero_grad`)",
+                "adds to `p.grad` (clear with `clear_grad`)", "nothing accumulates: a pure function",
+                "test_gradients_accumulate"),
+            Row("batch statistics during the loss", "updated in place as a side effect",
+                "updated in place as a side effect", "returned as auxiliary output (`has_aux=True`)",
+                "test_train_mode_updates_state"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.training", "Trainer._backward"),),
+            "paddle": (Code("frameworks.paddle.training", "Trainer._backward"),),
+            "flax": (Code("frameworks.flax.training", "Trainer.__init__", "loss_fn"),),
+        },
+        note="The three gradients of the same loss on the same weights agree within the gradient tolerance "
+             "(common/tolerance.py); Flax returns them under native paths and HWIO layouts, which the rule "
+             "table maps back to canonical names."),
+    Topic(
+        "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
+        rows=(
+            Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",
+                "`optax.sgd(lr, momentum=μ)`", "test_optimizer_update_rule"),
+            Row("update", "b = μ b + g; p −= lr b", "v = μ v + g; p −= lr v", "t = μ t + g; p −= lr t",
+                "test_optimizer_update_rule"),
+            Row("L2 weight decay", "`weight_decay=wd`: g += wd p", "`weight_decay=L2Decay(wd)`: g += wd p",
+                "`add_decayed_weights(wd)` chained before `sgd`", "test_optimizer_update_rule"),
+            Row("decay chained after `sgd`", "—", "—", "p −= wd p, not scaled by lr: another optimizer",
+                "test_optax_chain_order_matters"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.training", "Trainer.__init__", "torch.optim.SGD"),
+                      Code("frameworks.torch.training", "Trainer.step")),
+            "paddle": (Code("frameworks.paddle.training", "Trainer.__init__", "paddle.optimizer.Momentum"),
+                       Code("frameworks.paddle.training", "Trainer.step")),
+            "flax": (Code("frameworks.flax.training", "Trainer.__init__", "optax.chain"),
+                     Code("frameworks.flax.training", "Trainer.__init__", "tx.update")),
+        },
+        note="Here `momentum` means the same in all three: the weight of the old velocity. Compare batch norm, "
+             "where PyTorch's `momentum` is the weight of the new value. Weight decay is coupled L2 in all "
+             "three (added to the gradient, then scaled by lr with it) and reaches every parameter handed to "
+             "the optimizer. In optax the order of a chain is the order of the maths."),
+    Topic(
+        "compilation", "Compilation: torch.compile, paddle.jit.to_static, jax.jit", "what the first call costs",
+        rows=(
+            Row("compile", "`torch.compile(model)`", "`paddle.jit.to_static(model)`", "`jax.jit(model.apply)`",
+                "test_first_call_compiles"),
+            Row("the first call", "TorchDynamo captures the graph, then the backend compiles it",
+                "dy2static converts the Python source into a static program",
+                "traces to a jaxpr, then XLA compiles it", "test_first_call_compiles"),
+            Row("the model passed in", "unchanged: a new wrapper is returned",
+                "converted in place: the same layer is returned", "unchanged: a new function is returned",
+                "test_what_compilation_returns"),
+            Row("a new input shape", "one recompile that marks the size dynamic, then reused",
+                "a new program per shape", "a new trace and compile per shape", "test_new_shapes_recompile"),
+        ),
+        code=_each("cli.explain_{fw}", "compile_model"),
+        note="Only the first call pays, and it pays again for every new input shape (Paddle, JAX) or for the "
+             "first change of shape (PyTorch, which then compiles a dynamic-shape graph). Benchmarks must "
+             "therefore warm up with the exact shapes they time. PyTorch's default backend, Inductor, "
+             "generates and compiles code on that first call. Measured in a fresh process per framework with "
+             "an empty Inductor cache (eager call = the uncompiled model's steady state):",
+        measured=True),
+    Topic(
+        "mixed-precision", "Mixed precision", "autocast contexts vs array dtypes",
+        rows=(
+            Row("mechanism", "`torch.autocast(device, dtype=torch.bfloat16)` context",
+                "`paddle.amp.auto_cast(dtype='bfloat16')` context",
+                "no autocast: cast the arrays, or `dtype=jnp.bfloat16` on modules", "test_bf16_paths"),
+            Row("on this CPU", "convolutions and matmuls run in bf16",
+                "no effect: warns and stays float32 (no bf16 conv kernel on CPU)", "runs in bf16",
+                "test_bf16_paths"),
+            Row("parameters", "stay float32", "stay float32", "stay float32; the cast copy is bf16",
+                "test_bf16_paths"),
+        ),
+        code=_each("cli.explain_{fw}", "bf16_logits"),
+        note="bf16 keeps float32's range with 8 mantissa bits (unit round-off 3.9e-3); through a whole ResNet "
+             "that becomes an error of the order of 1e-2 at the logits, which is why common/tolerance.py scales "
+             "its bf16 tolerances. Measured on the bench model:",
+        measured=True),
+    Topic(
+        "tf32", "TF32 defaults on GPUs", "who rounds float32 matmuls and convolutions to 10 mantissa bits",
+        rows=(
+            Row("matmul", "`torch.backends.cuda.matmul.allow_tf32` is False", "no TF32 flag in the CPU wheel",
+                "`jax_default_matmul_precision` is None: XLA's default, TF32 on Ampere and later",
+                "test_tf32_defaults"),
+            Row("convolution", "`torch.backends.cudnn.allow_tf32` is True", "no TF32 flag in the CPU wheel",
+                "the same setting as matmul", "test_tf32_defaults"),
+            Row("full float32", "set both flags to False", "`NVIDIA_TF32_OVERRIDE=0` before the first GPU op",
+                "`jax_default_matmul_precision = 'highest'`", "test_full_fp32_precision_switches"),
+        ),
+        code=_each("cli.explain_{fw}", "full_fp32_precision"),
+        note="TF32 rounds the inputs of matmuls and convolutions to a 10-bit mantissa (unit round-off 4.9e-4, "
+             "against 6e-8 for float32), far above the 1e-5 tolerance of an fp32 parity check, so parity runs "
+             "switch it off in every framework. Paddle's own L-BFGS warns that TF32 is on by default on NVIDIA "
+             "GPUs and names NVIDIA_TF32_OVERRIDE=0 as the switch. The defaults above are read from the "
+             "frameworks' flags on this CPU machine; their effect on a GPU is not measured here."),
+    Topic(
+        "determinism", "Determinism switches", "global seeds vs explicit keys, deterministic kernels",
+        rows=(
+            Row("seeding", "`torch.manual_seed(s)`: one global generator", "`paddle.seed(s)`: one global generator",
+                "`jax.random.key(s)`, passed to `init`", "test_seeded_init_is_reproducible"),
+            Row("another draw before building", "changes the weights", "changes the weights",
+                "cannot happen: keys are explicit", "test_global_generators_are_shared"),
+            Row("deterministic kernels", "`torch.use_deterministic_algorithms(True)`, off by default",
+                "`FLAGS_cudnn_deterministic`, GPU builds only",
+                "`--xla_gpu_deterministic_ops=true` in `XLA_FLAGS`", "test_deterministic_switches"),
+        ),
+        code=_each("cli.explain_{fw}", "seeded_model", "deterministic_kernels"),
+        note="A fixed seed gives the same initial weights run after run in all three; on GPUs, atomics in some "
+             "reductions and autotuned kernel choices can still vary between runs, which is what the kernel "
+             "switches address. The same initial weights across frameworks is a different problem, solved by "
+             "porting one set of weights rather than by seeds."),
+    Topic(
+        "block", "The residual block, side by side", "BasicBlock / Bottleneck in the three frameworks (--arch)",
+        rows=(
+            Row("class", "`{block}`", "`{block}`", "`{block}`", "test_block_structure"),
+            Row("conv + BN pairs", "`convK` + `bnK`, K from 1",
+                "`convK`: ConvBNLayer(`_conv`, `_batch_norm`), K from 0", "`convK` + `bnK`, K from 1",
+                "test_block_structure"),
+            Row("projection shortcut", "`downsample`: Sequential(1x1 conv, BN)", "`short`: ConvBNLayer (1x1)",
+                "`downsample_conv` + `downsample_bn`", "test_block_structure"),
+            Row("stride sits on", "the first 3x3 conv (v1.5)", "the first 3x3 conv (v1.5)",
+                "the first 3x3 conv (v1.5)", "test_block_structure"),
+        ),
+        code={"torch": (Code("frameworks.torch.model", "{block}"),),
+              "paddle": (Code("frameworks.paddle.model", "ConvBNLayer"), Code("frameworks.paddle.model", "{block}")),
+              "flax": (Code("frameworks.flax.model", "{block}"), Code("frameworks.flax.model", "_shortcut"))},
+        note="The same block three times: the classes and the source they are read from depend on the "
+             "architecture (`explain block --arch resnet18` shows BasicBlock).",
+        per_block=True),
+    Topic(
+        "pitfalls", "Pitfalls at a glance", "every naive port and how wrong it is, measured",
+        note="Each naive port runs this repository's model with one convention ignored; the correct port is "
+             "the model as shipped. Errors are relative to the float64 oracle's largest magnitude (logits "
+             "in eval mode, running statistics after one train-mode step); the claim column is the bound "
+             "the test asserts, the tolerance column the one the shipped port meets.",
+        measured=True),
+)
+
+
+def get_topic(name: str) -> Topic:
+    for topic in TOPICS:
+        if topic.name == name:
+            return topic
+    raise UserError(f"unknown topic {name!r}; topics: {', '.join(t.name for t in TOPICS)}")

@@ -1,0 +1,72 @@
+"""PyTorch side of the guide's demonstrations; mirrored in explain_paddle.py and explain_flax.py.
+
+The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
+tests/test_differences.py; the ones below it feed `explain --measure`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..common.canonical import Weights
+from ..common.spec import ResNetSpec
+from ..frameworks.torch.adapter import Adapter
+from ..frameworks.torch.model import ResNet
+
+
+def compile_model(model: nn.Module, backend: str | Callable = "inductor") -> Callable[[Tensor], Tensor]:
+    """TorchDynamo captures the graph on the first call; Inductor generates C++ (CPU) or Triton (GPU) code."""
+    return torch.compile(model.eval(), backend=backend)
+
+
+def bf16_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Autocast: convolutions and matmuls run in bfloat16, the parameters stay float32."""
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return model(x)
+
+
+def full_fp32_precision() -> None:
+    """TF32 off for cuBLAS matmuls (already off by default) and for cuDNN convolutions (on by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
+    """Initialisation draws from the global generator: seed it right before building."""
+    torch.manual_seed(seed)
+    return ResNet(spec)
+
+
+def deterministic_kernels() -> None:
+    """Raise on ops without a deterministic kernel; no cuDNN autotuning, which may pick other kernels per run."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS needs a fixed workspace
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+# ---------------------------------------------------------------- measurement glue
+
+def forward_calls(spec: ResNetSpec, weights: Weights, x: np.ndarray) -> tuple[Callable[[], object], ...]:
+    """(eager call, compiled call) of one inference forward on `x`."""
+    model = Adapter(spec, weights).model.eval()
+    compiled = compile_model(model)
+    xt = torch.from_numpy(x)
+
+    def eager() -> object:
+        with torch.no_grad():
+            return model(xt).numpy()
+
+    def jitted() -> object:
+        with torch.no_grad():
+            return compiled(xt).numpy()
+
+    return eager, jitted
+
+
+def bf16_run(spec: ResNetSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
+    """Logits of `bf16_logits` as float32 NumPy."""
+    return bf16_logits(Adapter(spec, weights).model.eval(), torch.from_numpy(x)).float().numpy()
