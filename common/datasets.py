@@ -1,9 +1,10 @@
 """Image-classification data for `train` and `evaluate`: embedded digits, MNIST and Fashion-MNIST from IDX files.
 
 - `digits`: scikit-learn's 8x8 handwritten digits (1,797 real images, shipped inside the package, so
-  it runs anywhere without downloads). Fixed split, in file order, no shuffling: the first 1,437
-  images train, the last 360 test (80 / 20, as `train_test_split(test_size=0.2, shuffle=False)`).
-  Pixel values 0..16 are scaled to [0, 1].
+  it runs anywhere without downloads). Fixed, stratified split without randomness: within each
+  class, in file order, every fifth image (ranks 4, 9, 14, ...) is a test image, 355 in all; the
+  other 1,442 train. The file is ordered by writer, so this spreads every writer over both splits
+  (a head / tail split instead puts unseen writers in the test set). Pixel values 0..16 -> [0, 1].
 - `mnist`, `fashion-mnist`: the standard IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
   `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each optionally `.gz`) in a folder the user
   names, either directly in it (classic tutorials) or in `<dir>/<MNIST|FashionMNIST>/raw/`
@@ -27,7 +28,7 @@ import numpy as np
 from .errors import UserError
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
-DIGITS_TRAIN = 1437  # first 1,437 of 1,797 images train, the remaining 360 test
+DIGITS_TEST_EVERY = 5  # every fifth image of each class is a test image
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -89,7 +90,8 @@ def load_dataset(name: str, image_size: int, data_dir: str | os.PathLike[str] | 
 
 
 def _standardise(x: np.ndarray, mean: float, std: float) -> np.ndarray:
-    return ((x - mean) / std).astype(np.float32)[:, None, :, :]
+    """NCHW float32 with ordinary strides (reshape, not `[:, None]`, whose channel stride is 0)."""
+    return ((x - mean) / std).astype(np.float32).reshape(x.shape[0], 1, *x.shape[1:])
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
@@ -98,8 +100,11 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
-    return (images[:DIGITS_TRAIN], labels[:DIGITS_TRAIN], images[DIGITS_TRAIN:], labels[DIGITS_TRAIN:],
-            "scikit-learn load_digits (embedded)")
+    rank = np.zeros(len(labels), dtype=np.int64)  # position of each image among those of its class
+    for c in np.unique(labels):
+        rank[labels == c] = np.arange(np.count_nonzero(labels == c))
+    test = rank % DIGITS_TEST_EVERY == DIGITS_TEST_EVERY - 1
+    return images[~test], labels[~test], images[test], labels[test], "scikit-learn load_digits (embedded)"
 
 
 # ---------------------------------------------------------------- IDX files
@@ -157,20 +162,22 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _idx_dataset(name: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     files = find_idx_files(name, data_dir)
-    arrays = []
-    for split in ("train", "test"):
-        images = read_idx(files[f"{split}_images"], 3)
-        labels = read_idx(files[f"{split}_labels"], 1)
-        if len(images) != len(labels):
-            raise UserError(f"{name}: {files[f'{split}_images'].name} holds {len(images)} images but "
-                            f"{files[f'{split}_labels'].name} holds {len(labels)} labels")
-        if len(labels) and labels.max() >= len(CLASS_NAMES[name]):
-            raise UserError(f"{files[f'{split}_labels']}: label {labels.max()} out of range "
-                            f"0..{len(CLASS_NAMES[name]) - 1}")
-        if len(images) == 0:
-            raise UserError(f"{files[f'{split}_images']}: holds no images")
-        arrays += [images.astype(np.float32) / 255.0, labels.astype(np.int64)]
-    return (*arrays, str(files["train_images"].parent))  # type: ignore[return-value]
+    x_train, y_train = _idx_split(name, files["train_images"], files["train_labels"])
+    x_test, y_test = _idx_split(name, files["test_images"], files["test_labels"])
+    return x_train, y_train, x_test, y_test, str(files["train_images"].parent)
+
+
+def _idx_split(name: str, image_file: Path, label_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images scaled to [0, 1] and int64 labels, checked against each other and the class count."""
+    images, labels = read_idx(image_file, 3), read_idx(label_file, 1)
+    if len(images) != len(labels):
+        raise UserError(f"{name}: {image_file.name} holds {len(images)} images but "
+                        f"{label_file.name} holds {len(labels)} labels")
+    if len(images) == 0:
+        raise UserError(f"{image_file}: holds no images")
+    if labels.max() >= len(CLASS_NAMES[name]):
+        raise UserError(f"{label_file}: label {labels.max()} out of range 0..{len(CLASS_NAMES[name]) - 1}")
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
 # ---------------------------------------------------------------- resizing and order

@@ -10,7 +10,8 @@ A training checkpoint is two files written together after every epoch:
                             the per-epoch history and the SHA-256 of the weights file it belongs to.
 
 The data order of an epoch is a pure function of (seed, epoch) (`datasets.epoch_order`) and
-training draws no other random numbers, so (seed, epoch) is the whole RNG state. The weights file
+training draws no other random numbers, so (seed, epoch) is the whole RNG state; the learning rate is
+a function of the global step (`learning_rate`). The weights file
 is written first, then the state file; Ctrl-C is held back until both are on disk. A crash between
 the two renames leaves loadable weights whose hash no longer matches the state; resume then refuses
 instead of silently mixing epochs.
@@ -21,12 +22,13 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -102,7 +104,28 @@ def params_to_native(canonical: Mapping[str, np.ndarray], spec: ResNetSpec, fmt:
     return {table[k][0]: table[k][1](np.asarray(canonical[k], dtype=np.float32)) for k in keys}
 
 
+def check_spec(found: ResNetSpec, expected: ResNetSpec, source: str) -> None:
+    """Refuse a checkpoint whose architecture, classes, channels or input size differ from the run's."""
+    fields = ("name", "block", "depths", "widths", "groups", "width_per_group", "stem", "stem_width",
+              "num_classes", "in_channels", "input_size")
+    diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})"
+             for f in fields if getattr(found, f) != getattr(expected, f)]
+    if diffs:
+        raise UserError(f"{source}: checkpoint is for a different model: " + ", ".join(diffs))
+
+
 # ---------------------------------------------------------------- metrics
+
+def predict_all(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits for every row of `x`, in batches of exactly `batch_size` (the last one padded
+    with zeros and cut back), so a jit-compiling framework compiles one shape only."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size]
+        pad = np.zeros((batch_size - len(chunk), *x.shape[1:]), dtype=x.dtype)
+        out.append(predict(np.concatenate([chunk, pad]))[:len(chunk)])
+    return np.concatenate(out)
+
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else 0.0
@@ -133,6 +156,7 @@ class TrainConfig:
 
     framework: str
     arch: str
+    width: int  # channels of the first stage (the preset scaled by width / preset.widths[0])
     dataset: str
     data_dir: str | None
     image_size: int
@@ -142,6 +166,19 @@ class TrainConfig:
     momentum: float
     weight_decay: float
     seed: int
+    lr_schedule: str  # "cosine" or "constant"
+
+
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of global step `step` (0-based): constant, or cosine from lr down to 0
+    over the run's `total_steps`, per step (the decay also makes the final epochs calm, so runs
+    in different frameworks end on comparable accuracies)."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
 @dataclass
@@ -171,17 +208,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_deferring = False  # an interrupts_deferred block is active (inner blocks then leave the handler alone)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) inside the block and raise it once the block is done."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold back Ctrl-C (SIGINT) inside the block and raise it once the outermost block is done."""
+    global _deferring
+    if _deferring or threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    _deferring = True
     try:
         yield
     finally:
+        _deferring = False
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
