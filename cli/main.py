@@ -11,7 +11,7 @@ import sys
 
 from ..common.errors import UserError
 
-COMMANDS = ("list", "convert", "forward", "parity", "explain")
+COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,91 @@
+"""The process that measures one cell: `python -m resnet_rosetta.benchmarks.cell CELL.json RESULT.json`.
+
+Started fresh for every cell by `sweep.py`, with the thread variables already in its environment.
+It pins itself to the sweep's cores, imports exactly one framework runner, measures, and writes
+one result JSON (atomically). A crash, an out-of-memory kill or a timeout leaves no result file;
+the parent records those.
+
+`python -m resnet_rosetta.benchmarks.cell --gpu-count FRAMEWORK` prints how many GPUs that
+framework sees (the `--device gpu` pre-check).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+from ..common.atomic import atomic_write_text
+from .config import PRECISIONS, Cell
+from .environment import current_rss_bytes, host_info, pin_threads
+from .timing import measure, summarize
+from .workload import Unsupported, looks_like_oom
+
+
+def _runner(framework: str):
+    return importlib.import_module(f"{__package__}.runner_{framework}")
+
+
+def run_cell(cell: Cell) -> dict:
+    record: dict = {"status": "error", "message": "", "metrics": {}, "settings": {}}
+    cpus = pin_threads(cell.threads)
+    env = {**host_info(), "threads": cell.threads, "pinned_cpus": cpus,
+           "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE"),
+           "MKL_DEBUG_CPU_TYPE": os.environ.get("MKL_DEBUG_CPU_TYPE")}
+    record["env"] = env
+    try:
+        runner = _runner(cell.framework)
+        runner.setup_threads(cell.threads)
+        env.update(runner.info(cell.device))
+        if cell.kind == "peak":
+            peaks = {}
+            for precision in PRECISIONS:
+                try:
+                    peaks[precision] = runner.matmul_peak(cell.device, precision)
+                except Exception as exc:  # noqa: BLE001 - a dtype the framework cannot multiply
+                    peaks[precision] = {"gflop_s": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            record["metrics"] = {"matmul_peak": peaks}
+        else:
+            rss0 = current_rss_bytes()
+            t0 = time.perf_counter()
+            wl = runner.build(cell)
+            setup_s = time.perf_counter() - t0
+            timings = measure(wl.step, wl.sync, warmup=cell.warmup, iters=cell.iters, repeats=cell.repeats,
+                              target_repeat_s=cell.repeat_s)
+            metrics = summarize(timings, cell.batch, cell.flops_per_image())
+            metrics.update(wl.peak_memory(), setup_s=setup_s, rss_before_model_bytes=rss0, iters=timings.iters)
+            record["metrics"] = metrics
+            record["settings"] = wl.settings
+        record["status"] = "ok"
+    except Unsupported as exc:
+        record.update(status="unsupported", message=str(exc))
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded status
+        traceback.print_exc()
+        oom = looks_like_oom(exc)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        record.update(status="oom" if oom else "error", message=f"{type(exc).__name__}: {first_line}")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--gpu-count":
+        try:
+            print(_runner(argv[1]).gpu_count())
+        except Exception as exc:  # noqa: BLE001
+            print(f"0 {type(exc).__name__}: {exc}")
+        return 0
+    if len(argv) != 2:
+        print("usage: python -m resnet_rosetta.benchmarks.cell CELL.json RESULT.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        cell = Cell.from_dict(json.load(f))
+    record = run_cell(cell)
+    atomic_write_text(argv[1], json.dumps(record, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

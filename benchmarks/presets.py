@@ -1,0 +1,84 @@
+"""The sweeps `resnet-rosetta report` runs: --quick, the default, --full.
+
+Each plan lists its cells in priority order (what the bounds need first), a time budget after
+which no new cell starts, and plain-language lines for the report: what it measures and what it
+leaves out. Sizing (2-core CPU, idle): a resnet50 training step at batch 8 takes seconds, a bf16
+step in torch tens of seconds where the CPU has no bf16 instructions, `torch.compile` of a
+resnet50 a minute or more; hence small batches for training and bf16 measured at batch 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .config import DEFAULT_EXEC, Cell, expand, peak_cells
+
+LEVELS = ("quick", "default", "full")
+
+
+@dataclass
+class Plan:
+    level: str
+    cells: list[Cell]
+    probes: list[Cell]
+    budget_s: float | None  # whole report (parity included); None = no limit
+    parity_args: list[str]
+    measures: list[str] = field(default_factory=list)
+    skips: list[str] = field(default_factory=list)
+
+
+def _dedup(cells: Sequence[Cell]) -> list[Cell]:
+    return list(dict.fromkeys(cells))
+
+
+def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str = "cpu") -> Plan:
+    kw = dict(device=device, threads=threads, warmup=1, repeats=5, repeat_s=1.0)
+    fws = list(frameworks)
+    probes = peak_cells(fws, device, threads)
+    if level == "quick":
+        cells = (expand(["resnet18"], fws, ["infer"], [8], ["fp32"], ["default"], **kw)
+                 + expand(["resnet18"], fws, ["train"], [4], ["fp32"], ["default"], **kw))
+        return Plan(level, _dedup(cells), probes, budget_s=5 * 60, parity_args=["--arch", "resnet18"],
+                    measures=["parity of resnet18 (every framework vs the float64 oracle and each other)",
+                              "resnet18 fp32 at 224 px, each framework in its usual mode "
+                              f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
+                              "model: inference at batch 8, training at batch 4",
+                              "the fp32 and bf16 matmul peak of the machine"],
+                    skips=["resnet50", "compiled / eager alternatives", "bf16 models", "batch-size scaling",
+                           "channels_last"])
+    if level == "default":
+        # Cheapest first, so a busy machine that runs out of budget still covers the most bounds.
+        def ratio(arch: str, mode: str, batch: int) -> list[Cell]:
+            return expand([arch], fws, [mode], [batch], ["fp32"], ["default"], **kw)
+        bf16 = expand(["resnet18"], fws, ["infer"], [1], ["fp32", "bf16"], ["default"], reference="none", **kw)
+        best = expand(["resnet50"], fws, ["infer"], [16], ["fp32"], ["compiled"], reference="none", **kw)
+        if "torch" in fws:
+            best += expand(["resnet50"], ["torch"], ["infer"], [16], ["fp32"], ["eager"], channels_last=True,
+                           reference="none", **kw)
+        cells = (ratio("resnet18", "infer", 16) + ratio("resnet50", "infer", 16) + bf16 + ratio("resnet18", "train", 8)
+                 + ratio("resnet50", "train", 8) + best)
+        return Plan(level, _dedup(cells), probes, budget_s=14.5 * 60, parity_args=[],
+                    measures=["parity of resnet18 and resnet50 (the parity command's defaults)",
+                              "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
+                              f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
+                              "model: inference at batch 16, training at batch 8 (the ours/reference bound)",
+                              "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "
+                              "torch eager channels_last (the fraction-of-peak bound)",
+                              "resnet18 inference at batch 1 in fp32 and bf16 (the bf16 path against the bf16 peak)",
+                              "the fp32 and bf16 matmul peak of the machine"],
+                    skips=["batch-size scaling (one batch size per mode)", "training in the compiled modes",
+                           "JAX op-by-op (eager) execution", "bf16 training and bf16 at large batch",
+                           "reference rows outside fp32 usual-mode cells",
+                           "cells not started within the 14.5-minute budget (listed under 'Cells not measured')"])
+    full = (expand(["resnet18", "resnet50"], fws, ["infer", "train"], [1, 8, 16, 32], ["fp32"], ["eager", "compiled"],
+                   **kw)
+            + expand(["resnet18", "resnet50"], ["torch"], ["infer", "train"], [1, 8, 16, 32], ["fp32"], ["eager", "compiled"],
+                     channels_last=True, reference="none", **kw)
+            + expand(["resnet18", "resnet50"], fws, ["infer", "train"], [1, 8, 16], ["bf16"], ["eager", "compiled"],
+                     reference="all", **kw))
+    return Plan("full", _dedup(full), probes, budget_s=None, parity_args=[],
+                measures=["parity of resnet18 and resnet50",
+                          "resnet18 and resnet50 at 224 px: inference and training, batch 1, 8, 16, 32 (bf16: 1, 8, 16), "
+                          "fp32 and bf16, eager and compiled, torch also channels_last, reference rows everywhere",
+                          "the fp32 and bf16 matmul peak of the machine"],
+                skips=["nothing by design; cells that time out or run out of memory are listed"])

@@ -1,0 +1,119 @@
+"""index.md of `resnet-rosetta report`: summary, parity, benchmark, plots, environment, files."""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from . import report_md
+from .results import RATIO_BOUND, SPREAD_BOUND, model_records, ok
+
+PEAK_BOUND = 0.5
+
+
+def demote_headings(markdown: str, by: int = 1) -> str:
+    """Shift every ATX heading down `by` levels (outside fenced code) so embedded reports nest."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and re.match(r"^#{1,5} ", line):
+            line = "#" * by + line
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]:
+    lines = []
+    # parity
+    if parity["status"] == "skipped":
+        lines.append("**Parity:** not run (--skip-parity).")
+    elif parity.get("doc") is not None:
+        checks = parity["doc"].get("checks", [])
+        npass = sum(1 for c in checks if c.get("passed"))
+        verdict = "PASS" if parity["doc"].get("passed") else "**FAIL**"
+        lines.append(f"**Parity:** {verdict}: {npass} of {len(checks)} checks within tolerance.")
+    else:
+        lines.append(f"**Parity:** {parity['status']}: {parity.get('message', '')}")
+    # ours vs reference
+    rs = derived["ratios"]
+    measured = [r for r in rs if r["ratio"] is not None]
+    if rs:
+        low = [r for r in measured if not r["passed"]]
+        text = (f"**Ours vs reference:** {len(measured) - len(low)} of {len(rs)} pairs at or above {RATIO_BOUND} "
+                f"(ratios {min(r['ratio'] for r in measured):.3f} to {max(r['ratio'] for r in measured):.3f})"
+                if measured else f"**Ours vs reference:** none of {len(rs)} pairs measured")
+        if low:
+            text += "; below: " + ", ".join(
+                f"{r['cell']['arch']} {r['cell']['framework']} {r['cell']['mode']} {r['ratio']:.3f}"
+                f"{' (within noise)' if r['ratio'] + (r['ratio_spread'] or 0) >= RATIO_BOUND else ''}" for r in low)
+        lines.append(text + ".")
+    # peak fraction, resnet50 fp32 inference at batch 16
+    cand = [r for r in model_records(records) if ok(r) and r["cell"]["arch"] == "resnet50" and r["cell"]["mode"] == "infer"
+            and r["cell"]["precision"] == "fp32" and r["cell"]["batch"] == 16 and r["metrics"].get("peak_fraction")]
+    if cand:
+        top = max(cand, key=lambda r: r["metrics"]["peak_fraction"])
+        c = top["cell"]
+        frac = top["metrics"]["peak_fraction"]
+        lines.append(f"**resnet50 fp32 inference, batch 16:** best {top['metrics']['img_s_median']:.3g} img/s = "
+                     f"{top['metrics']['gflop_s']:.3g} GFLOP/s = {_pct(frac)} of the measured fp32 matmul peak "
+                     f"({c['framework']} {c['impl']} {c['exec']}, {c['layout']}); bound {PEAK_BOUND:.0%}: "
+                     f"{'met' if frac >= PEAK_BOUND else 'not met'}.")
+    # bf16
+    bf = [r for r in model_records(records) if r["cell"]["precision"] == "bf16"]
+    if bf:
+        good = [r for r in bf if ok(r)]
+        hw = next((r["env"].get("bf16_hw") for r in records if r.get("env")), None)
+        text = f"**bf16:** {len(good)} of {len(bf)} cells measured"
+        if good:
+            top = max(good, key=lambda r: r["metrics"]["img_s_median"])
+            text += (f"; best {top['cell']['framework']} {top['cell']['arch']} {top['cell']['mode']} "
+                     f"b{top['cell']['batch']}: {top['metrics']['gflop_s']:.3g} GFLOP/s = "
+                     f"{_pct(top['metrics'].get('peak_fraction'))} of the bf16 matmul peak")
+        if hw is False:
+            text += " (this CPU has no bf16 instructions: bf16 is emulated or converted to fp32)"
+        lines.append(text + ".")
+    noisy = [r for r in model_records(records) if ok(r) and r["metrics"]["spread"] > SPREAD_BOUND]
+    good = [r for r in model_records(records) if ok(r)]
+    if good:
+        lines.append(f"**Repeatability:** {len(good) - len(noisy)} of {len(good)} cells with IQR/median <= "
+                     f"{SPREAD_BOUND:.0%}" + (f"; noisier: {len(noisy)} (see the spread column)" if noisy else "") + ".")
+    from .pipeline import status_line
+    lines.append(f"**Cells:** {status_line(records)}.")
+    return lines
+
+
+def index_markdown(*, meta: dict, plan_measures: Sequence[str], plan_skips: Sequence[str], records: list[dict],
+                   derived: dict, parity: dict, list_text: str | None, files: Sequence[str]) -> str:
+    out = "# resnet-rosetta report\n\n"
+    if meta.get("interrupted"):
+        out += ("> **Interrupted (Ctrl-C):** this report holds what was finished before the interrupt; "
+                "the rest is listed as not run.\n\n")
+    out += report_md.load_note(records)
+    out += "## Summary\n\n" + "".join(f"- {line}\n" for line in summary_lines(records, derived, parity)) + "\n"
+    out += "### What this report measured\n\n" + "".join(f"- {m}\n" for m in plan_measures) + "\n"
+    out += "### What it left out\n\n" + "".join(f"- {s}\n" for s in plan_skips)
+    skipped = [r for r in records if r["status"] in ("skipped", "not_run", "interrupted")]
+    if skipped:
+        out += f"- {len(skipped)} planned cells not run (budget, interrupt or an earlier out-of-memory): see below\n"
+    out += "\n" + report_md.run_section(meta)
+    out += "## Presets\n\n"
+    out += ("```\n" + list_text.rstrip() + "\n```\n\n") if list_text else "`resnet-rosetta list` did not run.\n\n"
+    out += "## Parity\n\n"
+    if parity.get("markdown"):
+        out += demote_headings(parity["markdown"], 2) + "\n"
+    elif parity.get("stdout"):
+        out += (f"Parity {parity['status']}: {parity.get('message', '')}. Its terminal output:\n\n```\n"
+                + parity["stdout"].rstrip()[-6000:] + "\n```\n\n")
+    else:
+        out += f"Parity {parity['status']}: {parity.get('message', '')}\n\n"
+    out += "## Benchmark\n\n"
+    out += (report_md.ratio_section(derived["ratios"], 3) + report_md.best_section(derived["best"], 3)
+            + report_md.results_tables(records, 3) + report_md.peaks_section(derived["peaks"], 3)
+            + report_md.plots_section(derived.get("plots", []), 3) + report_md.failures_section(records, 3))
+    out += report_md.environment_section(records, meta, 2)
+    out += "## Files\n\n" + "".join(f"- [{f}]({f})\n" for f in files) + "\n"
+    return out

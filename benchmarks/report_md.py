@@ -1,0 +1,247 @@
+"""Markdown for people: the benchmark tables, the ours/reference ratios, peaks, failures, environment.
+
+Every function returns a section (a string starting with a heading at `level`), so `bench`'s
+report.md and `report`'s index.md are assembled from the same pieces.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from .config import DEFAULT_EXEC, EXEC_MEANING, REFERENCE_NAME
+from .results import RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok
+
+NOT_ATTEMPTED = ("skipped", "not_run")
+IMPL_NAME = {"torch": "torchvision", "paddle": "paddle.vision", "flax": "plain Flax"}
+
+
+def _h(level: int, text: str) -> str:
+    return f"{'#' * level} {text}\n\n"
+
+
+def _num(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+    return str(v)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _mib(v) -> str:
+    return "-" if not v else f"{v / 2**20:,.0f} MiB"
+
+
+def _esc(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+def model_name(cell: dict) -> str:
+    return "ours" if cell["impl"] == "ours" else IMPL_NAME.get(cell["framework"], "reference")
+
+
+def peaks_section(peaks: dict, level: int = 2) -> str:
+    out = _h(level, "Matmul peak of this machine (measured in this run)")
+    if not peaks:
+        return out + "Not measured (probe skipped or failed): no fraction-of-peak figures.\n\n"
+    rows = []
+    for precision in ("fp32", "bf16"):
+        p = peaks.get(precision)
+        if not p:
+            continue
+        per = ", ".join(f"{fw} {_num(g)}" for fw, g in sorted(p["per_framework"].items()))
+        rows.append((precision, _num(p["gflop_s"]), p["by"] or "-", per))
+    out += table(("precision", "peak GFLOP/s", "best by", "each framework's matmul (GFLOP/s)"), rows)
+    out += ("Square matmuls, n grown until one call takes 0.1 s, best of 3 rounds, same threads and cores as "
+            "the cells. Fractions of peak below use the best framework's figure for the cell's precision.\n\n")
+    return out
+
+
+def ratio_section(ratios: list[dict], level: int = 2) -> str:
+    out = _h(level, f"Ours vs the framework's own reference model (bound: ratio >= {RATIO_BOUND})")
+    if not ratios:
+        return out + "No reference pairs in this sweep.\n\n"
+    rows = []
+    for r in sorted(ratios, key=lambda r: (r["cell"]["arch"], r["cell"]["mode"], framework_order(r["cell"]["framework"]),
+                                           r["cell"]["batch"], r["cell"]["precision"], r["cell"]["exec"])):
+        c = r["cell"]
+        if r["ratio"] is None:
+            verdict = f"not measured (ours {r['ours_status']}, reference {r['reference_status']})"
+        else:
+            verdict = "pass" if r["passed"] else "**below bound**"
+            if not r["passed"] and r["ratio_spread"] is not None and r["ratio"] + r["ratio_spread"] >= RATIO_BOUND:
+                verdict += " (within noise)"
+        rows.append((c["arch"], c["framework"], REFERENCE_NAME[c["framework"]], c["mode"], str(c["batch"]),
+                     c["precision"], c["exec"], _num(r["ours_img_s"]), _num(r["reference_img_s"]),
+                     _num(r["ratio"]), _pct(r["ratio_spread"]), verdict))
+    out += table(("arch", "framework", "reference", "mode", "batch", "precision", "exec", "ours img/s",
+                  "reference img/s", "ratio", "noise (sum of IQR/median)", "verdict"), rows)
+    return out
+
+
+def results_tables(records: list[dict], level: int = 2) -> str:
+    """One table per model x mode; the fastest row of each (batch, precision) is starred."""
+    groups: dict = defaultdict(list)
+    for r in model_records(records):
+        if r["status"] not in NOT_ATTEMPTED:  # those are listed under "Cells not measured"
+            groups[(r["cell"]["arch"], r["cell"]["size"], r["cell"]["mode"])].append(r)
+    out = _h(level, "Throughput")
+    if not groups:
+        return out + "No model cells.\n\n"
+    out += ("img/s and ms/step are medians over the repeats, IQR their inter-quartile range; spread = IQR / median. "
+            "First call = the first step on its own (tracing, compilation, autotuning included), never in the "
+            "medians. GFLOP/s counts 2 x MACs per image for inference and 3 x that for training. "
+            "★ = fastest row for its batch size and precision.\n\n")
+    header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "ms/step",
+              "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
+    for (arch, size, mode), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "infer")):
+        recs = sorted(recs, key=lambda r: (r["cell"]["batch"], r["cell"]["precision"],
+                                           framework_order(r["cell"]["framework"]), r["cell"]["exec"],
+                                           r["cell"]["impl"] != "ours", r["cell"]["layout"]))
+        fastest = {}
+        for r in recs:
+            if ok(r):
+                k = (r["cell"]["batch"], r["cell"]["precision"])
+                if k not in fastest or r["metrics"]["img_s_median"] > fastest[k]["metrics"]["img_s_median"]:
+                    fastest[k] = r
+        rows = []
+        for r in recs:
+            c, m = r["cell"], r.get("metrics", {})
+            star = " ★" if fastest.get((c["batch"], c["precision"])) is r else ""
+            if ok(r):
+                spread = m.get("spread")
+                sp = _pct(spread) + (" (noisy)" if spread is not None and spread > SPREAD_BOUND else "")
+                rows.append((f"**{c['framework']}**{star}" if star else c["framework"], model_name(c), c["exec"],
+                             c["precision"], c["layout"], str(c["batch"]), _num(m["img_s_median"]),
+                             f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _num(m["ms_step_median"], 4),
+                             _num(m["first_call_s"]), _mib(m.get("peak_memory_bytes")), _num(m["gflop_s"]),
+                             _pct(m.get("peak_fraction")), "ok"))
+            else:
+                rows.append((c["framework"], model_name(c), c["exec"], c["precision"], c["layout"], str(c["batch"]),
+                             "-", "-", "-", "-", "-", "-", "-", "-", f"{r['status']}"))
+        out += _h(level + 1, f"{arch} {mode} ({size}x{size})") + table(header, rows)
+    return out
+
+
+def failures_section(records: list[dict], level: int = 2) -> str:
+    bad = [r for r in records if r.get("status") != "ok"]
+    out = _h(level, "Cells not measured")
+    if not bad:
+        return out + "None: every cell completed.\n\n"
+    rows = [(r["cell"].get("arch") or "(peak probe)", r["cell"]["framework"], model_name(r["cell"]) if r["cell"].get("arch")
+             else "-", r["cell"].get("mode", "-"), str(r["cell"].get("batch", "-")), r["cell"].get("precision", "-"),
+             r["cell"].get("exec", "-"), r["status"], r.get("message", ""), r.get("log", "-")) for r in bad]
+    return out + table(("arch", "framework", "model", "mode", "batch", "precision", "exec", "status", "message", "log"),
+                       rows)
+
+
+def best_section(best: dict, level: int = 2) -> str:
+    out = _h(level, "Best configuration per framework (our implementation)")
+    if not best:
+        return out + "No successful cells.\n\n"
+    rows = []
+    for (arch, mode), per in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1] != "infer")):
+        top = max(per.values(), key=lambda r: r["metrics"]["img_s_median"])
+        for fw in sorted(per, key=framework_order):
+            r = per[fw]
+            c, m = r["cell"], r["metrics"]
+            rows.append((arch, mode, f"**{fw}** ★" if r is top else fw,
+                         f"{c['exec']}, {c['precision']}, {c['layout']}, batch {c['batch']}",
+                         _num(m["img_s_median"]), _num(m["gflop_s"]), _pct(m.get("peak_fraction"))))
+    return out + table(("arch", "mode", "framework", "configuration", "img/s", "GFLOP/s", "% of peak"), rows)
+
+
+def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:
+    out = _h(level, "Environment")
+    env = next((r["env"] for r in records if r.get("env")), {})
+    if env:
+        rows = [("CPU", env.get("cpu_model", "?")), ("SIMD flags", " ".join(env.get("cpu_flags", [])) or "-"),
+                ("bf16 in hardware", "yes" if env.get("bf16_hw") else "no (bf16 is emulated / converted)"),
+                ("logical CPUs", str(env.get("cpu_count"))), ("memory", _mib(env.get("memory_total_bytes"))),
+                ("OS", env.get("os", "?")), ("Python", env.get("python", "?")),
+                ("threads per cell", f"{env.get('threads')} (cores {env.get('pinned_cpus')})"),
+                ("MKL_DEBUG_CPU_TYPE", env.get("MKL_DEBUG_CPU_TYPE") or "unset")]
+        out += table(("", ""), rows)
+    fw_rows = []
+    seen = set()
+    for r in records:
+        c, e = r["cell"], r.get("env", {})
+        if c["framework"] in seen or "framework_version" not in e:
+            continue
+        seen.add(c["framework"])
+        extra = {k: v for k, v in e.items() if k.endswith("_version") and k != "framework_version"}
+        gpu = e.get("device_name", "cpu")
+        if e.get("tf32"):
+            tf32 = e["tf32"]
+        elif "tf32_matmul" in e:
+            tf32 = ("off (NVIDIA_TF32_OVERRIDE=0)" if e.get("tf32_override") == "0" else
+                    f"allow_tf32: matmul {e.get('tf32_matmul')}, cuDNN conv {e.get('tf32_conv')}")
+        else:
+            tf32 = "n/a (CPU)"
+        fw_rows.append((c["framework"], e["framework_version"], ", ".join(f"{k[:-8]} {v}" for k, v in extra.items()),
+                        gpu, tf32))
+    if fw_rows:
+        out += table(("framework", "version", "with", "device", "TF32"), sorted(fw_rows, key=lambda r: framework_order(r[0])))
+    out += _h(level + 1, "How each framework is run")
+    rows = [(fw, ex, EXEC_MEANING[(fw, ex)] + (" (default)" if DEFAULT_EXEC[fw] == ex else ""))
+            for (fw, ex) in EXEC_MEANING]
+    out += table(("framework", "exec", "meaning"), rows)
+    out += ("All frameworks: synthetic inputs created on the device before timing; inference = eval-mode forward "
+            "without gradients; training step = forward + cross-entropy + backward + SGD with momentum 0.9. "
+            "bf16 = mixed precision (torch autocast, Paddle AMP O1, Flax bf16 compute dtype), weights fp32. "
+            "Threads: the same count for every cell through OMP/MKL/OpenBLAS variables, the framework's own "
+            "setter, and a CPU-affinity mask (which XLA follows). Every cell runs in a fresh process.\n\n")
+    settings = {}
+    for r in records:
+        if r.get("settings"):
+            settings.setdefault(r["cell"]["framework"], set()).update(f"{k}={v}" for k, v in r["settings"].items())
+    if settings:
+        out += table(("framework", "runner settings seen"),
+                     [(fw, ", ".join(sorted(v))) for fw, v in sorted(settings.items(), key=lambda kv: framework_order(kv[0]))])
+    return out
+
+
+def load_note(records: list[dict]) -> str:
+    busy = [r for r in records if r.get("loadavg_start") is not None and r.get("env")
+            and r["loadavg_start"] > r["env"].get("threads", 1) + 0.5]
+    if not busy:
+        return ""
+    loads = [r["loadavg_start"] for r in busy]
+    return (f"> **Busy machine:** {len(busy)} of {len(records)} cells started with the 1-minute load average above "
+            f"the thread count (up to {max(loads):.1f}). Other processes competed for the cores: read the "
+            "throughputs as pessimistic and the spreads as inflated.\n\n")
+
+
+def run_section(meta: dict, level: int = 2) -> str:
+    out = _h(level, "What was run")
+    rows = [(k, _esc(str(v))) for k, v in meta.items() if k not in ("notes",)]
+    out += table(("", ""), rows)
+    for note in meta.get("notes", []):
+        out += f"- {note}\n"
+    return out + ("\n" if meta.get("notes") else "")
+
+
+def plots_section(plots: Sequence[str], level: int = 2) -> str:
+    out = _h(level, "Plots")
+    if not plots:
+        return out + "No plots (no successful model cells).\n\n"
+    return out + "".join(f"![{p}]({p})\n\n" for p in plots)
+
+
+def bench_markdown(records: list[dict], derived: dict, meta: dict, plots: Sequence[str]) -> str:
+    head = "# resnet-rosetta benchmark\n\n"
+    if meta.get("interrupted"):
+        head += "> **Interrupted:** this report holds the cells measured before Ctrl-C.\n\n"
+    return (head + load_note(records) + run_section(meta) + ratio_section(derived["ratios"])
+            + best_section(derived["best"]) + results_tables(records) + peaks_section(derived["peaks"])
+            + plots_section(plots) + failures_section(records) + environment_section(records, meta))

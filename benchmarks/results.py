@@ -1,0 +1,142 @@
+"""Records in and out: JSON lines, CSV, and what is derived from them (matmul peaks, fractions of
+peak, ours/reference ratios, the best configuration per framework)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+from ..common.atomic import atomic_write_text
+from .config import FRAMEWORKS, Cell
+
+RATIO_BOUND = 0.97
+SPREAD_BOUND = 0.05
+
+CSV_FIELDS = (
+    "status", "kind", "arch", "framework", "impl", "mode", "batch", "precision", "exec", "layout", "size",
+    "device", "threads", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
+    "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
+    "memory_kind", "gflop_s", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s", "matmul_bf16_gflop_s",
+    "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
+)
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in records))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def cell_of(record: dict) -> Cell:
+    return Cell.from_dict(record["cell"])
+
+
+def ok(record: dict) -> bool:
+    return record.get("status") == "ok"
+
+
+def model_records(records: Iterable[dict]) -> list[dict]:
+    return [r for r in records if r["cell"].get("kind") == "model"]
+
+
+def machine_peaks(records: Iterable[dict]) -> dict:
+    """{precision: {"gflop_s": best over frameworks, "by": framework, "per_framework": {...}}}."""
+    out: dict = {}
+    for r in records:
+        if r["cell"].get("kind") != "peak" or not ok(r):
+            continue
+        fw = r["cell"]["framework"]
+        for precision, m in r["metrics"].get("matmul_peak", {}).items():
+            entry = out.setdefault(precision, {"gflop_s": None, "by": None, "per_framework": {}})
+            g = m.get("gflop_s")
+            entry["per_framework"][fw] = g
+            if g is not None and (entry["gflop_s"] is None or g > entry["gflop_s"]):
+                entry["gflop_s"], entry["by"] = g, fw
+    return out
+
+
+def derive(records: list[dict]) -> dict:
+    """Add peak fractions to the model records (in place); return peaks, ratios and bests."""
+    peaks = machine_peaks(records)
+    for r in model_records(records):
+        if not ok(r):
+            continue
+        m = r["metrics"]
+        peak = (peaks.get(r["cell"]["precision"]) or {}).get("gflop_s")
+        m["peak_gflop_s"] = peak
+        m["peak_fraction"] = m["gflop_s"] / peak if peak else None
+    return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records)}
+
+
+def ratios(records: Iterable[dict]) -> list[dict]:
+    """ours / reference img/s for every pair measured in the same sweep."""
+    pairs: dict[tuple, dict] = {}
+    for r in model_records(records):
+        c = cell_of(r)
+        pairs.setdefault(c.group, {})[c.impl] = r
+    out = []
+    for group, pair in pairs.items():
+        if "reference" not in pair or "ours" not in pair:
+            continue
+        ours, ref = pair["ours"], pair["reference"]
+        row = {"cell": ours["cell"], "ours_status": ours["status"], "reference_status": ref["status"],
+               "ours_img_s": None, "reference_img_s": None, "ratio": None, "ratio_spread": None, "passed": None}
+        if ok(ours) and ok(ref):
+            a, b = ours["metrics"], ref["metrics"]
+            row.update(ours_img_s=a["img_s_median"], reference_img_s=b["img_s_median"],
+                       ratio=a["img_s_median"] / b["img_s_median"])
+            # relative IQRs add (to first order) in a ratio: how far the ratio could move by noise
+            row["ratio_spread"] = a["spread"] + b["spread"]
+            row["passed"] = row["ratio"] >= RATIO_BOUND
+        out.append(row)
+    return out
+
+
+def best_per_framework(records: Iterable[dict]) -> dict:
+    """{(arch, mode): {framework: best ok record of our implementation}} by median img/s."""
+    best: dict = {}
+    for r in model_records(records):
+        c = r["cell"]
+        if not ok(r) or c["impl"] != "ours":
+            continue
+        slot = best.setdefault((c["arch"], c["mode"]), {})
+        if c["framework"] not in slot or r["metrics"]["img_s_median"] > slot[c["framework"]]["metrics"]["img_s_median"]:
+            slot[c["framework"]] = r
+    return best
+
+
+def flat_row(r: dict) -> dict:
+    c, m, env = r["cell"], r.get("metrics", {}), r.get("env", {})
+    row = {**{k: c.get(k) for k in ("kind", "arch", "framework", "impl", "mode", "batch", "precision", "exec",
+                                    "layout", "size", "device", "threads", "warmup", "repeats")},
+           **{k: m.get(k) for k in CSV_FIELDS if k in m},
+           "iters": m.get("iters", c.get("iters")),
+           "status": r.get("status"), "message": r.get("message", ""),
+           "framework_version": env.get("framework_version"), "device_name": env.get("device_name"),
+           "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
+           "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}
+    if c.get("kind") == "peak":
+        mp = m.get("matmul_peak", {})
+        row["matmul_fp32_gflop_s"] = (mp.get("fp32") or {}).get("gflop_s")
+        row["matmul_bf16_gflop_s"] = (mp.get("bf16") or {}).get("gflop_s")
+    return row
+
+
+def to_csv(records: Iterable[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        row = flat_row(r)
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def framework_order(name: str) -> int:
+    return FRAMEWORKS.index(name) if name in FRAMEWORKS else len(FRAMEWORKS)

@@ -1,0 +1,199 @@
+"""Paddle runner: our `frameworks.paddle.model.ResNet` or paddle.vision's, at its best.
+
+- eager: dygraph; compiled: `paddle.jit.to_static(model, full_graph=True, backend=None)` (the
+  AST-transcribed static program; CINN is not used because the CPU wheel lacks it).
+- CPU: oneDNN kernels on (`FLAGS_use_onednn`), measured faster than Paddle's native CPU kernels
+  for ResNet on this machine; set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
+- bf16: `paddle.amp.auto_cast(dtype="bfloat16", level="O1")` (weights stay fp32).
+- train step: forward, cross-entropy, backward, Momentum(0.9).step(), clear_grad().
+- sync: `paddle.device.synchronize()` on GPU; CPU dygraph ops return when done.
+Imports paddle only.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Sequence
+
+import paddle
+
+from ..common.spec import get_spec
+from .config import Cell
+from .environment import peak_rss_bytes
+from .workload import Unsupported, Workload, looks_like_oom, matmul_peak as _matmul_peak
+
+
+def _set_device(device: str) -> str:
+    if device == "gpu":
+        if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
+            raise Unsupported("paddle sees no CUDA device (CPU-only wheel or no GPU)")
+        paddle.set_device("gpu:0")
+        return "gpu"
+    paddle.set_device("cpu")
+    return "cpu"
+
+
+def setup_threads(threads: int) -> None:
+    core = getattr(getattr(paddle, "base", None), "core", None)
+    if core is not None and hasattr(core, "set_num_threads"):
+        core.set_num_threads(threads)
+
+
+def gpu_count() -> int:
+    return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+
+
+def _onednn_wanted() -> bool:
+    return os.environ.get("RESNET_ROSETTA_PADDLE_ONEDNN", "1") != "0"
+
+
+def _set_onednn(on: bool) -> None:
+    for flag in ("FLAGS_use_onednn", "FLAGS_use_mkldnn"):
+        try:
+            paddle.set_flags({flag: on})
+            return
+        except (ValueError, KeyError, RuntimeError):
+            continue
+
+
+def info(device: str) -> dict:
+    d = {"framework_version": paddle.__version__, "compiled_with_cuda": paddle.is_compiled_with_cuda(),
+         "bf16_supported": _bf16_supported()}
+    if device == "gpu" and gpu_count():
+        d["device_name"] = paddle.device.cuda.get_device_name(0)
+        d["tf32"] = ("off (NVIDIA_TF32_OVERRIDE=0)" if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+                     else "Paddle default: allowed in cuBLAS and cuDNN on Ampere+")
+    else:
+        d["device_name"] = "cpu"
+    return d
+
+
+def _bf16_supported() -> bool | None:
+    try:
+        return bool(paddle.amp.is_bfloat16_supported())
+    except Exception:  # noqa: BLE001 - API differs across versions
+        return None
+
+
+def _check_bf16_amp() -> None:
+    """Paddle's AMP silently runs fp32 where it thinks bf16 is unsupported (CPUs without
+    AVX512-BF16 / AMX): refuse to label such a run bf16."""
+    conv = paddle.nn.Conv2D(3, 4, 3)
+    with paddle.no_grad(), paddle.amp.auto_cast(enable=True, dtype="bfloat16", level="O1"):
+        out_dtype = conv(paddle.randn([1, 3, 8, 8])).dtype
+    if out_dtype != paddle.bfloat16:
+        raise Unsupported(f"paddle.amp.auto_cast(dtype='bfloat16') computes {out_dtype} here "
+                          f"(paddle.amp.is_bfloat16_supported() = {_bf16_supported()}): no bf16 path on this device")
+
+
+def _sync_for(device: str):
+    if device == "gpu":
+        def sync(handles: Sequence[Any]) -> None:
+            paddle.device.synchronize()
+    else:
+        def sync(handles: Sequence[Any]) -> None:
+            pass
+    return sync
+
+
+def _peak_memory_for(device: str):
+    if device == "gpu":
+        paddle.device.cuda.reset_max_memory_allocated()
+        return lambda: {"peak_memory_bytes": int(paddle.device.cuda.max_memory_allocated()),
+                        "memory_kind": "device (allocated)"}
+    return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+
+
+def build_model(cell: Cell) -> paddle.nn.Layer:
+    spec = get_spec(cell.arch)
+    if cell.impl == "reference":
+        import paddle.vision.models as zoo
+        return getattr(zoo, cell.arch)(num_classes=spec.num_classes)
+    from ..frameworks.paddle.model import ResNet
+    return ResNet(spec)
+
+
+def build(cell: Cell) -> Workload:
+    device = _set_device(cell.device)
+    compiled = cell.execution == "compiled"
+    settings: dict = {}
+    if device == "cpu":
+        # oneDNN for dygraph; off under to_static, whose full-graph programs fail with it on CPU
+        # (Paddle 3.3: "dst_tensor shall be defined" in run_program, even for paddle.vision models).
+        on = _onednn_wanted() and not compiled
+        _set_onednn(on)
+        settings["onednn"] = on
+    spec = get_spec(cell.arch)
+    x = paddle.randn([cell.batch, spec.in_channels, cell.size, cell.size], dtype="float32")
+    y = paddle.randint(0, spec.num_classes, [cell.batch], dtype="int64")
+    if cell.precision == "bf16":
+        _check_bf16_amp()
+        settings["amp"] = "auto_cast bfloat16 O1"
+
+        def amp():
+            return paddle.amp.auto_cast(enable=True, dtype="bfloat16", level="O1")
+    else:
+        amp = contextlib.nullcontext
+    peak_memory = _peak_memory_for(device)
+    train = cell.mode == "train"
+
+    def make(full_graph: bool | None) -> dict:
+        """A fresh model (+ optimizer), to_static'd when full_graph is not None."""
+        paddle.seed(0)
+        model = build_model(cell)
+        model.train() if train else model.eval()
+        parts = {"model": model, "fn": model}
+        if train:
+            parts["opt"] = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9,
+                                                     parameters=model.parameters())
+        if full_graph is not None:
+            parts["fn"] = paddle.jit.to_static(model, full_graph=full_graph, backend=None)
+            settings["to_static"] = f"full_graph={full_graph}, backend=None"
+        return parts
+
+    state = make(True if compiled else None)
+
+    def run_once() -> Any:
+        if not train:
+            with paddle.no_grad(), amp():
+                return state["fn"](x)
+        with amp():
+            loss = paddle.nn.functional.cross_entropy(state["fn"](x), y)
+        loss.backward()
+        state["opt"].step()
+        state["opt"].clear_grad(set_to_zero=False)
+        return loss
+
+    def step() -> Any:
+        try:
+            return run_once()
+        except Exception as exc:  # noqa: BLE001
+            # A model that full-graph to_static cannot transcribe falls back to SOT (graph breaks
+            # run eagerly), Paddle's own default; the reason is recorded with the result.
+            if not (compiled and settings.get("to_static", "").startswith("full_graph=True")) or looks_like_oom(exc):
+                raise
+            reason = (str(exc).strip().splitlines() or [""])[-1][:200]
+            state.clear()
+            state.update(make(False))
+            settings["to_static_fallback"] = f"full_graph=True failed: {reason or type(exc).__name__}"
+            return run_once()
+
+    return Workload(step=step, sync=_sync_for(device), peak_memory=peak_memory, settings=settings)
+
+
+def matmul_peak(device: str, precision: str) -> dict:
+    device = _set_device(device)
+    if device == "cpu":
+        _set_onednn(_onednn_wanted())
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    sync = _sync_for(device)
+
+    def make(n: int):
+        a = paddle.randn([n, n]).astype(dtype)
+        b = paddle.randn([n, n]).astype(dtype)
+
+        def f() -> None:
+            paddle.matmul(a, b)
+            sync(())
+        return f
+    return _matmul_peak(make)

@@ -1,0 +1,154 @@
+"""PyTorch runner: our `frameworks.torch.model.ResNet` or torchvision's, at its best.
+
+- eager: plain modules; compiled: `torch.compile` (inductor). On CPU, compiled inference also sets
+  inductor's `freezing` (weights folded as constants, oneDNN weight prepacking), the documented
+  CPU-inference recipe.
+- bf16: `torch.autocast(device, torch.bfloat16)` around the forward (and loss); weights stay fp32.
+- channels_last: model and input in `torch.channels_last` (opt-in, `--channels-last`).
+- GPU: `cudnn.benchmark = True`; TF32 left at PyTorch's defaults and recorded.
+- train step: zero_grad, forward, cross-entropy, backward, SGD(momentum=0.9).step().
+- sync: `torch.cuda.synchronize()` on GPU; CPU kernels return when done.
+Imports torch only (and torchvision for the reference rows).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Sequence
+
+import torch
+
+from ..common.spec import get_spec
+from .config import Cell
+from .environment import peak_rss_bytes
+from .workload import Unsupported, Workload, matmul_peak as _matmul_peak
+
+
+def _device(device: str) -> torch.device:
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            raise Unsupported("torch sees no CUDA device (torch.cuda.is_available() is False)")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def setup_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set
+        pass
+
+
+def gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def info(device: str) -> dict:
+    import torchvision
+    d = {"framework_version": torch.__version__, "torchvision_version": torchvision.__version__,
+         "torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+         "mkldnn": torch.backends.mkldnn.is_available()}
+    if device == "gpu" and torch.cuda.is_available():
+        d.update(device_name=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+                 cudnn=torch.backends.cudnn.version(),
+                 tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_conv=torch.backends.cudnn.allow_tf32,
+                 tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))
+    else:
+        d["device_name"] = "cpu"
+    return d
+
+
+def _sync_for(dev: torch.device):
+    if dev.type == "cuda":
+        def sync(handles: Sequence[Any]) -> None:
+            torch.cuda.synchronize()
+    else:
+        def sync(handles: Sequence[Any]) -> None:
+            pass  # CPU ops (eager and inductor) return after the work is done
+    return sync
+
+
+def _peak_memory_for(dev: torch.device):
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return lambda: {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "memory_kind": "device (allocated)"}
+    return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+
+
+def build_model(cell: Cell) -> torch.nn.Module:
+    spec = get_spec(cell.arch)
+    if cell.impl == "reference":
+        import torchvision
+        return getattr(torchvision.models, cell.arch)(weights=None, num_classes=spec.num_classes)
+    from ..frameworks.torch.model import ResNet
+    return ResNet(spec)
+
+
+def build(cell: Cell) -> Workload:
+    dev = _device(cell.device)
+    torch.manual_seed(0)
+    settings: dict = {}
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        settings["cudnn_benchmark"] = True
+    model = build_model(cell).to(dev)
+    spec = get_spec(cell.arch)
+    x = torch.randn(cell.batch, spec.in_channels, cell.size, cell.size, device=dev)
+    y = torch.randint(0, spec.num_classes, (cell.batch,), device=dev)
+    if cell.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if cell.precision == "bf16":
+        settings["autocast"] = "bfloat16"
+
+        def amp():
+            return torch.autocast(dev.type, dtype=torch.bfloat16)
+    else:
+        amp = contextlib.nullcontext
+    peak_memory = _peak_memory_for(dev)
+
+    if cell.mode == "infer":
+        model.eval()
+        fn = model
+        if cell.execution == "compiled":
+            if dev.type == "cpu":
+                import torch._inductor.config as inductor_config
+                inductor_config.freezing = True
+                settings["inductor_freezing"] = True
+            fn = torch.compile(model)
+
+        def step() -> Any:
+            with torch.inference_mode(), amp():
+                return fn(x)
+    else:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        fn = torch.compile(model) if cell.execution == "compiled" else model
+
+        def step() -> Any:
+            opt.zero_grad(set_to_none=True)
+            with amp():
+                loss = loss_fn(fn(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+    return Workload(step=step, sync=_sync_for(dev), peak_memory=peak_memory, settings=settings)
+
+
+def matmul_peak(device: str, precision: str) -> dict:
+    dev = _device(device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    sync = _sync_for(dev)
+
+    def make(n: int):
+        a = torch.randn(n, n, device=dev).to(dtype)
+        b = torch.randn(n, n, device=dev).to(dtype)
+
+        def f() -> None:
+            torch.mm(a, b)
+            sync(())
+        return f
+    return _matmul_peak(make)

@@ -1,0 +1,206 @@
+"""Run cells, each in a fresh subprocess, and never lose a result.
+
+Every cell gets a new Python process (own thread pools, allocator, compile caches), the same
+thread variables and the same cores. The parent watches it: past its time limit, or past the
+memory limit (resident set of the cell's whole process group), it is killed and recorded as
+`timeout` / `oom`; a crash is recorded as `error` with the last lines of its log. The records are
+rewritten to `results.jsonl` (atomically) after every cell, so Ctrl-C or a power cut keeps
+everything measured so far.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import Cell
+from .environment import memory_available_bytes, mkl_env, thread_env
+
+SCHEMA_VERSION = 1
+POLL_S = 0.2
+
+
+@dataclass
+class SweepOptions:
+    out_dir: Path
+    timeout_s: float = 900.0
+    mem_limit_bytes: int | None = None
+    deadline: float | None = None  # time.monotonic() after which no new cell starts
+    hard_deadline: float | None = None  # time.monotonic() at which a running cell is stopped
+    progress: bool = True
+    tf32: str = "default"  # "off": NVIDIA_TF32_OVERRIDE=0 for every cell (all three frameworks obey it)
+    mkl_amd: str = "auto"  # "auto": MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (see environment.mkl_env)
+
+
+def default_mem_limit() -> int | None:
+    avail = memory_available_bytes()
+    return int(avail * 0.9) if avail else None
+
+
+def _group_rss(pgid: int) -> int:
+    """Resident bytes of every process in process group `pgid` (the cell and anything it spawned)."""
+    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{entry}/statm", encoding="utf-8") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the cell's own group: started by us, nothing else
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _log_tail(path: Path, n: int = 6) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-600:]
+
+
+def _gib(n: float | None) -> str:
+    return "?" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def base_record(cell: Cell) -> dict:
+    return {"schema": SCHEMA_VERSION, "cell": cell.to_dict(), "status": "not_run", "message": "",
+            "metrics": {}, "settings": {}, "env": {}}
+
+
+def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
+    """Measure one cell in a fresh process; always returns a record (KeyboardInterrupt propagates)."""
+    record = base_record(cell)
+    logs = opts.out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{index:03d}_{cell.slug}.log"
+    record["log"] = str(log_path.relative_to(opts.out_dir))
+    timeout, why = opts.timeout_s, "per-cell limit"
+    if opts.hard_deadline is not None and opts.hard_deadline - time.monotonic() < timeout:
+        timeout, why = max(1.0, opts.hard_deadline - time.monotonic()), "the time budget ran out"
+    env = {**os.environ, **thread_env(cell.threads), **mkl_env(opts.mkl_amd)}
+    if opts.tf32 == "off":
+        env["NVIDIA_TF32_OVERRIDE"] = "0"
+    started = time.monotonic()
+    record["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["loadavg_start"] = os.getloadavg()[0]
+    peak_rss = 0
+    with tempfile.TemporaryDirectory(prefix="rr-cell-") as tmp:
+        cfg, res = Path(tmp) / "cell.json", Path(tmp) / "result.json"
+        cfg.write_text(json.dumps(cell.to_dict()))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", f"{__package__}.cell", str(cfg), str(res)],
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            killed_for = None
+            try:
+                while proc.poll() is None:
+                    time.sleep(POLL_S)
+                    elapsed = time.monotonic() - started
+                    rss = _group_rss(proc.pid)
+                    peak_rss = max(peak_rss, rss)
+                    if opts.mem_limit_bytes and rss > opts.mem_limit_bytes:
+                        killed_for = ("oom", f"resident memory {_gib(rss)} passed the limit "
+                                             f"{_gib(opts.mem_limit_bytes)} (--mem-limit): this configuration "
+                                             f"(batch {cell.batch}) does not fit")
+                        _kill_group(proc)
+                    elif elapsed > timeout:
+                        killed_for = ("timeout", f"no result after {elapsed:.0f} s ({why})")
+                        _kill_group(proc)
+            except BaseException:  # Ctrl-C: never leave the child running
+                _kill_group(proc)
+                raise
+        record["wall_s"] = time.monotonic() - started
+        record["loadavg_end"] = os.getloadavg()[0]
+        record["watched_peak_rss_bytes"] = peak_rss
+        if killed_for:
+            record["status"], record["message"] = killed_for
+        elif res.exists():
+            record.update(json.loads(res.read_text()))
+        elif proc.returncode == -signal.SIGKILL:
+            record["status"] = "oom"
+            record["message"] = ("killed by SIGKILL (most likely the kernel's out-of-memory killer); "
+                                 f"peak resident memory seen {_gib(peak_rss)}")
+        else:
+            record["status"] = "error"
+            how = (f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+                   else f"exit code {proc.returncode}")
+            record["message"] = f"cell process died ({how}) without a result: {_log_tail(log_path)}"
+    return record
+
+
+def same_config_bigger_batch(a: Cell, b: Cell) -> bool:
+    """b is a's configuration at a larger batch (skipped once a ran out of memory)."""
+    ka, kb = a.to_dict(), b.to_dict()
+    ka.pop("batch"), kb.pop("batch")
+    return ka == kb and b.batch > a.batch
+
+
+def run_sweep(cells: Sequence[Cell], opts: SweepOptions, on_record: Callable[[list[dict]], None],
+              records: list[dict] | None = None) -> list[dict]:
+    """Run every cell in order; `on_record(records)` after each one (write results there).
+
+    On KeyboardInterrupt the running cell is recorded as `interrupted`, the remaining ones as
+    `not_run`, `on_record` is called, and the interrupt propagates.
+    """
+    from tqdm import tqdm
+
+    records = [] if records is None else records
+    oom_cells: list[Cell] = []
+    bar = tqdm(total=len(cells), unit="cell", disable=not opts.progress, dynamic_ncols=True,
+               bar_format="{desc} |{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+    try:
+        for i, cell in enumerate(cells):
+            bar.set_description_str(f"measuring {cell.label}")
+            try:
+                if any(same_config_bigger_batch(o, cell) for o in oom_cells):
+                    rec = base_record(cell)
+                    rec.update(status="skipped", message="a smaller batch of this configuration ran out of memory")
+                elif opts.deadline is not None and time.monotonic() > opts.deadline:
+                    rec = base_record(cell)
+                    rec.update(status="skipped", message="time budget used up before this cell started")
+                else:
+                    rec = run_cell(cell, opts, i)
+            except KeyboardInterrupt:
+                rec = base_record(cell)
+                rec.update(status="interrupted", message="interrupted (Ctrl-C) while measuring")
+                records.append(rec)
+                for rest in cells[i + 1:]:
+                    r = base_record(rest)
+                    r["message"] = "not run: sweep interrupted"
+                    records.append(r)
+                on_record(records)
+                raise
+            if rec["status"] == "oom":
+                oom_cells.append(cell)
+            records.append(rec)
+            on_record(records)
+            bar.update(1)
+            if rec["status"] != "ok" and opts.progress:
+                bar.write(f"  {cell.label}: {rec['status']}: {rec['message']}")
+    finally:
+        bar.close()
+    return records

@@ -1,0 +1,136 @@
+"""`resnet-rosetta bench`: throughput of every framework, training and inference, eager and compiled,
+fp32 and bf16, each (framework x configuration) cell in a fresh process.
+
+Writes to --out: results.jsonl (one record per cell, environment included), results.csv,
+summary.json, report.md (tables, ours/reference ratios, fastest marked) and PNG plots.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from ..common.errors import UserError
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+    """The sweep options shared by `bench` and `report` (report changes some defaults)."""
+    from ..benchmarks.config import FRAMEWORKS, REFERENCE_POLICIES
+    p.add_argument("--arch", default=defaults.get("arch", "resnet18,resnet50"),
+                   help="comma-separated presets (default %(default)s)")
+    p.add_argument("--frameworks", default=None,
+                   help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: every installed one)")
+    p.add_argument("--mode", default=defaults.get("mode", "infer,train"), help="infer,train (default %(default)s)")
+    p.add_argument("--batch", default=defaults.get("batch", "16"), help="comma-separated batch sizes (default %(default)s)")
+    p.add_argument("--precision", default=defaults.get("precision", "fp32"), help="fp32,bf16 (default %(default)s)")
+    p.add_argument("--exec", dest="exec_modes", default=defaults.get("exec", "default"),
+                   help="eager,compiled,default; default = each framework's usual mode: torch eager, "
+                        "Paddle dygraph, JAX jit (default %(default)s)")
+    p.add_argument("--channels-last", action="store_true", help="torch cells in channels_last memory format")
+    p.add_argument("--size", type=int, default=224, help="input height and width (default %(default)s)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="default %(default)s")
+    p.add_argument("--mkl-amd", default="auto", choices=("auto", "off"),
+                   help="auto: on AMD CPUs set MKL_DEBUG_CPU_TYPE=5 for every cell, so MKL inside torch and "
+                        "Paddle uses its AVX2 kernels instead of a generic slow path (default %(default)s)")
+    p.add_argument("--tf32", default="default", choices=("default", "off"),
+                   help="GPU fp32 math: each framework's default (TF32 on Ampere+ in cuDNN convs for torch, "
+                        "in Paddle and JAX), or off everywhere via NVIDIA_TF32_OVERRIDE=0 (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=defaults.get("warmup", 2),
+                   help="warm-up steps after the first call (default %(default)s)")
+    p.add_argument("--iters", type=int, default=0,
+                   help="timed steps per repeat; 0 = auto, about --repeat-s seconds per repeat (default 0)")
+    p.add_argument("--repeat-s", type=float, default=defaults.get("repeat_s", 1.0),
+                   help="target seconds per repeat when --iters is 0 (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=defaults.get("repeats", 5),
+                   help="repeats; median and IQR are taken over them (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="threads per cell (default: every core this process may use)")
+    p.add_argument("--reference", default="fp32", choices=REFERENCE_POLICIES,
+                   help="reference-model rows: next to every fp32 cell, every cell, or none (default %(default)s)")
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe")
+    p.add_argument("--timeout", type=float, default=defaults.get("timeout", 900.0),
+                   help="seconds per cell before it is killed and recorded as timeout (default %(default)s)")
+    p.add_argument("--mem-limit", type=float, default=None,
+                   help="GiB of resident memory per cell before it is killed and recorded as oom "
+                        "(default: 90%% of the memory available at start)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder written by resnet-rosetta")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("bench", help="throughput benchmark sweep, one fresh process per cell",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sweep_arguments(p, {})
+    p.add_argument("--out", default="bench-results", help="output folder (default %(default)s); must not exist "
+                                                         "unless --overwrite")
+    return p
+
+
+def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]:
+    """Check the options every sweep shares; (installed frameworks, threads, notes)."""
+    from ..benchmarks import config
+    from ..benchmarks.pipeline import check_frameworks
+
+    explicit = args.frameworks is not None
+    frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
+    if args.size < 16:
+        raise UserError(f"--size must be >= 16, found {args.size}")
+    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.repeat_s <= 0:
+        raise UserError("--warmup and --iters must be >= 0, --repeats >= 1, --repeat-s > 0")
+    if args.timeout <= 0 or (args.mem_limit is not None and args.mem_limit <= 0):
+        raise UserError("--timeout and --mem-limit must be positive")
+    threads = args.threads if args.threads is not None else config.default_threads()
+    if not 1 <= threads <= config.default_threads():
+        raise UserError(f"--threads must be between 1 and {config.default_threads()} (the cores available)")
+    frameworks, notes = check_frameworks(frameworks, explicit)
+    return frameworks, threads, notes
+
+
+def plan(args: argparse.Namespace):
+    """Validate the options and expand them into cells; nothing is written or imported yet."""
+    from ..benchmarks import config
+
+    archs = config.parse_archs(args.arch)
+    modes = config.parse_modes(args.mode)
+    batches = config.parse_ints(args.batch, "--batch sizes")
+    precisions = config.parse_precisions(args.precision)
+    execs = config.parse_execs(args.exec_modes)
+    frameworks, threads, notes = resolve_common(args)
+    cells = config.expand(archs, frameworks, modes, batches, precisions, execs, channels_last=args.channels_last,
+                          size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
+                          repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference)
+    probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads)
+    return cells, probes, frameworks, threads, notes
+
+
+def sweep_options(args: argparse.Namespace, out, deadline: float | None = None, hard_deadline: float | None = None):
+    from ..benchmarks.sweep import SweepOptions, default_mem_limit
+    mem = int(args.mem_limit * 2**30) if args.mem_limit else default_mem_limit()
+    return SweepOptions(out_dir=out, timeout_s=args.timeout, mem_limit_bytes=mem, deadline=deadline,
+                        hard_deadline=hard_deadline, progress=not args.no_progress, tf32=args.tf32,
+                        mkl_amd=args.mkl_amd)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmarks import pipeline
+
+    cells, probes, frameworks, threads, notes = plan(args)
+    notes += pipeline.check_device(args.device, frameworks, threads)
+    out = pipeline.prepare_out_dir(args.out, args.overwrite)
+    opts = sweep_options(args, out)
+    meta = {"command": "resnet-rosetta " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "cells planned": len(cells), "probes": len(probes), "threads per cell": threads,
+            "warmup / iters / repeats": f"{args.warmup} / {args.iters or 'auto (~%gs per repeat)' % args.repeat_s} / "
+                                        f"{args.repeats}",
+            "per-cell time limit s": args.timeout,
+            "per-cell memory limit": f"{opts.mem_limit_bytes / 2**30:.1f} GiB" if opts.mem_limit_bytes else "none",
+            "notes": notes}
+    for n in notes:
+        print(f"bench: {n}", file=sys.stderr)
+    t0 = time.monotonic()
+    records, interrupted = pipeline.execute(cells, probes, opts, meta)
+    pipeline.write_outputs(out, records, meta)
+    print(f"bench: {pipeline.status_line(records)} in {time.monotonic() - t0:.0f} s; report: {out / 'report.md'}")
+    if interrupted:
+        print(f"bench: interrupted; the cells measured so far are in {out}", file=sys.stderr)
+    return pipeline.exit_code(records, interrupted)

@@ -1,0 +1,183 @@
+"""The benchmark's parts without a framework: timer protocol, statistics, planning, derived figures,
+Markdown, output-folder safety. Fast: no subprocess, no framework import."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_rosetta.benchmarks import config, pipeline, report_index, report_md, results, timing
+from resnet_rosetta.benchmarks.config import Cell
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import get_spec, macs
+
+
+class FakeDevice:
+    """An asynchronous device: a step only queues work; the clock may be read only after sync."""
+
+    def __init__(self, step_s: float = 0.25) -> None:
+        self.now, self.pending, self.step_s, self.events = 0.0, 0, step_s, []
+
+    def step(self):
+        self.pending += 1
+        self.events.append("step")
+        return self.pending
+
+    def sync(self, handles):
+        self.now += self.pending * self.step_s
+        self.pending = 0
+        self.events.append("sync")
+
+    def clock(self):
+        assert self.pending == 0, "clock read while steps were still queued on the device"
+        self.events.append("clock")
+        return self.now
+
+
+def test_timer_syncs_before_every_clock_read_and_excludes_first_call_and_warmup():
+    dev = FakeDevice(step_s=0.25)
+    t = timing.measure(dev.step, dev.sync, warmup=2, iters=4, repeats=3, clock=dev.clock)
+    assert t.first_call_s == pytest.approx(0.25)
+    assert t.repeat_s == pytest.approx([1.0, 1.0, 1.0])  # 4 steps x 0.25 s, warm-up not counted
+    assert dev.events.count("step") == 1 + 2 + 3 * 4
+    for i, e in enumerate(dev.events):
+        if e == "clock" and i > 0:
+            assert dev.events[i - 1] == "sync"
+
+
+def test_auto_iters_targets_the_repeat_time():
+    dev = FakeDevice(step_s=0.1)
+    t = timing.measure(dev.step, dev.sync, warmup=1, iters=0, repeats=2, target_repeat_s=1.0, clock=dev.clock)
+    assert t.iters == 10
+    slow = FakeDevice(step_s=5.0)
+    assert timing.measure(slow.step, slow.sync, warmup=1, iters=0, repeats=1, clock=slow.clock).iters == 1
+
+
+def test_summary_median_iqr_and_gflops():
+    t = timing.Timings(first_call_s=9.0, warmup_s=1.0, repeat_s=[1.0, 2.0, 4.0, 1.0, 2.0], iters=2)
+    s = timing.summarize(t, batch=8, flops_per_image=10**9)
+    # img/s per repeat: 16, 8, 4, 16, 8 -> median 8, q25 8, q75 16
+    assert s["img_s_median"] == pytest.approx(8.0)
+    assert (s["img_s_q25"], s["img_s_q75"]) == pytest.approx((8.0, 16.0))
+    assert s["spread"] == pytest.approx(1.0)
+    assert s["ms_step_median"] == pytest.approx(1000.0)
+    assert s["gflop_s"] == pytest.approx(8.0)
+    assert s["first_call_s"] == 9.0
+
+
+def test_flops_count_training_as_three_forwards():
+    c = Cell(framework="torch", arch="resnet50", size=224)
+    assert c.flops_per_image() == 2 * macs(get_spec("resnet50"), 224)
+    assert Cell(framework="torch", arch="resnet50", mode="train").flops_per_image() == 3 * c.flops_per_image()
+
+
+def test_expand_pairs_reference_rows_and_resolves_default_exec():
+    cells = config.expand(["resnet18", "resnet18_small"], ["torch", "flax"], ["infer"], [2], ["fp32", "bf16"],
+                          ["default"], channels_last=True)
+    labels = [c.label for c in cells]
+    assert "resnet18 flax/ours infer b2 fp32 compiled 224px" in labels  # JAX's usual mode is jit
+    assert "resnet18 torch/ours infer b2 fp32 eager channels_last 224px" in labels
+    refs = [c for c in cells if c.impl == "reference"]
+    assert refs and all(c.precision == "fp32" and c.arch == "resnet18" for c in refs)  # no zoo model for _small
+    assert not any(c.channels_last for c in cells if c.framework == "flax")
+    i = labels.index("resnet18 torch/ours infer b2 fp32 eager channels_last 224px")
+    assert cells[i + 1].impl == "reference"  # ours and its reference run back to back
+
+
+@pytest.mark.parametrize("parse, value", [(config.parse_archs, "resnet19"), (config.parse_frameworks, "tensorflow"),
+                                          (config.parse_modes, "eval"), (config.parse_precisions, "fp16"),
+                                          (config.parse_execs, "jit")])
+def test_unknown_names_are_user_errors_that_list_the_choices(parse, value):
+    with pytest.raises(UserError, match=f"{value!r}.*known"):
+        parse(value)
+
+
+def test_cell_roundtrips_through_json():
+    c = Cell(framework="paddle", arch="resnet50", impl="reference", mode="train", batch=4, precision="bf16",
+             execution="compiled", threads=2)
+    assert Cell.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def _record(fw, impl, img_s, *, arch="resnet50", mode="infer", precision="fp32", spread=0.01, status="ok", batch=16):
+    c = Cell(framework=fw, arch=arch, impl=impl, mode=mode, precision=precision, batch=batch, threads=2)
+    rec = {"cell": c.to_dict(), "status": status, "message": "" if status == "ok" else "boom", "settings": {},
+           "env": {"framework_version": "1.0", "threads": 2, "cpu_model": "test cpu", "cpu_flags": ["avx2"]}}
+    if status == "ok":
+        rec["metrics"] = {"img_s_median": img_s, "img_s_q25": img_s * 0.99, "img_s_q75": img_s * 1.0, "spread": spread,
+                          "ms_step_median": 1000 * batch / img_s, "first_call_s": 1.0, "gflop_s": img_s * 8.2,
+                          "peak_memory_bytes": 2**30}
+    else:
+        rec["metrics"] = {}
+    return rec
+
+
+def _peak(fw, fp32, bf16):
+    return {"cell": Cell(framework=fw, kind="peak").to_dict(), "status": "ok", "env": {},
+            "metrics": {"matmul_peak": {"fp32": {"gflop_s": fp32}, "bf16": {"gflop_s": bf16}}}}
+
+
+def test_derived_peaks_fractions_ratios_and_best():
+    recs = [_peak("torch", 200.0, 1.0), _peak("flax", 150.0, 120.0),
+            _record("torch", "ours", 10.0), _record("torch", "reference", 10.0 / 0.95),
+            _record("paddle", "ours", 5.0), _record("paddle", "reference", 5.0),
+            _record("flax", "ours", 12.0), _record("flax", "reference", 0, status="error")]
+    d = results.derive(recs)
+    assert d["peaks"]["fp32"]["gflop_s"] == 200.0 and d["peaks"]["bf16"]["by"] == "flax"
+    torch_ours = recs[2]["metrics"]
+    assert torch_ours["peak_fraction"] == pytest.approx(10.0 * 8.2 / 200.0)
+    by_fw = {r["cell"]["framework"]: r for r in d["ratios"]}
+    assert by_fw["torch"]["ratio"] == pytest.approx(0.95) and by_fw["torch"]["passed"] is False
+    assert by_fw["paddle"]["passed"] is True
+    assert by_fw["flax"]["ratio"] is None and by_fw["flax"]["reference_status"] == "error"
+    assert d["best"][("resnet50", "infer")]["flax"] is recs[6]
+
+
+def test_markdown_marks_the_fastest_and_lists_failures():
+    recs = [_record("torch", "ours", 10.0), _record("paddle", "ours", 5.0), _record("flax", "ours", 12.0),
+            _record("flax", "ours", 0, status="oom", batch=64)]
+    d = results.derive(recs)
+    text = report_md.bench_markdown(recs, d, {"command": "test"}, [])
+    table = text.split("### resnet50 infer (224x224)")[1].split("\n\n")[1]
+    starred = [ln for ln in table.splitlines() if "★" in ln]
+    assert len(starred) == 1 and starred[0].startswith("| **flax**")
+    assert "| oom | boom |" in text  # the failure, with its message
+    csv_text = results.to_csv(recs)
+    assert csv_text.splitlines()[0].startswith("status,kind,arch,framework")
+    assert len(csv_text.splitlines()) == 1 + len(recs)
+
+
+def test_index_summary_states_parity_and_bounds():
+    recs = [_peak("torch", 100.0, 50.0), _record("torch", "ours", 7.0), _record("torch", "reference", 7.0)]
+    d = results.derive(recs)
+    parity = {"status": "failed", "doc": {"passed": False, "checks": [{"passed": True}, {"passed": False}]},
+              "markdown": "# Parity report\n\n## resnet18 · eval\n\n```\n# not a heading\n```\n"}
+    text = report_index.index_markdown(meta={"command": "x"}, plan_measures=["m"], plan_skips=["s"], records=recs,
+                                       derived=d, parity=parity, list_text="resnet18", files=["results.csv"])
+    assert "**Parity:** **FAIL**: 1 of 2 checks" in text
+    assert "### Parity report" in text and "#### resnet18 · eval" in text and "\n# not a heading" in text
+    assert "57.4% of the measured fp32 matmul peak" in text and "bound 50%: met" in text
+
+
+def test_output_folder_is_refused_or_overwritten_only_if_ours(tmp_path):
+    out = tmp_path / "res"
+    pipeline.prepare_out_dir(out, overwrite=False)
+    (out / "results.jsonl").write_text("old\n")
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        pipeline.prepare_out_dir(out, overwrite=False)
+    assert (out / "results.jsonl").read_text() == "old\n"
+    pipeline.prepare_out_dir(out, overwrite=True)
+    assert not (out / "results.jsonl").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="not written by resnet-rosetta"):
+        pipeline.prepare_out_dir(foreign, overwrite=True)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_missing_framework_is_an_error_when_named_and_a_note_otherwise(monkeypatch):
+    monkeypatch.setattr(pipeline, "missing_modules", lambda fw: ["paddle"] if fw == "paddle" else [])
+    with pytest.raises(UserError, match="paddle is not installed"):
+        pipeline.check_frameworks(["torch", "paddle"], explicit=True)
+    usable, notes = pipeline.check_frameworks(["torch", "paddle"], explicit=False)
+    assert usable == ["torch"] and "paddle skipped" in notes[0]
