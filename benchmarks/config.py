@@ -200,7 +200,8 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
            precisions: Sequence[str], execs: Sequence[str], *, channels_last: bool = False, size: int = 224,
            device: str = "cpu", warmup: int = 2, iters: int = 0, repeats: int = 5, threads: int = 1,
            repeat_s: float = 1.0, reference: str = "fp32") -> list[Cell]:
-    """Every model cell of a sweep, ordered so ours and its reference run back to back.
+    """Every model cell of a sweep, ordered so ours and its reference run back to back (which one
+    goes first alternates from pair to pair, so a slow drift of the machine does not favour one).
 
     `execs` may contain "default" (each framework's usual mode). `reference`: "fp32" adds a
     reference row next to every fp32 cell (what the ours/reference bound needs), "all" next to
@@ -209,16 +210,21 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
     if reference not in REFERENCE_POLICIES:
         raise UserError(f"unknown reference policy {reference!r}; known: {', '.join(REFERENCE_POLICIES)}")
     cells: list[Cell] = []
+    pairs = 0
     for arch, mode, batch, precision, exec_choice, fw in itertools.product(
             archs, modes, batches, precisions, execs, frameworks):
         execution = DEFAULT_EXEC[fw] if exec_choice == "default" else exec_choice
         common = dict(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
                       channels_last=channels_last and fw == "torch", size=size, device=device, warmup=warmup,
                       iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s)
-        cells.append(Cell(impl="ours", **common))
+        ours = Cell(impl="ours", **common)
         wants_ref = reference == "all" or (reference == "fp32" and precision == "fp32")
-        if wants_ref and has_reference(fw, arch):
-            cells.append(Cell(impl="reference", **common))
+        if wants_ref and has_reference(fw, arch) and ours not in cells:
+            pair = [ours, Cell(impl="reference", **common)]
+            pairs += 1
+            cells += pair if pairs % 2 else pair[::-1]  # alternate who goes first: drift cancels
+        else:
+            cells.append(ours)
     return list(dict.fromkeys(cells))
 
 

@@ -109,7 +109,7 @@ def execute(cells: Sequence[Cell], probes: Sequence[Cell], opts: SweepOptions, m
     (records, interrupted)."""
     out = opts.out_dir
     t0 = time.monotonic()
-    meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("sweep started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def save(recs: list[dict]) -> None:
         results.write_jsonl(out / "results.jsonl", recs)
@@ -121,8 +121,8 @@ def execute(cells: Sequence[Cell], probes: Sequence[Cell], opts: SweepOptions, m
         run_sweep(list(probes) + list(cells), opts, save, records)
     except KeyboardInterrupt:
         interrupted = True
-    meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    meta["duration_s"] = round(time.monotonic() - t0, 1)
+    meta["sweep finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta["sweep duration s"] = round(time.monotonic() - t0, 1)
     meta["interrupted"] = interrupted
     return records, interrupted
 

@@ -74,7 +74,8 @@ def best_plot(best: dict, out_dir: Path) -> list[str]:
         ax.bar(fws, vals, yerr=errs, capsize=4, color=[COLORS.get(fw, "gray") for fw in fws])
         for i, fw in enumerate(fws):
             c = per[fw]["cell"]
-            ax.annotate(f"{c['exec']}\n{c['precision']} b{c['batch']}", (i, vals[i]), ha="center", va="bottom",
+            top = max(vals[i], per[fw]["metrics"]["img_s_q75"])  # above the error bar
+            ax.annotate(f"{c['exec']}\n{c['precision']} b{c['batch']}", (i, top), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 3), textcoords="offset points")
         ax.set_title(f"{key[0]} {key[1]}")
         ax.set_ylabel("images / s")

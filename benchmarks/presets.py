@@ -2,9 +2,10 @@
 
 Each plan lists its cells in priority order (what the bounds need first), a time budget after
 which no new cell starts, and plain-language lines for the report: what it measures and what it
-leaves out. Sizing (2-core CPU, idle): a resnet50 training step at batch 8 takes seconds, a bf16
-step in torch tens of seconds where the CPU has no bf16 instructions, `torch.compile` of a
-resnet50 a minute or more; hence small batches for training and bf16 measured at batch 1.
+leaves out. Sizing (2-core CPU): every cell pays ~5-10 s of process start and framework import,
+a resnet50 training step at batch 8 takes 5-10 s, a bf16 resnet18 step in torch seconds per image
+where the CPU has no bf16 instructions, `torch.compile` of a resnet50 minutes; hence batch 4 for
+training, bf16 at batch 1, and the compiled extras last.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
     fws = list(frameworks)
     probes = peak_cells(fws, device, threads)
     if level == "quick":
+        # One probe (each costs a process start and a framework import): XLA's where available.
+        probes = peak_cells([next(fw for fw in ("flax", "torch", "paddle") if fw in fws)], device, threads)
         cells = (expand(["resnet18"], fws, ["infer"], [8], ["fp32"], ["default"], **kw)
                  + expand(["resnet18"], fws, ["train"], [4], ["fp32"], ["default"], **kw))
         return Plan(level, _dedup(cells), probes, budget_s=5 * 60, parity_args=["--arch", "resnet18"],
@@ -43,9 +46,9 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                               "resnet18 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
                               "model: inference at batch 8, training at batch 4",
-                              "the fp32 and bf16 matmul peak of the machine"],
+                              f"the fp32 and bf16 matmul peak of the machine, probed with {probes[0].framework} only"],
                     skips=["resnet50", "compiled / eager alternatives", "bf16 models", "batch-size scaling",
-                           "channels_last"])
+                           "channels_last", "the matmul probes of the other frameworks"])
     if level == "default":
         # Cheapest first, so a busy machine that runs out of budget still covers the most bounds.
         def ratio(arch: str, mode: str, batch: int) -> list[Cell]:
@@ -55,13 +58,13 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
         if "torch" in fws:
             best += expand(["resnet50"], ["torch"], ["infer"], [16], ["fp32"], ["eager"], channels_last=True,
                            reference="none", **kw)
-        cells = (ratio("resnet18", "infer", 16) + ratio("resnet50", "infer", 16) + bf16 + ratio("resnet18", "train", 8)
-                 + ratio("resnet50", "train", 8) + best)
+        cells = (ratio("resnet18", "infer", 16) + ratio("resnet50", "infer", 16) + bf16 + ratio("resnet18", "train", 4)
+                 + ratio("resnet50", "train", 4) + best)
         return Plan(level, _dedup(cells), probes, budget_s=14.5 * 60, parity_args=[],
                     measures=["parity of resnet18 and resnet50 (the parity command's defaults)",
                               "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
-                              "model: inference at batch 16, training at batch 8 (the ours/reference bound)",
+                              "model: inference at batch 16, training at batch 4 (the ours/reference bound)",
                               "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "
                               "torch eager channels_last (the fraction-of-peak bound)",
                               "resnet18 inference at batch 1 in fp32 and bf16 (the bf16 path against the bf16 peak)",

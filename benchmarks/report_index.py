@@ -43,9 +43,14 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
     measured = [r for r in rs if r["ratio"] is not None]
     if rs:
         low = [r for r in measured if not r["passed"]]
-        text = (f"**Ours vs reference:** {len(measured) - len(low)} of {len(rs)} pairs at or above {RATIO_BOUND} "
-                f"(ratios {min(r['ratio'] for r in measured):.3f} to {max(r['ratio'] for r in measured):.3f})"
-                if measured else f"**Ours vs reference:** none of {len(rs)} pairs measured")
+        if measured:
+            text = (f"**Ours vs reference:** {len(measured) - len(low)} of {len(measured)} measured pairs at or "
+                    f"above {RATIO_BOUND} (ratios {min(r['ratio'] for r in measured):.3f} to "
+                    f"{max(r['ratio'] for r in measured):.3f})")
+        else:
+            text = "**Ours vs reference:** no pair measured"
+        if len(measured) < len(rs):
+            text += f"; {len(rs) - len(measured)} of {len(rs)} pairs not measured"
         if low:
             text += "; below: " + ", ".join(
                 f"{r['cell']['arch']} {r['cell']['framework']} {r['cell']['mode']} {r['ratio']:.3f}"

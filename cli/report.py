@@ -101,7 +101,7 @@ def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks import config, pipeline, presets, report_index
+    from ..benchmarks import pipeline, presets, report_index
 
     level = "quick" if args.quick else "full" if args.full else "default"
     t0 = time.monotonic()
@@ -122,9 +122,8 @@ def run(args: argparse.Namespace) -> int:
             plan.probes = []
     notes += pipeline.check_device(args.device, frameworks, threads)
     budget = args.budget_min * 60 if args.budget_min is not None else plan.budget_s
-    parity_timeout = args.parity_timeout if args.parity_timeout is not None else PARITY_TIMEOUT[level if level in
-                                                                                                PARITY_TIMEOUT else "full"]
-    if parity_timeout is not None and parity_timeout < 0:
+    parity_timeout = args.parity_timeout if args.parity_timeout is not None else PARITY_TIMEOUT[level]
+    if parity_timeout < 0:
         raise UserError("--parity-timeout must be >= 0 (0 = no limit)")
     out = pipeline.prepare_out_dir(args.out, args.overwrite)
 
@@ -150,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             if args.frameworks:
                 extra += ["--frameworks", ",".join(frameworks)]
             print(f"report: resnet-rosetta parity {' '.join(extra)}", file=sys.stderr)
+            parity = {"status": "interrupted", "message": "Ctrl-C while parity was running"}
             parity = run_parity(out, extra, parity_timeout or None)
             print(f"report: parity {parity['status']}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -162,7 +162,12 @@ def run(args: argparse.Namespace) -> int:
         meta["per-cell time limit s"] = args.timeout
         records, interrupted = pipeline.execute(plan.cells, plan.probes, opts, meta)
     else:
+        from ..benchmarks.sweep import base_record
         meta["interrupted"] = True
+        for cell in list(plan.probes) + list(plan.cells):
+            rec = base_record(cell)
+            rec["message"] = "not run: interrupted before the sweep"
+            records.append(rec)
     meta["report duration s"] = round(time.monotonic() - t0, 1)
     derived = pipeline.write_outputs(out, records, meta, markdown_name="bench.md")
     files = [f for f in ("list.txt", "parity.md", "parity.json", "bench.md", "results.jsonl", "results.csv",

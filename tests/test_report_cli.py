@@ -41,7 +41,7 @@ def test_presets_cover_the_bounds_and_say_what_they_skip():
     labels = {c.label for c in default.cells}
     for arch in ("resnet18", "resnet50"):
         for fw, ex in (("torch", "eager"), ("paddle", "eager"), ("flax", "compiled")):
-            for mode, batch in (("infer", 16), ("train", 8)):
+            for mode, batch in (("infer", 16), ("train", 4)):
                 for impl in ("ours", "reference"):
                     assert f"{arch} {fw}/{impl} {mode} b{batch} fp32 {ex} 224px" in labels
     assert {c.framework for c in default.cells if c.arch == "resnet50" and c.batch == 16 and c.mode == "infer"
