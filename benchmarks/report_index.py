@@ -33,9 +33,14 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
         lines.append("**Parity:** not run (--skip-parity).")
     elif parity.get("doc") is not None:
         checks = parity["doc"].get("checks", [])
-        npass = sum(1 for c in checks if c.get("passed"))
+        counts: dict[str, int] = {}
+        for c in checks:
+            status = c.get("status") or ("pass" if c.get("passed") else "FAIL")
+            counts[status] = counts.get(status, 0) + 1
         verdict = "PASS" if parity["doc"].get("passed") else "**FAIL**"
-        lines.append(f"**Parity:** {verdict}: {npass} of {len(checks)} checks within tolerance.")
+        others = "".join(f", {n} {status}" for status, n in sorted(counts.items()) if status != "pass")
+        lines.append(f"**Parity:** {verdict}: {counts.get('pass', 0)} of {len(checks)} comparisons within tolerance"
+                     f"{others} (kink- and conditioning-limited: explained by fp32 itself, see parity.md).")
     else:
         lines.append(f"**Parity:** {parity['status']}: {parity.get('message', '')}")
     # ours vs reference

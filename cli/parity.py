@@ -5,6 +5,14 @@ than spawning workers (each worker pays the framework import and, for JAX, compi
 `--isolate` runs each framework in its own process (and, with `--python`, its own environment),
 exchanging safetensors files; use it when frameworks clash in one process or live in different
 environments.
+
+Each comparison ends as one of: pass; FAIL (exit code 1); kink-limited (a gradient upstream of a ReLU
+input within fp32 error of zero, where fp32 may take the other branch); conditioning-limited (beyond
+the tolerance but within 30 times the quantity's conditioning floor: how far the float64 oracle
+moves when weights and inputs move by one unit round-off, e.g. train-mode resnet50 at batch 4).
+The last two do not fail the run and are never shown as a pass. `--dtype bf16|fp16` runs the
+forward checks with every layer in that dtype, against the oracle on the same rounded inputs;
+a framework without kernels for it on this device is reported as unsupported, not as a failure.
 """
 from __future__ import annotations
 
@@ -17,11 +25,14 @@ from pathlib import Path
 
 from .. import frameworks
 from ..common.atomic import atomic_write_text
-from ..common.errors import UserError
+from ..common.errors import Unsupported, UserError
+from ..common.precision import DTYPES
+from ..common.tolerance import CAP, FLOOR_FACTOR
 from ..common.spec import ResNetSpec, get_spec
 
 DEFAULT_ARCHS = ("resnet18", "resnet50")
 ALL_CHECKS = ("eval", "train", "grad", "step", "steps")
+FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
 
 
 def _csv(values: list[str] | str) -> list[str]:
@@ -35,8 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--arch", action="append", help="preset(s) to check, repeatable or comma-separated "
                                                    f"(default: {', '.join(DEFAULT_ARCHS)})")
     p.add_argument("--frameworks", default=",".join(frameworks.FRAMEWORKS), help="comma-separated")
-    p.add_argument("--checks", default=",".join(ALL_CHECKS),
-                   help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all)")
+    p.add_argument("--checks", help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all of them "
+                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16)")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
+                        "inputs onto that grid, run every layer in it and compare with the float64 oracle "
+                        "under the dtype's tolerances; gradients and SGD steps are checked in fp32 only")
     p.add_argument("--size", type=int, help="input height and width (default: 224, or the preset's own for "
                                             "small-input presets)")
     p.add_argument("--grad-size", type=int, default=64,
@@ -82,10 +97,17 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         if name not in frameworks.FRAMEWORKS:
             raise UserError(f"unknown framework {name!r}; known: {', '.join(frameworks.FRAMEWORKS)}")
-    checks = tuple(_csv(args.checks))
+    low_precision = args.dtype != "fp32"
+    checks = tuple(_csv(args.checks if args.checks is not None else
+                        ",".join(FORWARD_CHECKS if low_precision else ALL_CHECKS)))
     unknown = [c for c in checks if c not in ALL_CHECKS]
     if unknown or not checks:
         raise UserError(f"unknown check {unknown[0] if unknown else '(none)'!r}; known: {', '.join(ALL_CHECKS)}")
+    fp32_only = [c for c in checks if c not in FORWARD_CHECKS]
+    if low_precision and fp32_only:
+        raise UserError(f"--dtype {args.dtype} covers the checks {','.join(FORWARD_CHECKS)}; "
+                        f"{','.join(fp32_only)} run in fp32 only (a low-precision gradient is dominated by "
+                        "ReLU-kink flips, see docs)")
     if args.batch < 2 and set(checks) & {"train", "grad", "step", "steps"}:
         raise UserError("--batch must be >= 2 for train-mode checks (batch statistics need two samples)")
     if args.batch < 1 or min(args.size or 8, args.grad_size) < 8 or args.steps < 1:
@@ -106,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         specs, weights = [get_spec(a) for a in archs], None
     cases = [engine.ParityCase.seeded(fit(s), args.size or s.input_size, args.batch, args.seed, weights, hyper,
-                                      grad_size=min(args.grad_size, args.size or s.input_size)) for s in specs]
+                                      grad_size=min(args.grad_size, args.size or s.input_size), dtype=args.dtype)
+             for s in specs]
 
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
     numerics: dict[str, object] = {}
     errors: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
     comparisons: list[engine.Comparison] = []
     conventions: dict[str, object] = {}
     informational = ("running_var",) if args.bn_running_var == "native" else ()
@@ -119,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             arch = case.spec.name
             print(f"parity: {arch}: running the float64 oracle", file=sys.stderr)
             reference, exposed = engine.oracle_outputs(case, checks)
+            floors = engine.conditioning_floors(case, checks, reference, args.seed)
             if args.stagewise and "eval" in checks:
                 case = engine.with_stagewise_feed(case, reference)
                 reference.update(engine.stagewise_reference(reference))
@@ -128,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 isolation.save_case(case, checks, args.seed, case_file)
             for name in names:
-                if name in errors:
+                if name in errors or name in unsupported:
                     continue
                 print(f"parity: {arch}: running {name}{' (isolated)' if isolate else ''}", file=sys.stderr)
                 try:
@@ -139,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
                         results[name], numerics[name] = isolation.run_in_process(name, case, checks, args.seed)
                 except isolation.WorkerFailed as exc:
                     errors[name] = str(exc)
-            comparisons += engine.compare_participants(arch, results, informational=informational,
-                                                       kink_exposed=exposed)
+                except Unsupported as exc:
+                    unsupported[name] = str(exc)
+            comparisons += engine.compare_participants(arch, results, args.dtype, informational=informational,
+                                                       kink_exposed=exposed, floors=floors)
             if "train" in checks:
                 conventions[arch] = engine.running_var_factor(case, results)
     finally:
@@ -149,14 +176,16 @@ def run(args: argparse.Namespace) -> int:
 
     settings = {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
                 "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
-                "batch": args.batch, "seed": args.seed, "dtype": "fp32", "checks": list(checks),
+                "batch": args.batch, "seed": args.seed, "dtype": args.dtype, "checks": list(checks),
                 "isolate": isolate, "python": pythons, "weights": args.weights,
                 "bn_running_var": args.bn_running_var, "stagewise": args.stagewise,
                 "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
                         "steps": hyper.steps, "nesterov": False},
-                "oracle": "float64 NumPy forward and backward (common/oracle.py)"}
-    doc = report.to_json(comparisons, settings, numerics, errors, conventions)
-    print(report.terminal(comparisons, errors, conventions))
+                "oracle": "float64 NumPy forward and backward (common/oracle.py)",
+                "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit round-off "
+                                      "of the dtype (relative, uniform); allowance min(30 floors, 5e-2)"}
+    doc = report.to_json(comparisons, settings, numerics, errors, conventions, unsupported)
+    print(report.terminal(comparisons, errors, conventions, unsupported))
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(doc, indent=2) + "\n")
     if args.markdown:

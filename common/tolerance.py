@@ -17,8 +17,26 @@ Reasoning (fp32, CPU, measured on this project's machine):
 - gradients: backward doubles the chain and divides by batch statistics; 1e-4 per tensor vs the
   oracle, 2e-4 between frameworks.
 - parameters after SGD steps: 1e-4 pairwise; losses 1e-5.
-bf16 / fp16 carry 8 / 11 mantissa bits (unit round-off 3.9e-3 / 4.9e-4): their tolerances scale
-the fp32 ones by the ratio of round-offs, capped so a wrong port (errors of order 1) still fails.
+
+bf16 / fp16 (forward checks only): their kernels accumulate in fp32 and round each layer's output
+once, so errors grow in units of the dtype's unit round-off u (2^-8 / 2^-11), not with the length
+of the sums. Measured here (resnet18 / resnet50, 64 and 224 px, eval, torch and Flax vs the
+oracle): 4-7 u. The tolerance is 16 u (bf16 6.25e-2, fp16 7.8e-3), pairs twice that, capped at
+CAP: wrong ports (errors of 1.0-9.5, measured by the differences guide) still fail; a 1/(n-1)
+running-variance convention difference (a few 1e-2) is below what bf16 can resolve.
+
+Conditioning floor. Some quantities are more sensitive to rounding than the policy assumes:
+train-mode batch norm subtracts each channel's batch mean, and where that mean is large next to
+the channel's spread (deep in resnet50, batch 4) the subtraction cancels. The engine measures
+this per quantity: the float64 oracle is rerun with every weight and input moved by up to one
+unit round-off of the run's dtype (relative, uniform), and the change of each output is its floor
+(no implementation in that dtype can do better: rounding its inputs alone costs that much).
+Measured (fp32, batch 4, 224 px): resnet50 eval layer4 floor 3.4e-7, framework errors 2-3e-6;
+resnet50 train layer4 floor 1.1e-5, framework errors 6e-5..1e-4: errors sit at 6-9 floors in
+both modes, and the eval tolerance 1e-5 is about 30 floors. A quantity beyond the tolerance but
+within FLOOR_FACTOR (30) floors, and within the cap, is conditioning-limited: shown, not a pass.
+A floor so high that 30 floors pass the cap (bf16 train-mode resnet50: floor 0.5) means the check
+cannot tell a wrong port from rounding at that dtype; such a quantity fails and says so.
 """
 from __future__ import annotations
 
@@ -42,8 +60,11 @@ _FP32_VS_ORACLE = {
 }
 _PAIRWISE_FACTOR = {"eval": 2.0, "reference": 1.0, "train": 2.0, "running_stats": 2.0, "grad": 2.0,
                     "step": 1.0, "steps": 1.0, "loss": 1.0}
-_DTYPE_SCALE = {"fp32": 1.0, "bf16": 2000.0, "fp16": 250.0}
-_CAP = 5e-2
+UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "bf16": 2.0 ** -8, "fp16": 2.0 ** -11}
+LOW_PRECISION_KINDS = ("eval", "reference", "train", "running_stats")
+_LOW_PRECISION_UNITS = 16.0
+CAP = 1e-1  # no allowance goes beyond this: wrong ports measured by the guide err by 1.0 to 9.5
+FLOOR_FACTOR = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,10 +84,21 @@ def tolerance(check: str, dtype: str = "fp32", pairwise: bool = False) -> float:
     """Relative tolerance (to the reference's max magnitude) for `check` at `dtype`."""
     if check not in _FP32_VS_ORACLE:
         raise UserError(f"unknown check {check!r}; known: {', '.join(TOLERANCE_KINDS)}")
-    if dtype not in _DTYPE_SCALE:
-        raise UserError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPE_SCALE)}")
-    tol = _FP32_VS_ORACLE[check] * (_PAIRWISE_FACTOR[check] if pairwise else 1.0)
-    return min(tol * _DTYPE_SCALE[dtype], _CAP) if dtype != "fp32" else tol
+    if dtype not in UNIT_ROUNDOFF:
+        raise UserError(f"unknown dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
+    factor = _PAIRWISE_FACTOR[check] if pairwise else 1.0
+    if dtype == "fp32":
+        return _FP32_VS_ORACLE[check] * factor
+    if check not in LOW_PRECISION_KINDS:
+        raise UserError(f"{check} is checked in fp32 only, not {dtype}")
+    return min(_LOW_PRECISION_UNITS * UNIT_ROUNDOFF[dtype] * factor, CAP)
+
+
+def floor_allowance(floor: float, check: str, pairwise: bool = False) -> float:
+    """The largest error a quantity with conditioning floor `floor` may show and still be called
+    conditioning-limited (see the module notes); never beyond the cap."""
+    factor = _PAIRWISE_FACTOR.get(check, 1.0) if pairwise else 1.0
+    return min(FLOOR_FACTOR * floor * factor, CAP)
 
 
 def compare(actual: np.ndarray, reference: np.ndarray, tol: float) -> Comparison:

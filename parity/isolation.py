@@ -21,10 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import frameworks
+from ..common.errors import Unsupported
 from ..common.spec import ResNetSpec
 from . import engine
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding common/, frameworks/, parity/
+
+
+UNSUPPORTED_EXIT = 3  # a worker's exit status for "this framework cannot run that here"
 
 
 class WorkerFailed(Exception):
@@ -40,7 +44,7 @@ def save_case(case: engine.ParityCase, checks: tuple[str, ...], seed: int, path:
         tensors.update({f"bx/{k}": bx, f"by/{k}": by})
     tensors.update({f"feed/{k}": v for k, v in case.feed.items()})
     meta = {"spec": case.spec.to_json(), "hyper": json.dumps(dataclasses.asdict(case.hyper)),
-            "checks": json.dumps(list(checks)), "seed": str(seed)}
+            "checks": json.dumps(list(checks)), "seed": str(seed), "dtype": case.dtype}
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
 
 
@@ -56,7 +60,7 @@ def load_case(path: Path) -> tuple[engine.ParityCase, tuple[str, ...], int]:
         spec=ResNetSpec.from_json(meta["spec"]),
         weights={k[2:]: v for k, v in t.items() if k.startswith("w/")},
         x=t["x"], batches=batches, hyper=hyper,
-        feed={k[5:]: v for k, v in t.items() if k.startswith("feed/")})
+        feed={k[5:]: v for k, v in t.items() if k.startswith("feed/")}, dtype=meta["dtype"])
     return case, tuple(json.loads(meta["checks"])), int(meta["seed"])
 
 
@@ -96,6 +100,9 @@ def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
     except subprocess.TimeoutExpired:
         raise WorkerFailed(f"{name}: worker exceeded the {timeout:g} s timeout and was stopped") from None
     out_file = run_dir / f"{name}.safetensors"
+    unsupported = run_dir / f"{name}.unsupported"
+    if proc.returncode == UNSUPPORTED_EXIT and unsupported.exists():
+        raise Unsupported(unsupported.read_text().strip())
     if proc.returncode != 0 or not out_file.exists():
         lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "no output"
@@ -111,7 +118,11 @@ def worker_main(argv: list[str]) -> int:
 
     case_file, run_dir, name = Path(argv[0]), Path(argv[1]), argv[2]
     case, checks, seed = load_case(case_file)
-    outputs, numerics = run_in_process(name, case, checks, seed)
+    try:
+        outputs, numerics = run_in_process(name, case, checks, seed)
+    except Unsupported as exc:
+        (run_dir / f"{name}.unsupported").write_text(str(exc))
+        return UNSUPPORTED_EXIT
     (run_dir / f"{name}.json").write_text(json.dumps(numerics, default=str))
     save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(run_dir / f"{name}.safetensors"),
               metadata={"order": json.dumps(list(outputs))})

@@ -6,15 +6,19 @@ JSON schema (version 1):
      "settings": {"archs", "size", "batch", "seed", "dtype", "checks", "isolate", "weights"},
      "numerics": {framework: {switch: value, ...}},      # TF32, determinism, versions, threads
      "errors": {framework: "what went wrong"},            # frameworks that could not run
+     "unsupported": {framework: "what is missing"},       # cannot run this dtype here: not a failure
      "running_var_conventions": {arch: {"layer", "n", "unbiased_factor", "factors": {framework: f}}},
      "checks": [{"arch", "check", "left", "right", "passed",
                  "worst": ROW, "first_divergence": ROW | null, "rows": [ROW, ...]}],
      "passed": bool}
-    ROW = {"quantity", "max_abs", "max_rel", "tolerance", "passed", "kink_margin"}
-`status` is "pass", "FAIL" or "kink-limited": every failing quantity is a gradient-derived one
-upstream of a ReLU whose float64 input lies within fp32 forward error of zero (`kink_margin`,
-relative to that input's max), where fp32 may legitimately take the other branch. Kink-limited
-comparisons do not fail the run; they are listed so that nobody mistakes them for a pass.
+    ROW = {"quantity", "max_abs", "max_rel", "tolerance", "passed", "kink_margin", "floor", "floor_limited"}
+`status` is "pass", "FAIL", "kink-limited" or "conditioning-limited". Kink-limited: every failing
+quantity is a gradient-derived one upstream of a ReLU whose float64 input lies within fp32 forward
+error of zero (`kink_margin`, relative to that input's max), where fp32 may legitimately take the
+other branch. Conditioning-limited: every failing quantity is within FLOOR_FACTOR times its
+conditioning floor (`floor`: how far the float64 result moves when weights and inputs move by one
+unit round-off; see common/tolerance.py). Neither fails the run; both are listed so that nobody
+mistakes them for a pass.
 `rows` are in execution order, so `first_divergence` is the earliest failing quantity and every
 row before it is the error history leading up to it.
 """
@@ -27,6 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..common.tolerance import CAP, FLOOR_FACTOR
 from .engine import Comparison, Row
 
 SCHEMA = "resnet-rosetta-parity/1"
@@ -50,17 +55,20 @@ def _cpu_model() -> str:
 
 def _row(r: Row) -> dict[str, Any]:
     return {"quantity": r.quantity, "max_abs": r.max_abs, "max_rel": r.max_rel,
-            "tolerance": r.tolerance, "passed": r.passed, "kink_margin": r.kink}
+            "tolerance": r.tolerance, "passed": r.passed, "kink_margin": r.kink, "floor": r.floor,
+            "floor_limited": r.floor_limited}
 
 
 def to_json(comparisons: list[Comparison], settings: dict[str, Any], numerics: dict[str, Any],
-            errors: dict[str, str], conventions: dict[str, Any]) -> dict[str, Any]:
+            errors: dict[str, str], conventions: dict[str, Any],
+            unsupported: dict[str, str] | None = None) -> dict[str, Any]:
     checks = [{"arch": c.arch, "check": c.check, "left": c.left, "right": c.right, "passed": c.passed,
                "status": c.status,
                "worst": _row(c.worst), "first_divergence": _row(c.first_divergence) if c.first_divergence else None,
                "rows": [_row(r) for r in c.rows]} for c in comparisons]
     return {"schema": SCHEMA, "environment": environment(), "settings": settings, "numerics": numerics,
-            "errors": errors, "running_var_conventions": conventions, "checks": checks,
+            "errors": errors, "unsupported": unsupported or {}, "running_var_conventions": conventions,
+            "checks": checks,
             "passed": passed(comparisons, errors)}
 
 
@@ -79,7 +87,28 @@ def _grouped(comparisons: list[Comparison]) -> dict[tuple[str, str], list[Compar
     return groups
 
 
-def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions: dict[str, Any]) -> str:
+def _why(row: Row | dict[str, Any]) -> str:
+    """Why a failing quantity is excused, or why its check cannot resolve it."""
+    r = _row(row) if isinstance(row, Row) else row
+    if r["kink_margin"] is not None:
+        return f", ReLU input {r['kink_margin']:.0e} from zero upstream"
+    if r["floor"] is None:
+        return ""
+    if r["floor_limited"]:
+        return f", conditioning floor {r['floor']:.1e}"
+    if FLOOR_FACTOR * r["floor"] > CAP:
+        return f", conditioning floor {r['floor']:.1e}: too ill-conditioned to check at this dtype"
+    return ""
+
+
+def _unexcused(c: Comparison) -> str:
+    """For a failure whose first divergence is excused: where it really fails."""
+    r = c.first_unexcused
+    return "" if r is None or r is c.first_divergence else f"; fails at {r.quantity} ({r.max_rel:.1e}{_why(r)})"
+
+
+def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions: dict[str, Any],
+             unsupported: dict[str, str] | None = None) -> str:
     """Per arch and check: one line per pair, the relative error per quantity (or the worst one)."""
     lines: list[str] = []
     for (arch, check), comps in _grouped(comparisons).items():
@@ -95,7 +124,7 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
             fd = c.first_divergence
             verdict = ("PASS" if fd is None else
                        f"{c.status.upper()} (first divergence: {fd.quantity}"
-                       + (f", ReLU input {fd.kink:.0e} from zero upstream)" if fd.kink is not None else ")"))
+                       + _why(fd) + _unexcused(c) + ")")
             lines.append(f"  {_pair(c):<18}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
     for arch, conv in conventions.items():
         factors = ", ".join(f"{fw} {f:.5f}" for fw, f in conv["factors"].items())
@@ -103,6 +132,8 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
                      f"unbiased would be {conv['unbiased_factor']:.5f}, biased 1.00000")
     for name, err in errors.items():
         lines.append(f"\n{name}: did not run: {err}")
+    for name, why in (unsupported or {}).items():
+        lines.append(f"\n{name}: not run (unsupported, not a failure): {why}")
     return "\n".join(lines)
 
 
@@ -110,33 +141,37 @@ def markdown(doc: dict[str, Any]) -> str:
     """One table per arch x check (pair x metric), then first divergences and the settings."""
     out = ["# Parity report", "",
            f"Overall: **{'PASS' if doc['passed'] else 'FAIL'}**. Errors are relative to the reference "
-           "tensor's max magnitude; the oracle is a float64 NumPy implementation.", ""]
+           "tensor's max magnitude; the oracle is a float64 NumPy implementation. The conditioning floor "
+           "is how far the oracle's own result moves when every weight and input moves by one unit "
+           "round-off of the run's dtype: no implementation in that dtype can be expected to beat it.", ""]
     by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in doc["checks"]:
         by_group.setdefault((c["arch"], c["check"]), []).append(c)
     for (arch, check), comps in by_group.items():
         out += [f"## {arch} · {check}", "",
-                "| pair | worst quantity | max abs | max rel | tolerance | result |",
-                "|---|---|---|---|---|---|"]
+                "| pair | worst quantity | max abs | max rel | tolerance | conditioning floor | result |",
+                "|---|---|---|---|---|---|---|"]
         for c in comps:
             w = c["worst"]
             out.append(f"| {c['left']} vs {c['right']} | {w['quantity']} | {w['max_abs']:.2e} | {w['max_rel']:.2e} "
-                       f"| {w['tolerance']:.0e} | {c['status']} |")
+                       f"| {w['tolerance']:.0e} | {'-' if w['floor'] is None else format(w['floor'], '.1e')} "
+                       f"| {c['status']} |")
         out.append("")
         for c in comps:
             fd = c["first_divergence"]
             if fd:
                 history = ", ".join(f"{r['quantity']} {r['max_rel']:.1e}" for r in c["rows"][:c["rows"].index(fd) + 1])
-                kink = (f" Kink-limited: a ReLU input upstream lies {fd['kink_margin']:.0e} (relative) from zero."
-                        if fd["kink_margin"] is not None else "")
+                why = _why(fd)
                 out += [f"First divergence, {c['left']} vs {c['right']}: **{fd['quantity']}** "
-                        f"({fd['max_rel']:.2e} > {fd['tolerance']:.0e}); errors up to it: {history}.{kink}", ""]
+                        f"({fd['max_rel']:.2e} > {fd['tolerance']:.0e}){why}; errors up to it: {history}.", ""]
     for arch, conv in doc["running_var_conventions"].items():
         out += [f"Running-variance feed, {arch}, layer `{conv['layer']}` (n = {conv['n']} samples per channel): "
                 + ", ".join(f"{fw} x{f:.5f}" for fw, f in conv["factors"].items())
                 + f" of the biased batch variance (unbiased = x{conv['unbiased_factor']:.5f}).", ""]
     for fw, err in doc["errors"].items():
         out += [f"**{fw} did not run:** {err}", ""]
+    for fw, why in doc.get("unsupported", {}).items():
+        out += [f"**{fw} not run (unsupported here, not a failure):** {why}", ""]
     out += ["## Settings", "", "```json", json.dumps({"settings": doc["settings"], "numerics": doc["numerics"],
                                                       "environment": doc["environment"]}, indent=2), "```", ""]
     return "\n".join(out)

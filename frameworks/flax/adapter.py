@@ -18,21 +18,35 @@ from .model import ResNet
 NATIVE_FORMAT = "flax"
 
 
-class Adapter:
-    """A Flax ResNet and its variables `{params, batch_stats}` built from canonical weights."""
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
-    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu") -> None:
+
+class Adapter:
+    """A Flax ResNet and its variables `{params, batch_stats}` built from canonical weights.
+
+    `dtype` bf16 / fp16 stores the variables and feeds the inputs in that dtype; linen layers
+    whose `dtype` is unset compute in the dtype of their inputs and parameters, so every layer
+    computes in it (JAX reductions accumulate low-precision floats in fp32).
+    """
+
+    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
+                 dtype: str = "fp32") -> None:
         self.spec = spec
+        self.dtype = DTYPES[dtype]
         self.device = jax.devices("gpu" if device.startswith("gpu") or device.startswith("cuda") else "cpu")[0]
         self.model = ResNet(spec)
         self.load(weights)
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
-        self.variables: dict[str, Any] = jax.device_put(unflatten(native), self.device)
+        self.variables: dict[str, Any] = jax.device_put(jax.tree.map(self._array, unflatten(native)), self.device)
 
     def canonical_weights(self) -> Weights:
-        return rules.from_native(flatten(self.variables), self.spec, NATIVE_FORMAT, "flax model")
+        native = {k: np.asarray(v, dtype=np.float32) for k, v in flatten(self.variables).items()}
+        return rules.from_native(native, self.spec, NATIVE_FORMAT, "flax model")
+
+    def _array(self, a: np.ndarray) -> jnp.ndarray:
+        return jnp.asarray(a, dtype=self.dtype)
 
     @partial(jax.jit, static_argnums=(0, 3))
     def _apply(self, variables: dict[str, Any], x: jnp.ndarray, train: bool,
@@ -49,11 +63,13 @@ class Adapter:
         With `feed` (stage name -> NCHW array), every stage's input is replaced by the fed output
         of the stage before it (`nn.intercept_methods`), so each stage is measured on its own.
         """
-        nhwc = None if feed is None else {k: jax.device_put(_to_nhwc(v), self.device) for k, v in feed.items()}
-        (_, stages), updates = self._apply(self.variables, jax.device_put(_to_nhwc(x), self.device), train, nhwc)
+        nhwc = None if feed is None else {k: jax.device_put(self._array(_to_nhwc(v)), self.device)
+                                          for k, v in feed.items()}
+        (_, stages), updates = self._apply(self.variables, jax.device_put(self._array(_to_nhwc(x)), self.device),
+                                           train, nhwc)
         if train:
             self.variables = {**self.variables, **updates}
-        return {k: _to_nchw(np.asarray(stages[k])) for k in STAGE_NAMES}  # jax sorts dict keys
+        return {k: _to_nchw(np.asarray(stages[k], dtype=np.float32)) for k in STAGE_NAMES}  # jax sorts dict keys
 
 
 def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:

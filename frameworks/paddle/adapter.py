@@ -9,20 +9,33 @@ import paddle
 
 from ...common import rules
 from ...common.canonical import Weights
+from ...common.errors import Unsupported
 from ...common.spec import ResNetSpec
 from .model import ResNet
 
 NATIVE_FORMAT = "paddle"
 
 
-class Adapter:
-    """A Paddle ResNet holding the given canonical weights (CPU unless `device` says otherwise)."""
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
-    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu") -> None:
+
+class Adapter:
+    """A Paddle ResNet holding the given canonical weights (CPU unless `device` says otherwise).
+
+    `dtype` bf16 / fp16 casts parameters, buffers and inputs (`Layer.to(dtype=...)`): every layer
+    then computes in that dtype, with whatever internal accumulation Paddle's kernels use.
+    """
+
+    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
+                 dtype: str = "fp32") -> None:
         self.spec = spec
+        self.dtype = DTYPES[dtype]
         paddle.set_device(device)
         self.model = ResNet(spec)
         self.load(weights)
+        if dtype != "fp32":
+            _require_kernels(self.dtype)
+            self.model.to(dtype=self.dtype)
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
@@ -30,7 +43,7 @@ class Adapter:
         assert not missing and not unexpected, (missing, unexpected)
 
     def canonical_weights(self) -> Weights:
-        native = {k: v.numpy() for k, v in self.model.state_dict().items()}
+        native = {k: _numpy(v) for k, v in self.model.state_dict().items()}
         return rules.from_native(native, self.spec, NATIVE_FORMAT, "paddle model")
 
     def forward(self, x: np.ndarray, train: bool = False,
@@ -43,15 +56,33 @@ class Adapter:
         self.model.train() if train else self.model.eval()
         hooks = []
         for layer, source in ([] if feed is None else _stage_inputs(self.model)):
-            fed = paddle.to_tensor(np.ascontiguousarray(feed[source]))  # type: ignore[index]
+            fed = self._tensor(feed[source])  # type: ignore[index]
             hooks.append(layer.register_forward_pre_hook(lambda _layer, _inputs, fed=fed: (fed,)))
         try:
             with paddle.no_grad():
-                out = self.model.forward_stages(paddle.to_tensor(np.ascontiguousarray(x)))
+                out = self.model.forward_stages(self._tensor(x))
         finally:
             for hook in hooks:
                 hook.remove()
-        return {k: v.numpy() for k, v in out.items()}
+        return {k: _numpy(v) for k, v in out.items()}
+
+    def _tensor(self, a: np.ndarray) -> paddle.Tensor:
+        return paddle.to_tensor(np.array(a, dtype=np.float32)).astype(self.dtype)
+
+
+def _require_kernels(dtype: str) -> None:
+    """Unsupported unless this build has a `dtype` conv2d kernel for the current device (Paddle 3.3 on
+    CPU registers conv2d for float32 and float64 only)."""
+    probe = paddle.ones([1, 1, 3, 3]).astype(dtype)
+    try:
+        paddle.nn.functional.conv2d(probe, paddle.ones([1, 1, 1, 1]).astype(dtype))
+    except RuntimeError:
+        raise Unsupported(f"paddle {paddle.__version__} has no {dtype} conv2d kernel on {paddle.get_device()}") from None
+
+
+def _numpy(t: paddle.Tensor) -> np.ndarray:
+    """float32 (or integer) NumPy: NumPy has no bfloat16."""
+    return (t.astype("float32") if t.is_floating_point() else t).numpy()
 
 
 def _stage_inputs(model: ResNet) -> list[tuple[paddle.nn.Layer, str]]:

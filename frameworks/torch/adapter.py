@@ -15,14 +15,24 @@ from .model import ResNet
 NATIVE_FORMAT = "torch"
 
 
-class Adapter:
-    """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu") -> None:
+
+class Adapter:
+    """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise.
+
+    `dtype` bf16 / fp16 casts parameters, buffers and inputs (`module.to(dtype)`): every layer then
+    computes in that dtype, with whatever internal accumulation torch's kernels use.
+    """
+
+    def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
+                 dtype: str = "fp32") -> None:
         self.spec = spec
         self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
         self.model = ResNet(spec).to(self.device)
         self.load(weights)
+        self.model.to(self.dtype)
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
@@ -30,7 +40,7 @@ class Adapter:
 
     def canonical_weights(self) -> Weights:
         # copies: .numpy() would alias the live parameters, which the optimizer updates in place
-        native = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+        native = {k: _numpy(v) for k, v in self.model.state_dict().items()}
         return rules.from_native(native, self.spec, NATIVE_FORMAT, "torch model")
 
     def forward(self, x: np.ndarray, train: bool = False,
@@ -43,15 +53,30 @@ class Adapter:
         self.model.train(train)
         hooks = []
         for module, source in ([] if feed is None else _stage_inputs(self.model)):
-            fed = torch.from_numpy(np.ascontiguousarray(feed[source])).to(self.device)  # type: ignore[index]
+            fed = to_tensor(feed[source], self.device, self.dtype)  # type: ignore[index]
             hooks.append(module.register_forward_pre_hook(lambda _m, _args, fed=fed: (fed,)))
         try:
             with torch.no_grad():
-                out = self.model.forward_stages(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+                out = self.model.forward_stages(to_tensor(x, self.device, self.dtype))
         finally:
             for hook in hooks:
                 hook.remove()
-        return {k: v.detach().cpu().numpy() for k, v in out.items()}
+        return {k: _numpy(v) for k, v in out.items()}
+
+
+
+def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A fresh tensor: np.array copies into C-order strides, where np.ascontiguousarray would keep an
+    odd stride on a size-1 axis (e.g. x[:, None]) that torch's CPU conv backward was seen to
+    mishandle, corrupting the heap (with 1 OpenMP thread)."""
+    source = np.array(a, dtype=np.int64 if dtype == torch.int64 else np.float32)
+    return torch.from_numpy(source).to(device, dtype)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A float32 (or integer) NumPy copy: .numpy() would alias live parameters, and has no bf16."""
+    t = t.detach().cpu()
+    return (t.float() if t.is_floating_point() else t).numpy().copy()
 
 
 def _stage_inputs(model: ResNet) -> list[tuple[torch.nn.Module, str]]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ...common.canonical import Weights
 from ...common.spec import ResNetSpec
 from ...common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter
+from .adapter import NATIVE_FORMAT, Adapter, to_tensor
 
 
 class Trainer:
@@ -28,16 +28,13 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.params.values(), lr=lr, momentum=momentum,
                                          weight_decay=weight_decay, dampening=0.0, nesterov=False)
 
-    def _tensor(self, a: np.ndarray, dtype: np.dtype) -> torch.Tensor:
-        # np.array copies into fresh C-order strides. np.ascontiguousarray would keep an odd stride on a
-        # size-1 axis (e.g. (N, 1, H, W) indexed out of x[:, None]); torch's CPU conv backward then
-        # corrupts the heap (seen with 1 OpenMP thread).
-        return torch.from_numpy(np.array(a, dtype=dtype)).to(self.adapter.device)
+    def _tensor(self, a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return to_tensor(a, self.adapter.device, dtype)
 
     def _backward(self, x: np.ndarray, y: np.ndarray) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self._tensor(x, np.float32)), self._tensor(y, np.int64))
+        loss = F.cross_entropy(self.model(self._tensor(x, torch.float32)), self._tensor(y, torch.int64))
         loss.backward()
         return float(loss.detach())
 
@@ -65,13 +62,13 @@ class Trainer:
         native = {}
         for name, p in self.params.items():
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-            native[name] = np.zeros(tuple(p.shape), np.float32) if buf is None else buf.detach().cpu().numpy()
+            native[name] = np.zeros(tuple(p.shape), np.float32) if buf is None else buf.detach().cpu().numpy().copy()
         return params_to_canonical(native, self.spec, NATIVE_FORMAT)
 
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
         native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state")
         for name, p in self.params.items():
-            self.optimizer.state[p]["momentum_buffer"] = self._tensor(native[name], np.float32).clone()
+            self.optimizer.state[p]["momentum_buffer"] = self._tensor(native[name], torch.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.adapter.forward(x)["logits"]
