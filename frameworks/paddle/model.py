@@ -32,11 +32,13 @@ class BatchNorm2D(nn.BatchNorm2D):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not (self.training and self.unbiased_running_var):
             return super().forward(x)
-        n = x.numel().item() // x.shape[1]
+        n = math.prod(x.shape) // x.shape[1]  # from the shape: no device sync, traceable by to_static
         old_var = self._variance.clone()
         y = super().forward(x)
         with paddle.no_grad():  # new = m*old + (1-m)*biased  ->  m*old + (1-m)*biased*n/(n-1)
             new_term = self._variance - self._momentum * old_var
+            # set_value, not paddle.assign: the batch_norm op keeps `_variance` for its backward, and an
+            # in-place assign would bump its version and fail the backward pass
             self._variance.set_value(self._momentum * old_var + new_term * n / (n - 1))
         return y
 
