@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     fp32_only = [c for c in checks if c not in FORWARD_CHECKS]
     if low_precision and fp32_only:
         raise UserError(f"--dtype {args.dtype} covers the checks {','.join(FORWARD_CHECKS)}; "
-                        f"{','.join(fp32_only)} run in fp32 only (a low-precision gradient is dominated by "
-                        "ReLU-kink flips, see docs)")
+                        f"{','.join(fp32_only)} run in fp32 only (low-precision gradients are dominated by "
+                        "ReLU-kink flips)")
     if args.batch < 2 and set(checks) & {"train", "grad", "step", "steps"}:
         raise UserError("--batch must be >= 2 for train-mode checks (batch statistics need two samples)")
     if args.batch < 1 or min(args.size or 8, args.grad_size) < 8 or args.steps < 1:
@@ -182,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
                 "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
                         "steps": hyper.steps, "nesterov": False},
                 "oracle": "float64 NumPy forward and backward (common/oracle.py)",
-                "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit round-off "
-                                      "of the dtype (relative, uniform); allowance min(30 floors, 5e-2)"}
+                "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
+                                      "round-off of the dtype (relative, uniform); allowance "
+                                      f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
     doc = report.to_json(comparisons, settings, numerics, errors, conventions, unsupported)
     print(report.terminal(comparisons, errors, conventions, unsupported))
     if args.json_out:

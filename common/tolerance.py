@@ -25,18 +25,19 @@ oracle): 4-7 u. The tolerance is 16 u (bf16 6.25e-2, fp16 7.8e-3), pairs twice t
 CAP: wrong ports (errors of 1.0-9.5, measured by the differences guide) still fail; a 1/(n-1)
 running-variance convention difference (a few 1e-2) is below what bf16 can resolve.
 
-Conditioning floor. Some quantities are more sensitive to rounding than the policy assumes:
-train-mode batch norm subtracts each channel's batch mean, and where that mean is large next to
-the channel's spread (deep in resnet50, batch 4) the subtraction cancels. The engine measures
-this per quantity: the float64 oracle is rerun with every weight and input moved by up to one
-unit round-off of the run's dtype (relative, uniform), and the change of each output is its floor
-(no implementation in that dtype can do better: rounding its inputs alone costs that much).
+Conditioning floor. Some quantities are far more sensitive to rounding than the policy assumes:
+train-mode resnet50 at batch 4 (measured below; batch norm on batch statistics, which subtracts
+each channel's batch mean, is the likely amplifier). The engine measures this per quantity: the
+float64 oracle is rerun with every weight and input moved by up to one unit round-off of the
+run's dtype (relative, uniform), and the change of each output is its floor (no implementation in
+that dtype can do better: rounding its inputs alone costs that much).
 Measured (fp32, batch 4, 224 px, two random draws): resnet50 eval layer4 floor 3.4-3.5e-7,
 framework errors 1.2-3.2e-6; resnet50 train layer4 floor 1.1-1.6e-5, framework errors
-6.2e-5..1.0e-4: errors sit at 3-9 floors in both modes, and the eval tolerance 1e-5 is about 30. A quantity beyond the tolerance but
-within FLOOR_FACTOR (30) floors, and within the cap, is conditioning-limited: shown, not a pass.
-A floor so high that 30 floors pass the cap (bf16 train-mode resnet50: floor 0.5) means the check
-cannot tell a wrong port from rounding at that dtype; such a quantity fails and says so.
+6.2e-5..1.0e-4. Over every stage and running statistic of resnet18 and resnet50, eval and train,
+errors sit at 0.7-14 floors; the eval tolerance 1e-5 is about 30 resnet50 eval floors. A quantity beyond the tolerance but within FLOOR_FACTOR (30) floors, and within the cap,
+is conditioning-limited: shown, not a pass. A floor so high that 30 floors pass the cap (bf16
+train-mode resnet50: floor 0.5) means the check cannot tell a wrong port from rounding at that
+dtype; such a quantity fails and says so.
 """
 from __future__ import annotations
 

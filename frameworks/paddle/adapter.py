@@ -77,7 +77,8 @@ def _require_kernels(dtype: str) -> None:
     try:
         paddle.nn.functional.conv2d(probe, paddle.ones([1, 1, 1, 1]).astype(dtype))
     except RuntimeError:
-        raise Unsupported(f"paddle {paddle.__version__} has no {dtype} conv2d kernel on {paddle.get_device()}") from None
+        raise Unsupported(f"paddle {paddle.__version__} has no {dtype} conv2d kernel on "
+                          f"{paddle.get_device()}") from None
 
 
 def _numpy(t: paddle.Tensor) -> np.ndarray:

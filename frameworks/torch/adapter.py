@@ -64,7 +64,6 @@ class Adapter:
         return {k: _numpy(v) for k, v in out.items()}
 
 
-
 def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A fresh tensor: np.array copies into C-order strides, where np.ascontiguousarray would keep an
     odd stride on a size-1 axis (e.g. x[:, None]) that torch's CPU conv backward was seen to
