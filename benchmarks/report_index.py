@@ -39,7 +39,7 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
             counts[status] = counts.get(status, 0) + 1
         verdict = "PASS" if parity["doc"].get("passed") else "**FAIL**"
         others = "".join(f", {n} {status}" for status, n in sorted(counts.items()) if status != "pass")
-        excused = " (kink- and conditioning-limited: explained by fp32 itself, see parity.md)" if any(
+        excused = " (conditioning-limited: explained by fp32 itself, see parity.md)" if any(
             status.endswith("-limited") for status in counts) else ""
         lines.append(f"**Parity:** {verdict}: {counts.get('pass', 0)} of {len(checks)} comparisons within tolerance"
                      f"{others}{excused}.")

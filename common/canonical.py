@@ -56,6 +56,17 @@ def canonical_modules(spec: ResNetSpec) -> list[tuple[str, str, tuple[int, ...]]
     return mods
 
 
+def relu_sites(spec: ResNetSpec) -> list[str]:
+    """Every ReLU of `spec`, in execution order, named by the canonical module whose output it
+    gates: the batch norms followed by a ReLU (`bn1`, `layerS.I.bn1`, and `layerS.I.bn2` in a
+    bottleneck) and each block (`layerS.I`), whose output is the ReLU of the residual sum."""
+    inner = ("bn1",) if spec.block == "basic" else ("bn1", "bn2")
+    sites = ["bn1"]
+    for b in block_plan(spec):
+        sites += [f"{b.prefix}.{bn}" for bn in inner] + [b.prefix]
+    return sites
+
+
 def canonical_shapes(spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
     """Every canonical key and its shape, in execution order."""
     shapes: dict[str, tuple[int, ...]] = {}

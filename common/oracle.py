@@ -4,6 +4,7 @@ It reads canonical weights directly (torchvision names, OIHW) and works in NCHW.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -11,6 +12,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .canonical import Weights
 from .spec import ResNetSpec, block_plan, stem_geometry
+from .tolerance import KINK_MARGIN
+
+Gates = dict[str, np.ndarray]  # ReLU site (see canonical.relu_sites) -> bool array, True where the input was > 0
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int, groups: int = 1) -> np.ndarray:
@@ -66,6 +70,41 @@ def max_pool_3x3_s2_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     return dxp[:, :, 1:-1, 1:-1]
 
 
+@dataclass(frozen=True)
+class GateMatch:
+    """How a framework's ReLU branches compare with float64's on the same forward pass.
+
+    A flip is an input within KINK_MARGIN (relative to its layer's max) of zero on which the
+    framework took the other branch: fp32 rounding may do that, and the oracle then follows it.
+    A conflict is a disagreement farther from zero: a real forward error, never followed.
+    """
+
+    flips: int = 0
+    conflicts: int = 0
+    widest: float = 0.0  # largest |input| / max |input| among the flips
+    sites: tuple[str, ...] = ()  # where the flips and conflicts are, in execution order
+
+    def __add__(self, other: "GateMatch") -> "GateMatch":
+        return GateMatch(self.flips + other.flips, self.conflicts + other.conflicts,
+                         max(self.widest, other.widest), self.sites + other.sites)
+
+
+def resolve_gate(x: np.ndarray, wanted: np.ndarray, site: str) -> tuple[np.ndarray, GateMatch]:
+    """The ReLU gate of float64 input `x`, taking the framework's branch (`wanted`) wherever `x` is
+    within KINK_MARGIN of zero; and how the two differed."""
+    own = x > 0
+    if wanted.shape != x.shape:
+        raise ValueError(f"ReLU gates of {site}: shape {wanted.shape}, expected {x.shape}")
+    scale = float(np.max(np.abs(x)))
+    near = np.abs(x) <= KINK_MARGIN * scale
+    differ = wanted.astype(bool) != own
+    flips, conflicts = differ & near, differ & ~near
+    if not (flips.any() or conflicts.any()):
+        return own, GateMatch()
+    widest = float(np.max(np.abs(x[flips])) / scale) if flips.any() else 0.0
+    return np.where(near, wanted.astype(bool), own), GateMatch(int(flips.sum()), int(conflicts.sum()), widest, (site,))
+
+
 class _Tape:
     """Reverse-mode bookkeeping: each op records how to push its output gradient to its inputs."""
 
@@ -101,11 +140,9 @@ class Oracle:
         self.spec = spec
         self.weights: Weights = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         self._tape: _Tape | None = None
-        # Per ReLU call: (min |input| / max |input|, parameters used before it). An input closer to
-        # zero than fp32 rounding can land on the other side of the kink in a float32 framework,
-        # whose gradients then legitimately differ for every parameter upstream of that ReLU.
-        self.kink_margins: list[tuple[float, int]] = []
-        self.params_used: list[str] = []  # canonical parameter names, in the order the forward used them
+        self._gates: Gates = {}  # a framework's ReLU branches to follow near the kinks (loss_and_grads)
+        self.gates: Gates = {}  # the branches the last loss_and_grads took, per site
+        self.gate_match = GateMatch()  # how they differed from float64's, after the last loss_and_grads
 
     def _bn(self, x: np.ndarray, name: str, train: bool) -> np.ndarray:
         w = self.weights
@@ -120,7 +157,6 @@ class Oracle:
             w[f"{name}.running_var"] = (1 - m) * w[f"{name}.running_var"] + m * feed
         else:
             mean, var = w[f"{name}.running_mean"], w[f"{name}.running_var"]
-        self.params_used += [f"{name}.weight", f"{name}.bias"]
         inv_std = 1.0 / np.sqrt(var + self.spec.bn_eps)
         gamma = w[f"{name}.weight"]
         xhat = (x - mean[None, :, None, None]) * inv_std[None, :, None, None]
@@ -139,7 +175,6 @@ class Oracle:
 
     def _conv(self, x: np.ndarray, name: str, stride: int, pad: int, groups: int = 1) -> np.ndarray:
         w = self.weights[f"{name}.weight"]
-        self.params_used.append(f"{name}.weight")
         y = conv2d(x, w, stride, pad, groups)
         if self._tape is not None:
             def push(dy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -149,13 +184,18 @@ class Oracle:
             self._tape.record(y, push)
         return y
 
-    def _relu(self, x: np.ndarray) -> np.ndarray:
+    def _relu(self, x: np.ndarray, site: str) -> np.ndarray:
+        """ReLU; its backward gates with float64's own branches, or near the kink with the
+        framework's (see `loss_and_grads`). The forward value is float64's either way: within
+        KINK_MARGIN of zero the two branches differ by less than fp32 forward error."""
         y = np.maximum(x, 0.0)
-        scale = np.max(np.abs(x))
-        margin = float(np.min(np.abs(x)) / scale) if scale > 0 else 0.0
-        self.kink_margins.append((margin, len(self.params_used)))
         if self._tape is not None:
-            self._tape.record(y, lambda dy: [(x, dy * (x > 0))])
+            gate = x > 0
+            if site in self._gates:
+                gate, match = resolve_gate(x, self._gates[site], site)
+                self.gate_match += match
+            self.gates[site] = gate
+            self._tape.record(y, lambda dy: [(x, dy * gate)])
         return y
 
     def _add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,7 +214,6 @@ class Oracle:
         """Global average pool and the fully connected classifier."""
         pooled = x.mean(axis=(2, 3))
         w, b = self.weights["fc.weight"], self.weights["fc.bias"]
-        self.params_used += ["fc.weight", "fc.bias"]
         logits = pooled @ w.T + b
         if self._tape is not None:
             hw = x.shape[2] * x.shape[3]
@@ -187,12 +226,18 @@ class Oracle:
             self._tape.record(logits, push)
         return pooled, logits
 
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, gates: Mapping[str, np.ndarray] | None = None
+                       ) -> tuple[float, Weights]:
         """Mean cross-entropy of a train-mode forward and its gradient for every trainable parameter.
 
         Like a framework's training step, the forward updates the running statistics.
+        With `gates` (a framework's ReLU branches on the same batch, per site), the backward takes
+        the framework's branch at every ReLU input within KINK_MARGIN of zero: a gradient is
+        discontinuous there, and fp32 may land on either side. `self.gate_match` says how many
+        inputs that changed, and how many disagreed farther out (which are not followed).
         """
         self._tape = _Tape()
+        self._gates, self.gate_match, self.gates = dict(gates or {}), GateMatch(), {}
         try:
             logits = self.forward(x, train=True)["logits"]
             shifted = logits - logits.max(axis=1, keepdims=True)
@@ -204,7 +249,7 @@ class Oracle:
             self._tape.backward(logits, dlogits / n)
             grads = self._tape.param_grads
         finally:
-            self._tape = None
+            self._tape, self._gates = None, {}
         return loss, {k: grads[k] for k in self.weights if k in grads}
 
     def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:
@@ -212,32 +257,23 @@ class Oracle:
         spec = self.spec
         relu = self._relu
         k, s, p = stem_geometry(spec)
-        x = relu(self._bn(self._conv(np.asarray(x, np.float64), "conv1", s, p), "bn1", train))
+        x = relu(self._bn(self._conv(np.asarray(x, np.float64), "conv1", s, p), "bn1", train), "bn1")
         if spec.stem == "imagenet":
             x = self._max_pool(x)
         out = {"stem": x}
         for b in block_plan(spec):
             pre = b.prefix
             if spec.block == "basic":
-                y = relu(self._bn(self._conv(x, f"{pre}.conv1", b.stride, 1), f"{pre}.bn1", train))
+                y = relu(self._bn(self._conv(x, f"{pre}.conv1", b.stride, 1), f"{pre}.bn1", train), f"{pre}.bn1")
                 y = self._bn(self._conv(y, f"{pre}.conv2", 1, 1), f"{pre}.bn2", train)
             else:
-                y = relu(self._bn(self._conv(x, f"{pre}.conv1", 1, 0), f"{pre}.bn1", train))
-                y = relu(self._bn(self._conv(y, f"{pre}.conv2", b.stride, 1, spec.groups), f"{pre}.bn2", train))
+                y = relu(self._bn(self._conv(x, f"{pre}.conv1", 1, 0), f"{pre}.bn1", train), f"{pre}.bn1")
+                y = relu(self._bn(self._conv(y, f"{pre}.conv2", b.stride, 1, spec.groups), f"{pre}.bn2", train),
+                         f"{pre}.bn2")
                 y = self._bn(self._conv(y, f"{pre}.conv3", 1, 0), f"{pre}.bn3", train)
             if b.downsample:
                 x = self._bn(self._conv(x, f"{pre}.downsample.0", b.stride, 0), f"{pre}.downsample.1", train)
-            x = relu(self._add(x, y))
+            x = relu(self._add(x, y), pre)
             out[f"layer{b.stage}"] = x
         out["pooled"], out["logits"] = self._head(x)
         return out
-
-    def kink_exposed(self, margin: float) -> dict[str, float]:
-        """Parameters upstream of a ReLU whose input came within `margin` (relative) of zero in the
-        last forward, each with the smallest such margin: their fp32 gradients may legitimately differ."""
-        exposed: dict[str, float] = {}
-        for m, used in self.kink_margins:
-            if m < margin:
-                for name in self.params_used[:used]:
-                    exposed[name] = min(m, exposed.get(name, m))
-        return exposed

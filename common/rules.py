@@ -90,6 +90,7 @@ LEAF_RULES: dict[tuple[str, str], dict[str, tuple[str, Layout, Layout]]] = {
 }
 
 _BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
+_BLOCK_ITSELF = re.compile(r"^layer(\d+)\.(\d+)$")
 
 
 def _paddle_module(path: str) -> str:
@@ -98,6 +99,8 @@ def _paddle_module(path: str) -> str:
         return "out"
     if path in ("conv1", "bn1"):
         return "conv._conv" if path == "conv1" else "conv._batch_norm"
+    if whole := _BLOCK_ITSELF.match(path):
+        return f"bb_{int(whole[1]) - 1}_{whole[2]}"
     m = _BLOCK.match(path)
     assert m, path
     block = f"bb_{int(m[1]) - 1}_{m[2]}"
@@ -110,6 +113,8 @@ def _paddle_module(path: str) -> str:
 
 def _flax_module(path: str) -> str:
     """Flax submodule names mirror torchvision; a block is one module `layer{s}_{i}`."""
+    if whole := _BLOCK_ITSELF.match(path):
+        return f"layer{whole[1]}_{whole[2]}"
     m = _BLOCK.match(path)
     if not m:
         return path
@@ -125,6 +130,13 @@ MODULE_RULES: dict[str, Callable[[str], str]] = {
 }
 NATIVE_FORMATS = tuple(MODULE_RULES)
 
+
+def native_module(path: str, fmt: str) -> str:
+    """The native module path of canonical module `path` (a layer, or a block `layerS.I`)."""
+    if fmt not in MODULE_RULES:
+        raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
+    return MODULE_RULES[fmt](path)
+
 # Native tensors that carry no information in the canonical schema, per format.
 IGNORED_NATIVE = {
     "torch": re.compile(r"(^|\.)num_batches_tracked$"),
@@ -136,16 +148,14 @@ IGNORED_NATIVE = {
 
 def key_map(spec: ResNetSpec, fmt: str) -> dict[str, tuple[str, Layout, Layout]]:
     """canonical key -> (native key, to_native, from_native) for every tensor of `spec`."""
-    if fmt not in MODULE_RULES:
-        raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
     table = {}
     for path, kind, _ in canonical_modules(spec):
-        native_module = MODULE_RULES[fmt](path)
+        module = native_module(path, fmt)
         leaves = ("weight",) if kind == "conv" else (
             ("weight", "bias") if kind == "fc" else ("weight", "bias", "running_mean", "running_var"))
         for leaf in leaves:
             template, to_native, from_native = LEAF_RULES[(kind, leaf)][fmt]
-            table[f"{path}.{leaf}"] = (template.format(m=native_module), to_native, from_native)
+            table[f"{path}.{leaf}"] = (template.format(m=module), to_native, from_native)
     return table
 
 

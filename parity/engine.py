@@ -12,19 +12,28 @@ Checks:
     grad       mean cross-entropy and its gradient for every parameter (canonical names); the
                oracle's gradients come from its own NumPy backward pass, in float64
     step       parameters and running statistics after one SGD step (momentum, weight decay)
-    steps      K SGD steps on a seeded sequence of batches: per step the loss and the parameters
-               (pairwise only: the oracle is not run for K steps)
+    steps      K SGD steps on a seeded sequence of batches: per step the loss and the parameters;
+               the oracle starts each step from the framework's own parameters and momentum after
+               the step before (like stagewise for stages): train-mode batch norm at batch 4
+               amplifies perturbations of the weights so much (resnet50 layer4: a relative nudge
+               of one fp32 ulp, 6e-8, moves it by 1.6e-5) that free-running fp32 and float64
+               trajectories part within a few steps
+
+The training checks (grad, step, steps) record each forward's ReLU branches in every framework;
+the oracle's backward follows a framework's branch wherever float64 puts the input within
+KINK_MARGIN of zero (see `follow_gates` and common/tolerance.py), so a gradient's jump at a kink
+that fp32 lands on the other side of is not mistaken for an error, and the bounds hold strictly.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from .. import frameworks
 from ..common.canonical import Weights, is_buffer, random_weights
-from ..common.oracle import Oracle
+from ..common.oracle import GateMatch, Oracle
 from ..common.precision import representable, representable_weights
 from ..common.spec import STAGE_NAMES, ResNetSpec
 from ..common.tolerance import UNIT_ROUNDOFF, compare, floor_allowance, tolerance
@@ -32,6 +41,10 @@ from ..common.tolerance import UNIT_ROUNDOFF, compare, floor_allowance, toleranc
 CHECKS = ("eval", "train", "grad", "step", "steps")
 ORACLE = "oracle"
 FEED_STAGES = STAGE_NAMES[:5] + ("pooled",)  # outputs that feed the next stage in stagewise mode
+GATES = "gates/"  # "gates/{forward}/{site}": the ReLU branches (bool) of one forward
+MOMENTUM = "momentum/"  # "momentum/step{k}/{param}": the SGD momentum buffer after step k
+SIDE_CHANNELS = (GATES, MOMENTUM)  # outputs that feed the oracle and are never compared
+TRAINING_CHECKS = ("grad", "step", "steps")  # their oracle follows each framework's ReLU branches
 
 Outputs = dict[str, np.ndarray]
 
@@ -96,16 +109,22 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
         training = frameworks.load(name, "training")
 
         def trainer() -> object:
-            return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+            return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
+                                    record_gates=True)
         if "grad" in checks:
-            loss, grads = trainer().loss_and_grads(*case.batches[0])
+            t = trainer()
+            loss, grads = t.loss_and_grads(*case.batches[0])
             out["grad/loss"] = _scalar(loss)
             out.update(_prefixed("grad", grads))
+            out.update(_prefixed(f"{GATES}grad", t.gates))  # the branches of the forward behind `grads`
         if {"step", "steps"} & set(checks):
             t = trainer()
             for k, (bx, by) in enumerate(case.batches if "steps" in checks else case.batches[:1], start=1):
                 loss = _scalar(t.step(bx, by))
                 weights = t.canonical_weights()
+                out.update(_prefixed(f"{GATES}step{k}", t.gates))
+                if "steps" in checks:
+                    out.update(_prefixed(f"{MOMENTUM}step{k}", t.optimizer_state()))
                 if k == 1 and "step" in checks:
                     out["step/loss"] = loss
                     out.update(_prefixed("step", weights))
@@ -115,39 +134,122 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
     return out
 
 
-def oracle_outputs(case: ParityCase, checks: tuple[str, ...]) -> tuple[Outputs, dict[str, float]]:
-    """The float64 reference for every check except `steps` (pairwise only), and the parameters
-    whose gradients sit upstream of a ReLU kink closer to zero than fp32 forward error (with the
-    closest margin): see `Oracle.kink_exposed`."""
-    spec, h = case.spec, case.hyper
-    margin = tolerance("eval")  # the fp32 forward error bound: kinks inside it can flip
+def oracle_outputs(case: ParityCase, checks: tuple[str, ...]) -> Outputs:
+    """The float64 reference for every check, on float64's own ReLU branches (which it records
+    under `gates/`; `follow_gates` redoes the training checks on a framework's branches)."""
+    spec = case.spec
     out: Outputs = {}
-    exposed: dict[str, float] = {}
     if "eval" in checks:
         out.update(_prefixed("eval", Oracle(spec, case.weights).forward(case.x)))
     if "train" in checks:
         oracle = Oracle(spec, case.weights)
         out.update(_prefixed("train", oracle.forward(case.x, train=True)))
         out.update(_prefixed("train", _buffers(oracle.weights)))
-    if "grad" in checks or "step" in checks:
+    out.update(_oracle_training(case, checks, {})[0])
+    return out
+
+
+def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[str, Mapping[str, np.ndarray]],
+                     states: Mapping[int, tuple[Weights, Weights]] | None = None,
+                     nudge: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[Outputs, GateMatch]:
+    """The oracle's grad, step and steps outputs, with the branches it took under `gates/` and its
+    momentum buffers under `momentum/`.
+
+    `gates` maps a forward ("grad", "step1" .. "stepK") to the ReLU branches to follow near the
+    kinks in it (float64's own where absent). `states` maps k to (parameters, momentum) after
+    step k of a framework: step k + 1 then starts from that state instead of the oracle's own,
+    so each step is checked on its own (`nudge`, for the conditioning floor, moves every such
+    state). SGD with momentum and weight decay in float64, torch's rule:
+    b = m * b + (g + wd * p) (b = g + wd * p at the first step), p -= lr * b.
+    """
+    spec, h = case.spec, case.hyper
+    out: Outputs = {}
+    match = GateMatch()
+    if "grad" in checks:
         oracle = Oracle(spec, case.weights)
-        loss, grads = oracle.loss_and_grads(*case.batches[0])
-        exposed.update(oracle.kink_exposed(margin))
-        if "grad" in checks:
-            out["grad/loss"] = _scalar(loss)
-            out.update(_prefixed("grad", grads))
-        if "step" in checks:  # first SGD step: the momentum buffer is the decayed gradient itself
-            out["step/loss"] = _scalar(loss)
-            stepped = {k: (v - h.lr * (grads[k] + h.weight_decay * v)) if k in grads else v
-                       for k, v in oracle.weights.items()}
-            out.update(_prefixed("step", stepped))
-    if "steps" in checks:  # kinks of each batch, at the initial weights (an approximation)
-        for bx, _ in case.batches:
-            oracle = Oracle(spec, case.weights)
-            oracle.forward(bx, train=True)
-            for name, m in oracle.kink_exposed(margin).items():
-                exposed[name] = min(m, exposed.get(name, m))
-    return out, exposed
+        loss, grads = oracle.loss_and_grads(*case.batches[0], gates=gates.get("grad"))
+        out["grad/loss"] = _scalar(loss)
+        out.update(_prefixed("grad", grads))
+        out.update(_prefixed(f"{GATES}grad", oracle.gates))
+        match += oracle.gate_match
+    if "step" in checks or "steps" in checks:
+        weights: Weights = dict(case.weights)
+        momentum: Weights = {}
+        for k, (bx, by) in enumerate(case.batches if "steps" in checks else case.batches[:1], start=1):
+            if states and k - 1 in states:
+                params, momentum = states[k - 1][0], dict(states[k - 1][1])
+                weights = {**weights, **params}
+                if nudge is not None:
+                    weights = {n: nudge(v) if n in params else v for n, v in weights.items()}
+                    momentum = {n: nudge(v) for n, v in momentum.items()}
+            oracle = Oracle(spec, weights)
+            loss, grads = oracle.loss_and_grads(bx, by, gates=gates.get(f"step{k}"))
+            weights = oracle.weights  # with the running statistics this forward updated
+            for name, g in grads.items():
+                d = g + h.weight_decay * weights[name]
+                momentum[name] = d if k == 1 else h.momentum * momentum[name] + d
+                weights[name] = weights[name] - h.lr * momentum[name]
+            out.update(_prefixed(f"{GATES}step{k}", oracle.gates))
+            match += oracle.gate_match
+            if k == 1 and "step" in checks:
+                out["step/loss"] = _scalar(loss)
+                out.update(_prefixed("step", weights))
+            if "steps" in checks:
+                out[f"steps/step{k}.loss"] = _scalar(loss)
+                out.update(_prefixed(f"steps/step{k}", _params(weights), sep=":"))
+                out.update(_prefixed(f"{MOMENTUM}step{k}", dict(momentum)))
+    return out, match
+
+
+def trajectory_states(outputs: Mapping[str, np.ndarray]) -> dict[int, tuple[Weights, Weights]]:
+    """Step k -> (parameters, momentum buffers) after it, from a participant's steps outputs."""
+    states: dict[int, tuple[Weights, Weights]] = {}
+    for key, value in outputs.items():
+        if key.startswith(MOMENTUM):
+            step, param = key[len(MOMENTUM):].split("/", 1)
+            k = int(step.removeprefix("step"))
+            params, buffers = states.setdefault(k, ({}, {}))
+            params[param], buffers[param] = outputs[f"steps/{step}:{param}"], value
+    return states
+
+
+def gates_by_forward(outputs: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """`gates/{forward}/{site}` entries of a participant's outputs, as forward -> site -> gate."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in outputs.items():
+        if key.startswith(GATES):
+            forward, site = key[len(GATES):].split("/", 1)
+            found.setdefault(forward, {})[site] = value
+    return found
+
+
+def follow_gates(case: ParityCase, checks: tuple[str, ...], results: Mapping[str, Outputs]
+                 ) -> tuple[dict[str, Outputs], dict[str, GateMatch]]:
+    """Per framework, the oracle's training checks redone on that framework's own ReLU branches.
+
+    A gradient jumps where a ReLU input crosses zero, and fp32 may put an input that float64 puts
+    just below zero just above it. Wherever a framework's branch differs from float64's at an
+    input within KINK_MARGIN of zero, the oracle's backward follows the framework (one more run of
+    the oracle's training checks per framework that has such flips); branches that differ farther
+    out are conflicts, counted and never followed. Returns (framework -> the oracle outputs that
+    replace the shared ones for it, framework -> how its branches matched float64's).
+    """
+    own = gates_by_forward(results.get(ORACLE, {}))
+    references: dict[str, Outputs] = {}
+    matches: dict[str, GateMatch] = {}
+    for name, out in results.items():
+        gates = gates_by_forward(out)
+        if name == ORACLE or not gates or not set(TRAINING_CHECKS) & set(checks):
+            continue
+        states = trajectory_states(out) if "steps" in checks else {}
+        same = all(np.array_equal(g, own.get(fw, {}).get(site)) for fw, sites in gates.items()
+                   for site, g in sites.items())
+        if same and not states:
+            matches[name] = GateMatch()
+            continue
+        redone, matches[name] = _oracle_training(case, checks, gates, states)
+        references[name] = {k: v for k, v in redone.items() if not k.startswith(SIDE_CHANNELS)}
+    return references, matches
 
 
 def conditioning_floors(case: ParityCase, checks: tuple[str, ...], reference: Outputs,
@@ -165,8 +267,14 @@ def conditioning_floors(case: ParityCase, checks: tuple[str, ...], reference: Ou
         return a.astype(np.float64) * (1.0 + u * rng.uniform(-1.0, 1.0, a.shape))
     nudged = replace(case, weights={k: nudge(v) for k, v in case.weights.items()}, x=nudge(case.x),
                      batches=tuple((nudge(bx), by) for bx, by in case.batches))
-    moved, _ = oracle_outputs(nudged, tuple(c for c in checks if c != "steps"))  # steps: pairwise only
-    return {k: compare(moved[k], ref, 0.0).max_rel for k, ref in reference.items() if k in moved}
+    moved = oracle_outputs(nudged, tuple(c for c in checks if c not in TRAINING_CHECKS))
+    # The training checks keep the unnudged run's ReLU branches (a kink flip is not conditioning),
+    # and each of the K steps starts from the unnudged state after the step before, moved by one
+    # unit round-off, as the steps check starts each step from the framework's own state.
+    moved.update(_oracle_training(nudged, checks, gates_by_forward(reference), trajectory_states(reference),
+                                  nudge)[0])
+    return {k: compare(moved[k], ref, 0.0).max_rel for k, ref in reference.items()
+            if k in moved and not k.startswith(SIDE_CHANNELS)}
 
 
 def stagewise_reference(oracle: Outputs) -> Outputs:
@@ -214,14 +322,8 @@ class Row:
     max_rel: float
     tolerance: float
     passed: bool
-    kink: float | None = None  # failing, but upstream of a ReLU kink this close to zero (relative)
     floor: float | None = None  # the quantity's conditioning floor, when measured
     floor_limited: bool = False  # failing, but within the allowance of its conditioning floor
-
-    @property
-    def excused(self) -> bool:
-        """Failing for a reason fp32 arithmetic itself imposes (a kink flip, the conditioning floor)."""
-        return self.kink is not None or self.floor_limited
 
 
 @dataclass
@@ -233,20 +335,18 @@ class Comparison:
     left: str
     right: str
     rows: list[Row] = field(default_factory=list)
-    note: str = ""
+    note: str = ""  # which ReLU branches the oracle followed, for the training checks
 
     @property
     def passed(self) -> bool:
-        """True unless some quantity fails for a reason other than a ReLU kink or the conditioning floor."""
-        return all(r.passed or r.excused for r in self.rows)
+        """True unless some quantity fails by more than its conditioning floor allows."""
+        return all(r.passed or r.floor_limited for r in self.rows)
 
     @property
     def status(self) -> str:
         if all(r.passed for r in self.rows):
             return "pass"
-        if not self.passed:
-            return "FAIL"
-        return "kink-limited" if any(r.kink is not None for r in self.rows) else "conditioning-limited"
+        return "conditioning-limited" if self.passed else "FAIL"
 
     @property
     def first_divergence(self) -> Row | None:
@@ -254,8 +354,8 @@ class Comparison:
 
     @property
     def first_unexcused(self) -> Row | None:
-        """The first failing quantity that neither a kink nor the conditioning floor explains."""
-        return next((r for r in self.rows if not (r.passed or r.excused)), None)
+        """The first failing quantity that the conditioning floor does not explain."""
+        return next((r for r in self.rows if not (r.passed or r.floor_limited)), None)
 
     @property
     def worst(self) -> Row:
@@ -264,41 +364,65 @@ class Comparison:
 
 def compare_participants(arch: str, results: Mapping[str, Outputs], dtype: str = "fp32",
                          informational: tuple[str, ...] = (),
-                         kink_exposed: Mapping[str, float] | None = None,
+                         references: Mapping[str, Outputs] | None = None,
+                         matches: Mapping[str, GateMatch] | None = None,
                          floors: Mapping[str, float] | None = None) -> list[Comparison]:
     """Each framework vs the oracle, then each framework pair, per check, in execution order.
 
     Quantities whose name ends with one of `informational` are measured and shown but cannot fail.
-    A failing gradient-derived quantity (grad, step, steps) of a parameter in `kink_exposed` is
-    marked kink-limited: fp32 can take the other side of a ReLU kink there, float64 cannot.
-    Any other failing quantity within the allowance of its conditioning floor (`floors`, from
-    `conditioning_floors`) is marked conditioning-limited.
+    `references` (from `follow_gates`) replace the oracle's outputs for one framework: its
+    training checks on that framework's ReLU branches. A pair whose branches differ is compared
+    after moving the right side onto the left's branches by the exact float64 difference,
+    right + (oracle on left's branches - oracle on right's). A failing quantity within the
+    allowance of its conditioning floor (`floors`, from `conditioning_floors`) is
+    conditioning-limited. `matches` only annotates the comparisons.
     """
-    exposed = kink_exposed or {}
     floor_of = floors or {}
+    refs = references or {}
     names = [n for n in results if n != ORACLE]
     pairs = [(n, ORACLE) for n in names if ORACLE in results]
     pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+    def oracle_for(name: str, key: str) -> np.ndarray:
+        return refs.get(name, {}).get(key, results[ORACLE][key])
     comparisons: list[Comparison] = []
     for left, right in pairs:
         by_check: dict[str, Comparison] = {}
         for key, ref in results[right].items():
-            if key not in results[left]:
+            if key.startswith(SIDE_CHANNELS) or key not in results[left]:
                 continue
+            if right == ORACLE:
+                ref = oracle_for(left, key)
+            elif key in refs.get(left, {}) or key in refs.get(right, {}):
+                ref = ref + (oracle_for(left, key) - oracle_for(right, key))
             check, quantity = key.split("/", 1)
             kind = tolerance_kind(check, quantity)
             tol = tolerance(kind, dtype, pairwise=right != ORACLE)
             c = compare(results[left][key], ref, tol)
             ok = c.passed or quantity.endswith(informational)
-            param = quantity.rsplit(":", 1)[-1]
-            kink = exposed.get(param) if (not ok and check in ("grad", "step", "steps")) else None
             floor = floor_of.get(key)
-            limited = (not ok and kink is None and floor is not None
+            limited = (not ok and floor is not None
                        and c.max_rel <= floor_allowance(floor, kind, pairwise=right != ORACLE))
-            comp = by_check.setdefault(check, Comparison(arch, check, left, right))
-            comp.rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, kink, floor, limited))
+            comp = by_check.setdefault(check, Comparison(arch, check, left, right,
+                                                         note=_branch_note(check, left, right, matches or {})))
+            comp.rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, floor, limited))
         comparisons.extend(_summarise_steps(c) if c.check == "steps" else c for c in by_check.values())
     return comparisons
+
+
+def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMatch]) -> str:
+    """For a training check: at how many ReLU kinks the oracle followed each side's branch."""
+    if check not in TRAINING_CHECKS:
+        return ""
+    parts = []
+    for name in (left, right):
+        m = matches.get(name)
+        if m is not None and (m.flips or m.conflicts):
+            where = ", ".join(dict.fromkeys(m.sites))
+            parts.append(f"{name} took the other branch at {m.flips} ReLU input(s) within {m.widest:.0e} of zero"
+                         + (f" and disagreed at {m.conflicts} farther out (not followed)" if m.conflicts else "")
+                         + f" ({where})")
+    return "; ".join(parts)
 
 
 def _summarise_steps(comp: Comparison) -> Comparison:
@@ -314,22 +438,16 @@ def _summarise_steps(comp: Comparison) -> Comparison:
             rows.append(r)
             by_step.setdefault(step.removesuffix(".loss"), [])
     summary: list[Row] = []
-    earlier_kink: float | None = None  # once a kink flip made the runs differ, later steps inherit it
     for r in rows:
-        step = r.quantity.removesuffix(".loss")
-        if not r.passed and earlier_kink is not None:
-            r = replace(r, kink=earlier_kink)
         summary.append(r)
-        params = by_step.get(step, [])
+        params = by_step.get(r.quantity.removesuffix(".loss"), [])
         if params:
-            worst = max(params, key=lambda p: p.max_rel)
+            worst = max(params, key=lambda p: p.max_rel / p.tolerance)
             failing = [p for p in params if not p.passed]
-            kink = earlier_kink if earlier_kink is not None or not failing else (
-                None if any(p.kink is None for p in failing) else min(p.kink for p in failing))  # type: ignore[type-var]
-            earlier_kink = kink
-            summary.append(Row(f"{step}.params (worst: {worst.quantity.split(':', 1)[1]})", worst.max_abs,
-                               worst.max_rel, worst.tolerance, not failing, kink))
-    return Comparison(comp.arch, comp.check, comp.left, comp.right, summary)
+            summary.append(Row(f"{r.quantity.removesuffix('.loss')}.params (worst: {worst.quantity.split(':', 1)[1]})",
+                               worst.max_abs, worst.max_rel, worst.tolerance, not failing, worst.floor,
+                               bool(failing) and all(p.floor_limited for p in failing)))
+    return Comparison(comp.arch, comp.check, comp.left, comp.right, summary, comp.note)
 
 
 def running_var_factor(case: ParityCase, results: Mapping[str, Outputs]) -> dict[str, object]:

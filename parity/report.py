@@ -8,17 +8,20 @@ JSON schema (version 1):
      "errors": {framework: "what went wrong"},            # frameworks that could not run
      "unsupported": {framework: "what is missing"},       # cannot run this dtype here: not a failure
      "running_var_conventions": {arch: {"layer", "n", "unbiased_factor", "factors": {framework: f}}},
-     "checks": [{"arch", "check", "left", "right", "passed",
+     "relu_branches": {arch: {framework: {"flips", "conflicts", "widest", "sites"}}},
+     "checks": [{"arch", "check", "left", "right", "passed", "status", "note",
                  "worst": ROW, "first_divergence": ROW | null, "rows": [ROW, ...]}],
      "passed": bool}
-    ROW = {"quantity", "max_abs", "max_rel", "tolerance", "passed", "kink_margin", "floor", "floor_limited"}
-`status` is "pass", "FAIL", "kink-limited" or "conditioning-limited". Kink-limited: every failing
-quantity is a gradient-derived one upstream of a ReLU whose float64 input lies within fp32 forward
-error of zero (`kink_margin`, relative to that input's max), where fp32 may legitimately take the
-other branch. Conditioning-limited: every failing quantity is within FLOOR_FACTOR times its
-conditioning floor (`floor`: how far the float64 result moves when weights and inputs move by one
-unit round-off; see common/tolerance.py). Neither fails the run; both are listed so that nobody
-mistakes them for a pass.
+    ROW = {"quantity", "max_abs", "max_rel", "tolerance", "passed", "floor", "floor_limited"}
+`status` is "pass", "FAIL" or "conditioning-limited": every failing quantity is within
+FLOOR_FACTOR times its conditioning floor (`floor`: how far the float64 result moves when weights
+and inputs move by one unit round-off; see common/tolerance.py). It does not fail the run and is
+listed so that nobody mistakes it for a pass.
+`relu_branches`: over the forwards of the training checks (grad, step1..stepK), the ReLU inputs
+within KINK_MARGIN of zero where the framework took the other branch than float64 (`flips`, the
+largest such |input| / max |input| as `widest`, in `sites`), which the oracle's backward then
+followed for that framework, and the disagreements farther from zero (`conflicts`, a forward
+error: never followed). `note` says the same for one comparison.
 `rows` are in execution order, so `first_divergence` is the earliest failing quantity and every
 row before it is the error history leading up to it.
 """
@@ -31,7 +34,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..common.tolerance import CAP, FLOOR_FACTOR
+from ..common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
 from .engine import Comparison, Row
 
 SCHEMA = "resnet-rosetta-parity/1"
@@ -55,20 +58,19 @@ def _cpu_model() -> str:
 
 def _row(r: Row) -> dict[str, Any]:
     return {"quantity": r.quantity, "max_abs": r.max_abs, "max_rel": r.max_rel,
-            "tolerance": r.tolerance, "passed": r.passed, "kink_margin": r.kink, "floor": r.floor,
-            "floor_limited": r.floor_limited}
+            "tolerance": r.tolerance, "passed": r.passed, "floor": r.floor, "floor_limited": r.floor_limited}
 
 
 def to_json(comparisons: list[Comparison], settings: dict[str, Any], numerics: dict[str, Any],
             errors: dict[str, str], conventions: dict[str, Any],
-            unsupported: dict[str, str] | None = None) -> dict[str, Any]:
+            unsupported: dict[str, str] | None = None, branches: dict[str, Any] | None = None) -> dict[str, Any]:
     checks = [{"arch": c.arch, "check": c.check, "left": c.left, "right": c.right, "passed": c.passed,
-               "status": c.status,
+               "status": c.status, "note": c.note,
                "worst": _row(c.worst), "first_divergence": _row(c.first_divergence) if c.first_divergence else None,
                "rows": [_row(r) for r in c.rows]} for c in comparisons]
     return {"schema": SCHEMA, "environment": environment(), "settings": settings, "numerics": numerics,
             "errors": errors, "unsupported": unsupported or {}, "running_var_conventions": conventions,
-            "checks": checks,
+            "relu_branches": branches or {}, "checks": checks,
             "passed": passed(comparisons, errors)}
 
 
@@ -90,8 +92,6 @@ def _grouped(comparisons: list[Comparison]) -> dict[tuple[str, str], list[Compar
 def _why(row: Row | dict[str, Any]) -> str:
     """Why a failing quantity is excused, or why its check cannot resolve it."""
     r = _row(row) if isinstance(row, Row) else row
-    if r["kink_margin"] is not None:
-        return f", ReLU input {r['kink_margin']:.0e} from zero upstream"
     if r["floor"] is None:
         return ""
     if r["floor_limited"]:
@@ -107,8 +107,23 @@ def _unexcused(c: Comparison) -> str:
     return "" if r is None or r is c.first_divergence else f"; fails at {r.quantity} ({r.max_rel:.1e}{_why(r)})"
 
 
+def branch_summary(arch: str, per_framework: dict[str, Any]) -> str:
+    """One line: where each framework's fp32 forward took the other side of a ReLU kink."""
+    parts = []
+    for fw, m in per_framework.items():
+        text = f"{fw} {m['flips']}"
+        if m["flips"]:
+            sites = list(dict.fromkeys(m["sites"]))
+            text += f" (widest {m['widest']:.0e}; {', '.join(sites[:3])}{', ...' if len(sites) > 3 else ''})"
+        if m["conflicts"]:
+            text += f", {m['conflicts']} CONFLICTING farther from zero (not followed)"
+        parts.append(text)
+    return (f"{arch} · ReLU inputs within {KINK_MARGIN:g} of zero where fp32 took the other branch "
+            f"(the oracle's backward followed each framework there): " + "; ".join(parts))
+
+
 def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions: dict[str, Any],
-             unsupported: dict[str, str] | None = None) -> str:
+             unsupported: dict[str, str] | None = None, branches: dict[str, Any] | None = None) -> str:
     """Per arch and check: one line per pair, the relative error per quantity (or the worst one)."""
     lines: list[str] = []
     for (arch, check), comps in _grouped(comparisons).items():
@@ -126,6 +141,9 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
                        f"{c.status.upper()} (first divergence: {fd.quantity}"
                        + _why(fd) + _unexcused(c) + ")")
             lines.append(f"  {_pair(c):<18}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
+    for arch, per_framework in (branches or {}).items():
+        if per_framework:
+            lines.append("\n" + branch_summary(arch, per_framework))
     for arch, conv in conventions.items():
         factors = ", ".join(f"{fw} {f:.5f}" for fw, f in conv["factors"].items())
         lines.append(f"\n{arch} · running_var feed on {conv['layer']} (n = {conv['n']}): {factors}; "
@@ -164,6 +182,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 why = _why(fd)
                 out += [f"First divergence, {c['left']} vs {c['right']}: **{fd['quantity']}** "
                         f"({fd['max_rel']:.2e} > {fd['tolerance']:.0e}){why}; errors up to it: {history}.", ""]
+    for arch, per_framework in doc.get("relu_branches", {}).items():
+        if per_framework:
+            out += [branch_summary(arch, per_framework) + ".", ""]
     for arch, conv in doc["running_var_conventions"].items():
         out += [f"Running-variance feed, {arch}, layer `{conv['layer']}` (n = {conv['n']} samples per channel): "
                 + ", ".join(f"{fw} x{f:.5f}" for fw, f in conv["factors"].items())

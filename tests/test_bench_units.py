@@ -152,12 +152,12 @@ def test_index_summary_states_parity_and_bounds():
     d = results.derive(recs)
     parity = {"status": "failed", "doc": {"passed": False, "checks": [
         {"passed": True, "status": "pass"}, {"passed": False, "status": "FAIL"},
-        {"passed": True, "status": "kink-limited"}, {"passed": True}]},
+        {"passed": True, "status": "conditioning-limited"}, {"passed": True}]},
               "markdown": "# Parity report\n\n## resnet18 · eval\n\n```\n# not a heading\n```\n"}
     text = report_index.index_markdown(meta={"command": "x"}, plan_measures=["m"], plan_skips=["s"], records=recs,
                                        derived=d, parity=parity, list_text="resnet18", files=["results.csv"])
-    assert ("**Parity:** **FAIL**: 2 of 4 comparisons within tolerance, 1 FAIL, 1 kink-limited (kink- and "
-            "conditioning-limited: explained by fp32 itself, see parity.md).") in text
+    assert ("**Parity:** **FAIL**: 2 of 4 comparisons within tolerance, 1 FAIL, 1 conditioning-limited "
+            "(conditioning-limited: explained by fp32 itself, see parity.md).") in text
     assert "### Parity report" in text and "#### resnet18 · eval" in text and "\n# not a heading" in text
     assert "57.4% of the measured fp32 matmul peak" in text and "bound 50%: met" in text
 

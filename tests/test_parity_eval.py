@@ -16,7 +16,7 @@ CASES = [("resnet18", 224), ("resnet50", 224), ("resnet18_small", 32), ("resnext
 def comparisons(request: pytest.FixtureRequest) -> list[engine.Comparison]:
     name, size = request.param
     case = engine.ParityCase.seeded(get_spec(name), size=size, batch=2, seed=7)
-    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))[0]}
+    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))}
     for fw in FRAMEWORKS:
         results[fw] = engine.framework_outputs(fw, case, ("eval",))
     return engine.compare_participants(name, results)
@@ -33,7 +33,7 @@ def test_every_framework_matches_the_oracle_and_each_other(comparisons: list[eng
 def test_grayscale_small_input_runs_in_every_framework() -> None:
     spec = get_spec("resnet18_small").replace(in_channels=1, widths=(8, 16, 16, 32))
     case = engine.ParityCase.seeded(spec, size=28, batch=2)
-    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))[0]}
+    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))}
     results.update({fw: engine.framework_outputs(fw, case, ("eval",)) for fw in FRAMEWORKS})
     assert all(c.passed for c in engine.compare_participants(spec.name, results))
     assert results["flax"]["eval/logits"].shape == (2, 10)
@@ -44,7 +44,7 @@ def test_every_preset_structure_runs_in_every_framework(name: str) -> None:
     """Each preset's depths, block, groups and stem at narrow widths, so all nine fit in seconds."""
     spec = get_spec(name).replace(widths=(16, 32, 64, 128), stem_width=16, num_classes=5)
     case = engine.ParityCase.seeded(spec, size=32, batch=1)
-    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))[0]}
+    results = {engine.ORACLE: engine.oracle_outputs(case, ("eval",))}
     results.update({fw: engine.framework_outputs(fw, case, ("eval",)) for fw in FRAMEWORKS})
     failed = [c for c in engine.compare_participants(name, results) if not c.passed]
     assert not failed, [(c.left, c.right, c.first_divergence) for c in failed]

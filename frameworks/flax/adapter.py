@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from flax import traverse_util
 
 from ...common import rules
-from ...common.canonical import Weights
+from ...common.canonical import Weights, relu_sites
 from ...common.spec import STAGE_NAMES, ResNetSpec
 from .files import flatten, unflatten
 from .model import ResNet
@@ -83,6 +84,28 @@ def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:
             args = (targets[context.module.name],) + tuple(args[1:])
         return next_fun(*args, **kwargs)
     return intercept
+
+
+def _gate_paths(spec: ResNetSpec) -> dict[tuple[str, ...], str]:
+    """Native module path -> ReLU site (`canonical.relu_sites`), through the rule table."""
+    return {tuple(rules.native_module(site, NATIVE_FORMAT).split("/")): site for site in relu_sites(spec)}
+
+
+def gate_filter(spec: ResNetSpec) -> Any:
+    """For `apply(capture_intermediates=...)`: keep the outputs of the modules feeding a ReLU (a
+    BatchNorm, or a whole block, whose output is the ReLU's)."""
+    paths = _gate_paths(spec)
+    return lambda module, method: method == "__call__" and module.path in paths
+
+
+def gates_of(spec: ResNetSpec, intermediates: Any) -> dict[str, jnp.ndarray]:
+    """Per ReLU site, the bool mask `input > 0` (NHWC) from the captured intermediates."""
+    flat = traverse_util.flatten_dict(intermediates)
+    return {site: flat[path + ("__call__",)][0] > 0 for path, site in _gate_paths(spec).items()}
+
+
+def gates_to_nchw(gates: Mapping[str, jnp.ndarray]) -> dict[str, np.ndarray]:
+    return {site: _to_nchw(np.asarray(g)) for site, g in gates.items()}
 
 
 def _to_nhwc(a: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import optax
 from ...common.canonical import Weights
 from ...common.spec import ResNetSpec
 from ...common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter
+from .adapter import NATIVE_FORMAT, Adapter, gate_filter, gates_of, gates_to_nchw
 from .files import flatten, unflatten
 
 
@@ -23,8 +23,9 @@ class Trainer:
                   "trace = m * trace + g, p -= lr * trace")
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, device: str = "cpu") -> None:
+                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False) -> None:
         self.spec = spec
+        self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
         self.adapter = Adapter(spec, weights, device)
         self.params = self.adapter.variables["params"]
         self.batch_stats = self.adapter.variables["batch_stats"]
@@ -34,17 +35,21 @@ class Trainer:
         self.opt_state = tx.init(self.params)
         model = self.adapter.model
 
+        capture = gate_filter(spec) if record_gates else False
+
         def loss_fn(params: Any, batch_stats: Any, x: jnp.ndarray, y: jnp.ndarray) -> tuple[jnp.ndarray, Any]:
-            (logits, _), updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                               mutable=["batch_stats"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates["batch_stats"]
+            """Loss, with (new batch_stats, ReLU gates: empty unless recording) as aux."""
+            (logits, _), state = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                             mutable=["batch_stats"], capture_intermediates=capture)
+            gates = gates_of(spec, state["intermediates"]) if record_gates else {}
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (state["batch_stats"], gates)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def step(params: Any, batch_stats: Any, opt_state: Any, x: jnp.ndarray, y: jnp.ndarray) -> tuple:
-            (loss, batch_stats), grads = grad_fn(params, batch_stats, x, y)
+            (loss, (batch_stats, gates)), grads = grad_fn(params, batch_stats, x, y)
             updates, opt_state = tx.update(grads, opt_state, params)
-            return loss, optax.apply_updates(params, updates), batch_stats, opt_state
+            return loss, optax.apply_updates(params, updates), batch_stats, opt_state, gates
 
         self._grads = jax.jit(grad_fn)
         self._step = jax.jit(step)
@@ -55,12 +60,14 @@ class Trainer:
                 jax.device_put(np.asarray(y, dtype=np.int32), self.adapter.device))
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        (loss, self.batch_stats), grads = self._grads(self.params, self.batch_stats, *self._batch(x, y))
+        (loss, (self.batch_stats, gates)), grads = self._grads(self.params, self.batch_stats, *self._batch(x, y))
+        self.gates = gates_to_nchw(gates)
         return float(loss), params_to_canonical(flatten({"params": grads}), self.spec, NATIVE_FORMAT)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        loss, self.params, self.batch_stats, self.opt_state = self._step(
+        loss, self.params, self.batch_stats, self.opt_state, gates = self._step(
             self.params, self.batch_stats, self.opt_state, *self._batch(x, y))
+        self.gates = gates_to_nchw(gates)
         return float(loss)
 
     def set_lr(self, lr: float) -> None:

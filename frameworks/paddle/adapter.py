@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 
 from ...common import rules
-from ...common.canonical import Weights
+from ...common.canonical import Weights, relu_sites
 from ...common.errors import Unsupported
 from ...common.spec import ResNetSpec
 from .model import ResNet
@@ -68,6 +68,19 @@ class Adapter:
 
     def _tensor(self, a: np.ndarray) -> paddle.Tensor:
         return paddle.to_tensor(np.array(a, dtype=np.float32)).astype(self.dtype)
+
+
+def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
+    """From now on every forward of `model` records its ReLU branches into `gates`: per site
+    (`canonical.relu_sites`, mapped to Paddle's layer names by the rule table) the bool mask
+    `input > 0`, read by forward post-hooks on the layer feeding the ReLU (a `_batch_norm`, or a
+    whole block, whose output is the ReLU's)."""
+    layers = dict(model.named_sublayers())
+
+    def hook(site: str):  # type: ignore[no-untyped-def]
+        return lambda _layer, _inputs, out: gates.__setitem__(site, (out > 0).numpy())
+    for site in relu_sites(model.spec):
+        layers[rules.native_module(site, NATIVE_FORMAT)].register_forward_post_hook(hook(site))
 
 
 def _require_kernels(dtype: str) -> None:

@@ -14,7 +14,7 @@ import paddle
 from ...common.canonical import Weights
 from ...common.spec import ResNetSpec
 from ...common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter
+from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates
 
 _VELOCITY = "{}_velocity_0"  # Paddle's accumulator name for parameter `{param.name}`
 
@@ -27,10 +27,13 @@ class Trainer:
                   "(BN included), p -= lr * velocity")
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, device: str = "cpu") -> None:
+                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False) -> None:
         self.spec = spec
         self.adapter = Adapter(spec, weights, device)
         self.model = self.adapter.model
+        self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
+        if record_gates:
+            hook_relu_gates(self.model, self.gates)
         self.params = {n: p for n, p in self.model.named_parameters() if not p.stop_gradient}
         self.optimizer = paddle.optimizer.Momentum(
             learning_rate=lr, momentum=momentum, parameters=list(self.params.values()),

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ...common import rules
-from ...common.canonical import Weights
+from ...common.canonical import Weights, relu_sites
 from ...common.spec import ResNetSpec
 from .files import to_state_dict
 from .model import ResNet
@@ -62,6 +62,17 @@ class Adapter:
             for hook in hooks:
                 hook.remove()
         return {k: _numpy(v) for k, v in out.items()}
+
+
+def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
+    """From now on every forward of `model` records its ReLU branches into `gates`: per site
+    (`canonical.relu_sites`, whose names are torch's own module names) the bool mask `input > 0`,
+    read by forward hooks on the module feeding the ReLU (a batch norm, before the in-place ReLU
+    runs, or a whole block, whose output is the ReLU's)."""
+    def hook(site: str):  # type: ignore[no-untyped-def]
+        return lambda _module, _args, out: gates.__setitem__(site, (out > 0).cpu().numpy())
+    for site in relu_sites(model.spec):
+        model.get_submodule(site).register_forward_hook(hook(site))
 
 
 def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

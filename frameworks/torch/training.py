@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ...common.canonical import Weights
 from ...common.spec import ResNetSpec
 from ...common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter, to_tensor
+from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates, to_tensor
 
 
 class Trainer:
@@ -20,10 +20,13 @@ class Trainer:
                   "every parameter (BN included), b = m * b + g (b = g on the first step), p -= lr * b")
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, device: str = "cpu") -> None:
+                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False) -> None:
         self.spec = spec
         self.adapter = Adapter(spec, weights, device)
         self.model = self.adapter.model
+        self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
+        if record_gates:
+            hook_relu_gates(self.model, self.gates)
         self.params = dict(self.model.named_parameters())
         self.optimizer = torch.optim.SGD(self.params.values(), lr=lr, momentum=momentum,
                                          weight_decay=weight_decay, dampening=0.0, nesterov=False)
