@@ -19,7 +19,7 @@ import traceback
 
 from ..common.atomic import atomic_write_text
 from .config import PRECISIONS, Cell
-from .environment import current_rss_bytes, host_info, pin_threads
+from .environment import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from .timing import measure, summarize
 from .workload import Unsupported, looks_like_oom
 
@@ -52,10 +52,12 @@ def run_cell(cell: Cell) -> dict:
             t0 = time.perf_counter()
             wl = runner.build(cell)
             setup_s = time.perf_counter() - t0
+            jiffies = cpu_jiffies()
             timings = measure(wl.step, wl.sync, warmup=cell.warmup, iters=cell.iters, repeats=cell.repeats,
                               target_repeat_s=cell.repeat_s)
             metrics = summarize(timings, cell.batch, cell.flops_per_image())
-            metrics.update(wl.peak_memory(), setup_s=setup_s, rss_before_model_bytes=rss0, iters=timings.iters)
+            metrics.update(wl.peak_memory(), setup_s=setup_s, rss_before_model_bytes=rss0, iters=timings.iters,
+                           steal_fraction=steal_fraction(jiffies, cpu_jiffies()))
             record["metrics"] = metrics
             record["settings"] = wl.settings
         record["status"] = "ok"

@@ -91,8 +91,12 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
     noisy = [r for r in model_records(records) if ok(r) and r["metrics"]["spread"] > SPREAD_BOUND]
     good = [r for r in model_records(records) if ok(r)]
     if good:
+        steal = sorted(r["metrics"]["steal_fraction"] for r in good if r["metrics"].get("steal_fraction") is not None)
+        stolen = (f"; CPU steal (time the hypervisor gave to other guests) during the cells: median "
+                  f"{_pct(steal[len(steal) // 2])}, max {_pct(steal[-1])}" if steal else "")
         lines.append(f"**Repeatability:** {len(good) - len(noisy)} of {len(good)} cells with IQR/median <= "
-                     f"{SPREAD_BOUND:.0%}" + (f"; noisier: {len(noisy)} (see the spread column)" if noisy else "") + ".")
+                     f"{SPREAD_BOUND:.0%}" + (f"; noisier: {len(noisy)} (see the spread column)" if noisy else "")
+                     + stolen + ".")
     from .pipeline import status_line
     lines.append(f"**Cells:** {status_line(records)}.")
     return lines

@@ -101,9 +101,11 @@ def results_tables(records: list[dict], level: int = 2) -> str:
     out += ("img/s and ms/step are medians over the repeats, IQR their inter-quartile range; spread = IQR / median. "
             "First call = the first step on its own (tracing, compilation, autotuning included), never in the "
             "medians. GFLOP/s counts 2 x MACs per image for inference and 3 x that for training. "
+            "Steal = share of the machine's CPU time the hypervisor gave to other guests during the cell's "
+            "warm-up and repeats (from /proc/stat; on a shared VM the main source of noise). "
             "★ = fastest row for its batch size and precision.\n\n")
-    header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "ms/step",
-              "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
+    header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "steal",
+              "ms/step", "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
     for (arch, size, mode), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "infer")):
         recs = sorted(recs, key=lambda r: (r["cell"]["batch"], r["cell"]["precision"],
                                            framework_order(r["cell"]["framework"]), r["cell"]["exec"],
@@ -123,12 +125,13 @@ def results_tables(records: list[dict], level: int = 2) -> str:
                 sp = _pct(spread) + (" (noisy)" if spread is not None and spread > SPREAD_BOUND else "")
                 rows.append((f"**{c['framework']}**{star}" if star else c["framework"], model_name(c), c["exec"],
                              c["precision"], c["layout"], str(c["batch"]), _num(m["img_s_median"]),
-                             f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _num(m["ms_step_median"], 4),
+                             f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _pct(m.get("steal_fraction")),
+                             _num(m["ms_step_median"], 4),
                              _num(m["first_call_s"]), _mib(m.get("peak_memory_bytes")), _num(m["gflop_s"]),
                              _pct(m.get("peak_fraction")), "ok"))
             else:
                 rows.append((c["framework"], model_name(c), c["exec"], c["precision"], c["layout"], str(c["batch"]),
-                             "-", "-", "-", "-", "-", "-", "-", "-", f"{r['status']}"))
+                             "-", "-", "-", "-", "-", "-", "-", "-", "-", f"{r['status']}"))
         out += _h(level + 1, f"{arch} {mode} ({size}x{size})") + table(header, rows)
     return out
 

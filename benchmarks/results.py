@@ -18,6 +18,7 @@ SPREAD_BOUND = 0.05
 CSV_FIELDS = (
     "status", "kind", "arch", "framework", "impl", "mode", "batch", "precision", "exec", "layout", "size",
     "device", "threads", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
+    "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
     "memory_kind", "gflop_s", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s", "matmul_bf16_gflop_s",
     "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",

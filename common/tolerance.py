@@ -49,7 +49,10 @@ at every input within KINK_MARGIN of zero (relative to the max |input| of that R
 float64 branches everywhere else; then the gradient bounds hold strictly. KINK_MARGIN = 1e-3 is
 ten times the largest fp32 forward error measured on any stage (train-mode resnet50 layer4, 1e-4);
 a framework branch that disagrees farther from zero is a forward error: it is counted as a
-conflict, never followed.
+conflict, never followed. Measured in the default run (64 px, batch 4, grad + 5 steps): resnet18
+1-4 flips per framework, resnet50 26-37, the widest 3.8e-5 from zero, no conflict; with the
+branches followed resnet18 gradients sit at 0.9-1.6e-5, where the unfollowed ones were off by
+4.7e-2.
 """
 from __future__ import annotations
 
