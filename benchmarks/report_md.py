@@ -102,7 +102,8 @@ def results_tables(records: list[dict], level: int = 2) -> str:
             "First call = the first step on its own (tracing, compilation, autotuning included), never in the "
             "medians. GFLOP/s counts 2 x MACs per image for inference and 3 x that for training. "
             "Steal = share of the machine's CPU time the hypervisor gave to other guests during the cell's "
-            "warm-up and repeats (from /proc/stat; on a shared VM the main source of noise). "
+            "warm-up and repeats (from /proc/stat: one source of noise on a shared VM; contention for the host's "
+            "caches and memory bandwidth does not show there). "
             "★ = fastest row for its batch size and precision.\n\n")
     header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "steal",
               "ms/step", "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
