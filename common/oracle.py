@@ -82,11 +82,11 @@ class GateMatch:
     flips: int = 0
     conflicts: int = 0
     widest: float = 0.0  # largest |input| / max |input| among the flips
-    sites: tuple[str, ...] = ()  # where the flips and conflicts are, in execution order
+    sites: tuple[str, ...] = ()  # where the flips and conflicts are, each once, first seen first
 
     def __add__(self, other: "GateMatch") -> "GateMatch":
         return GateMatch(self.flips + other.flips, self.conflicts + other.conflicts,
-                         max(self.widest, other.widest), self.sites + other.sites)
+                         max(self.widest, other.widest), tuple(dict.fromkeys(self.sites + other.sites)))
 
 
 def resolve_gate(x: np.ndarray, wanted: np.ndarray, site: str) -> tuple[np.ndarray, GateMatch]:

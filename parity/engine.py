@@ -229,9 +229,11 @@ def follow_gates(case: ParityCase, checks: tuple[str, ...], results: Mapping[str
 
     A gradient jumps where a ReLU input crosses zero, and fp32 may put an input that float64 puts
     just below zero just above it. Wherever a framework's branch differs from float64's at an
-    input within KINK_MARGIN of zero, the oracle's backward follows the framework (one more run of
-    the oracle's training checks per framework that has such flips); branches that differ farther
-    out are conflicts, counted and never followed. Returns (framework -> the oracle outputs that
+    input within KINK_MARGIN of zero, the oracle's backward follows the framework; branches that
+    differ farther out are conflicts, counted and never followed. The steps check also starts each
+    oracle step from the framework's own state after the step before. So the oracle's training
+    checks run once more per framework (skipped only for grad / step alone when every branch
+    agrees). Returns (framework -> the oracle outputs that
     replace the shared ones for it, framework -> how its branches matched float64's).
     """
     own = gates_by_forward(results.get(ORACLE, {}))
@@ -418,7 +420,7 @@ def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMa
     for name in (left, right):
         m = matches.get(name)
         if m is not None and (m.flips or m.conflicts):
-            where = ", ".join(dict.fromkeys(m.sites))
+            where = ", ".join(m.sites)
             parts.append(f"{name} took the other branch at {m.flips} ReLU input(s) within {m.widest:.0e} of zero"
                          + (f" and disagreed at {m.conflicts} farther out (not followed)" if m.conflicts else "")
                          + f" ({where})")

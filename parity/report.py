@@ -113,7 +113,7 @@ def branch_summary(arch: str, per_framework: dict[str, Any]) -> str:
     for fw, m in per_framework.items():
         text = f"{fw} {m['flips']}"
         if m["flips"]:
-            sites = list(dict.fromkeys(m["sites"]))
+            sites = list(m["sites"])
             text += f" (widest {m['widest']:.0e}; {', '.join(sites[:3])}{', ...' if len(sites) > 3 else ''})"
         if m["conflicts"]:
             text += f", {m['conflicts']} CONFLICTING farther from zero (not followed)"
