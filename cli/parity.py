@@ -12,8 +12,9 @@ when weights and inputs move by one unit round-off, e.g. train-mode resnet50 at 
 does not fail the run and is never shown as a pass. For grad, step and steps every framework
 records the ReLU branches of each forward; where fp32 took the other branch at an input float64
 puts within 1e-3 (relative) of zero, the oracle's backward follows it, since a gradient jumps
-there (the report lists every such input), so the gradient bounds hold strictly. `--dtype bf16|fp16` runs the
-forward checks with every layer in that dtype, against the oracle on the same rounded inputs;
+there (the report lists every such input), so the gradient bounds hold strictly; each of the
+K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
+checks with every layer in that dtype, against the oracle on the same rounded inputs;
 a framework without kernels for it on this device is reported as unsupported, not as a failure.
 """
 from __future__ import annotations

@@ -97,12 +97,13 @@ def resolve_gate(x: np.ndarray, wanted: np.ndarray, site: str) -> tuple[np.ndarr
         raise ValueError(f"ReLU gates of {site}: shape {wanted.shape}, expected {x.shape}")
     scale = float(np.max(np.abs(x)))
     near = np.abs(x) <= KINK_MARGIN * scale
-    differ = wanted.astype(bool) != own
+    wanted = wanted.astype(bool)
+    differ = wanted != own
     flips, conflicts = differ & near, differ & ~near
     if not (flips.any() or conflicts.any()):
         return own, GateMatch()
     widest = float(np.max(np.abs(x[flips])) / scale) if flips.any() else 0.0
-    return np.where(near, wanted.astype(bool), own), GateMatch(int(flips.sum()), int(conflicts.sum()), widest, (site,))
+    return np.where(near, wanted, own), GateMatch(int(flips.sum()), int(conflicts.sum()), widest, (site,))
 
 
 class _Tape:
@@ -140,7 +141,7 @@ class Oracle:
         self.spec = spec
         self.weights: Weights = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         self._tape: _Tape | None = None
-        self._gates: Gates = {}  # a framework's ReLU branches to follow near the kinks (loss_and_grads)
+        self._follow: Gates = {}  # a framework's ReLU branches to follow near the kinks (loss_and_grads)
         self.gates: Gates = {}  # the branches the last loss_and_grads took, per site
         self.gate_match = GateMatch()  # how they differed from float64's, after the last loss_and_grads
 
@@ -191,8 +192,8 @@ class Oracle:
         y = np.maximum(x, 0.0)
         if self._tape is not None:
             gate = x > 0
-            if site in self._gates:
-                gate, match = resolve_gate(x, self._gates[site], site)
+            if site in self._follow:
+                gate, match = resolve_gate(x, self._follow[site], site)
                 self.gate_match += match
             self.gates[site] = gate
             self._tape.record(y, lambda dy: [(x, dy * gate)])
@@ -237,7 +238,7 @@ class Oracle:
         inputs that changed, and how many disagreed farther out (which are not followed).
         """
         self._tape = _Tape()
-        self._gates, self.gate_match, self.gates = dict(gates or {}), GateMatch(), {}
+        self._follow, self.gate_match, self.gates = dict(gates or {}), GateMatch(), {}
         try:
             logits = self.forward(x, train=True)["logits"]
             shifted = logits - logits.max(axis=1, keepdims=True)
@@ -249,7 +250,7 @@ class Oracle:
             self._tape.backward(logits, dlogits / n)
             grads = self._tape.param_grads
         finally:
-            self._tape, self._gates = None, {}
+            self._tape, self._follow = None, {}
         return loss, {k: grads[k] for k in self.weights if k in grads}
 
     def forward(self, x: np.ndarray, train: bool = False) -> dict[str, np.ndarray]:

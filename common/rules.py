@@ -137,6 +137,7 @@ def native_module(path: str, fmt: str) -> str:
         raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
     return MODULE_RULES[fmt](path)
 
+
 # Native tensors that carry no information in the canonical schema, per format.
 IGNORED_NATIVE = {
     "torch": re.compile(r"(^|\.)num_batches_tracked$"),

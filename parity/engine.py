@@ -373,9 +373,9 @@ def compare_participants(arch: str, results: Mapping[str, Outputs], dtype: str =
 
     Quantities whose name ends with one of `informational` are measured and shown but cannot fail.
     `references` (from `follow_gates`) replace the oracle's outputs for one framework: its
-    training checks on that framework's ReLU branches. A pair whose branches differ is compared
-    after moving the right side onto the left's branches by the exact float64 difference,
-    right + (oracle on left's branches - oracle on right's). A failing quantity within the
+    training checks on that framework's ReLU branches (and, for steps, from its own state). Where
+    either side of a pair has such a reference, the right side is moved onto the left's by the
+    exact float64 difference, right + (left's oracle - right's oracle). A failing quantity within the
     allowance of its conditioning floor (`floors`, from `conditioning_floors`) is
     conditioning-limited. `matches` only annotates the comparisons.
     """
@@ -405,9 +405,10 @@ def compare_participants(arch: str, results: Mapping[str, Outputs], dtype: str =
             floor = floor_of.get(key)
             limited = (not ok and floor is not None
                        and c.max_rel <= floor_allowance(floor, kind, pairwise=right != ORACLE))
-            comp = by_check.setdefault(check, Comparison(arch, check, left, right,
-                                                         note=_branch_note(check, left, right, matches or {})))
-            comp.rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, floor, limited))
+            if check not in by_check:
+                by_check[check] = Comparison(arch, check, left, right,
+                                             note=_branch_note(check, left, right, matches or {}))
+            by_check[check].rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, floor, limited))
         comparisons.extend(_summarise_steps(c) if c.check == "steps" else c for c in by_check.values())
     return comparisons
 

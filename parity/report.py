@@ -1,7 +1,7 @@
 """Parity results as a terminal table, a JSON document and Markdown tables.
 
-JSON schema (version 1):
-    {"schema": "resnet-rosetta-parity/1",
+JSON schema (version 2: rows lost `kink_margin`; `relu_branches` and `note` are new):
+    {"schema": "resnet-rosetta-parity/2",
      "environment": {"python", "platform", "cpu", "cpu_count", "numpy"},
      "settings": {"archs", "size", "batch", "seed", "dtype", "checks", "isolate", "weights"},
      "numerics": {framework: {switch: value, ...}},      # TF32, determinism, versions, threads
@@ -37,7 +37,7 @@ import numpy as np
 from ..common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
 from .engine import Comparison, Row
 
-SCHEMA = "resnet-rosetta-parity/1"
+SCHEMA = "resnet-rosetta-parity/2"
 
 
 def environment() -> dict[str, Any]:
@@ -113,7 +113,7 @@ def branch_summary(arch: str, per_framework: dict[str, Any]) -> str:
     for fw, m in per_framework.items():
         text = f"{fw} {m['flips']}"
         if m["flips"]:
-            sites = list(m["sites"])
+            sites = m["sites"]
             text += f" (widest {m['widest']:.0e}; {', '.join(sites[:3])}{', ...' if len(sites) > 3 else ''})"
         if m["conflicts"]:
             text += f", {m['conflicts']} CONFLICTING farther from zero (not followed)"

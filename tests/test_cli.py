@@ -67,7 +67,7 @@ def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "torch vs oracle" in proc.stdout and "parity: PASS" in proc.stdout
     doc = json.loads((tmp_path / "p.json").read_text())
-    assert doc["schema"] == "resnet-rosetta-parity/1" and doc["passed"] is True
+    assert doc["schema"] == "resnet-rosetta-parity/2" and doc["passed"] is True
     assert {(c["left"], c["right"]) for c in doc["checks"]} >= {("torch", "oracle"), ("paddle", "flax")}
     assert doc["numerics"]["torch"]["torch.backends.cuda.matmul.allow_tf32"] is False
     assert doc["numerics"]["flax"]["jax_default_matmul_precision"] == "highest"
