@@ -1,8 +1,9 @@
 """The process that measures one cell: `python -m resnet_rosetta.benchmarks.cell CELL.json RESULT.json`.
 
 Started fresh for every cell by `sweep.py`, with the thread variables already in its environment.
-It pins itself to the sweep's cores, imports exactly one framework runner, measures, and writes
-one result JSON (atomically). A crash, an out-of-memory kill or a timeout leaves no result file;
+It pins itself to the sweep's cores, imports exactly one framework runner, measures our model alone
+(then, for a cell `with_reference`, builds the reference model beside it and times both
+interleaved), and writes one result JSON (atomically). A crash, an out-of-memory kill or a timeout leaves no result file;
 the parent records those.
 
 `python -m resnet_rosetta.benchmarks.cell --gpu-count FRAMEWORK` prints how many GPUs that
@@ -10,6 +11,7 @@ framework sees (the `--device gpu` pre-check).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -20,12 +22,45 @@ import traceback
 from ..common.atomic import atomic_write_text
 from .config import PRECISIONS, Cell
 from .environment import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
-from .timing import measure, summarize
-from .workload import Unsupported, looks_like_oom
+from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
+from .workload import Unsupported, Workload, looks_like_oom
 
 
 def _runner(framework: str):
     return importlib.import_module(f"{__package__}.runner_{framework}")
+
+
+def failure(exc: BaseException) -> dict:
+    """{"status", "message"} of a failed measurement: unsupported, oom or error (traceback logged)."""
+    if isinstance(exc, Unsupported):
+        return {"status": "unsupported", "message": str(exc)}
+    traceback.print_exc()
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return {"status": "oom" if looks_like_oom(exc) else "error", "message": f"{type(exc).__name__}: {first_line}"}
+
+
+def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Timings) -> dict:
+    """The reference model built beside our (measured, warm) one, then both interleaved ABBA:
+    {"status", "ours", "reference", "ratio", "rounds", "steal_fraction"}; a failure of the
+    reference is recorded here and leaves our measurement intact."""
+    try:
+        t0 = time.perf_counter()
+        ref = runner.build(dataclasses.replace(cell, impl="reference", with_reference=False))
+        setup_s = time.perf_counter() - t0
+        first, warm, _ = warm_up(ref.step, ref.sync, cell.warmup)
+        jiffies = cpu_jiffies()
+        ours_s, ref_s = interleave((ours.step, ours.sync), (ref.step, ref.sync), iters=ours_timings.iters,
+                                   rounds=cell.pair_rounds)
+    except Exception as exc:  # noqa: BLE001 - the reference's failure must not lose our measurement
+        return failure(exc)
+    flops = cell.flops_per_image()
+    return {"status": "ok", "message": "",
+            "ours": summarize(Timings(ours_timings.first_call_s, ours_timings.warmup_s, ours_s, ours_timings.iters),
+                              cell.batch, flops),
+            "reference": {**summarize(Timings(first, warm, ref_s, ours_timings.iters), cell.batch, flops),
+                          "setup_s": setup_s},
+            "ratio": summarize_ratio(ours_s, ref_s), "rounds": cell.pair_rounds,
+            "steal_fraction": steal_fraction(jiffies, cpu_jiffies())}
 
 
 def run_cell(cell: Cell) -> dict:
@@ -60,14 +95,11 @@ def run_cell(cell: Cell) -> dict:
                            steal_fraction=steal_fraction(jiffies, cpu_jiffies()))
             record["metrics"] = metrics
             record["settings"] = wl.settings
+            if cell.with_reference:  # after our model's figures (memory included) are taken alone
+                metrics["pair"] = _measure_reference_pair(runner, cell, wl, timings)
         record["status"] = "ok"
-    except Unsupported as exc:
-        record.update(status="unsupported", message=str(exc))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded status
-        traceback.print_exc()
-        oom = looks_like_oom(exc)
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        record.update(status="oom" if oom else "error", message=f"{type(exc).__name__}: {first_line}")
+        record.update(failure(exc))
     return record
 
 

@@ -24,7 +24,6 @@ EXECS = ("eager", "compiled")
 # How each framework is normally run; `--exec default` means this, and the ours/reference
 # bound is judged here. JAX's usual mode is jit: op-by-op JAX is not how Flax models are run.
 DEFAULT_EXEC = {"torch": "eager", "paddle": "eager", "flax": "compiled"}
-IMPLS = ("ours", "reference")
 DEVICES = ("cpu", "gpu")
 REFERENCE_POLICIES = ("fp32", "all", "none")
 
@@ -57,7 +56,11 @@ STATUSES = ("ok", "error", "oom", "timeout", "unsupported", "interrupted", "not_
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement. `kind` is "model" (a ResNet step) or "peak" (the matmul peak probe)."""
+    """One measurement. `kind` is "model" (a ResNet step) or "peak" (the matmul peak probe).
+
+    `with_reference`: after our model is measured alone, the framework's reference model is built
+    in the same process and both are timed interleaved (ABBA rounds): the ours/reference ratio.
+    """
 
     framework: str
     kind: str = "model"
@@ -75,6 +78,7 @@ class Cell:
     repeats: int = 5
     threads: int = 1
     repeat_s: float = 1.0
+    with_reference: bool = False
 
     @property
     def layout(self) -> str:
@@ -85,18 +89,18 @@ class Cell:
         return "NCHW"
 
     @property
-    def group(self) -> tuple:
-        """Cells differing only in impl (ours vs reference): the ratio pairs."""
-        return (self.arch, self.framework, self.mode, self.batch, self.precision, self.execution,
-                self.channels_last, self.size, self.device)
-
-    @property
     def label(self) -> str:
         if self.kind == "peak":
             return f"matmul peak probe ({self.framework}, {self.device})"
         cl = " channels_last" if self.channels_last else ""
-        return (f"{self.arch} {self.framework}/{self.impl} {self.mode} b{self.batch} {self.precision} "
+        who = f"{self.impl}+reference" if self.with_reference else self.impl
+        return (f"{self.arch} {self.framework}/{who} {self.mode} b{self.batch} {self.precision} "
                 f"{self.execution}{cl} {self.size}px")
+
+    @property
+    def pair_rounds(self) -> int:
+        """ABBA rounds of the ours/reference pair: `repeats` rounded up to even (balanced order)."""
+        return self.repeats + self.repeats % 2
 
     @property
     def slug(self) -> str:
@@ -200,31 +204,24 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
            precisions: Sequence[str], execs: Sequence[str], *, channels_last: bool = False, size: int = 224,
            device: str = "cpu", warmup: int = 2, iters: int = 0, repeats: int = 5, threads: int = 1,
            repeat_s: float = 1.0, reference: str = "fp32") -> list[Cell]:
-    """Every model cell of a sweep, ordered so ours and its reference run back to back (which one
-    goes first alternates from pair to pair, so a slow drift of the machine does not favour one).
+    """Our model's cell for every configuration; where a reference model is wanted, the cell also
+    measures the ours/reference ratio (`with_reference`).
 
-    `execs` may contain "default" (each framework's usual mode). `reference`: "fp32" adds a
-    reference row next to every fp32 cell (what the ours/reference bound needs), "all" next to
-    every cell, "none" never. channels_last applies to torch only (Paddle runs NCHW, Flax NHWC).
+    `execs` may contain "default" (each framework's usual mode). `reference`: "fp32" pairs every
+    fp32 cell with its reference (what the ours/reference bound needs), "all" every cell, "none"
+    none. channels_last applies to torch only (Paddle runs NCHW, Flax NHWC).
     """
     if reference not in REFERENCE_POLICIES:
         raise UserError(f"unknown reference policy {reference!r}; known: {', '.join(REFERENCE_POLICIES)}")
     cells: list[Cell] = []
-    pairs = 0
     for arch, mode, batch, precision, exec_choice, fw in itertools.product(
             archs, modes, batches, precisions, execs, frameworks):
         execution = DEFAULT_EXEC[fw] if exec_choice == "default" else exec_choice
-        common = dict(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
-                      channels_last=channels_last and fw == "torch", size=size, device=device, warmup=warmup,
-                      iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s)
-        ours = Cell(impl="ours", **common)
         wants_ref = reference == "all" or (reference == "fp32" and precision == "fp32")
-        if wants_ref and has_reference(fw, arch) and ours not in cells:
-            pair = [ours, Cell(impl="reference", **common)]
-            pairs += 1
-            cells += pair if pairs % 2 else pair[::-1]  # alternate who goes first: drift cancels
-        else:
-            cells.append(ours)
+        cells.append(Cell(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
+                          channels_last=channels_last and fw == "torch", size=size, device=device, warmup=warmup,
+                          iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s,
+                          with_reference=wants_ref and has_reference(fw, arch)))
     return list(dict.fromkeys(cells))
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..common.atomic import atomic_path
-from .results import framework_order, model_records, ok
+from .results import framework_order, model_records, ok, paired_reference_rows
 
 COLORS = {"torch": "#ee4c2c", "paddle": "#2932e1", "flax": "#5e9e2e"}
 EXEC_STYLE = {"eager": "o", "compiled": "s"}
@@ -23,7 +23,7 @@ def throughput_plots(records: list[dict], out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     groups: dict = defaultdict(lambda: defaultdict(list))
-    for r in model_records(records):
+    for r in model_records(records) + paired_reference_rows(records):
         if not ok(r):
             continue
         c = r["cell"]

@@ -50,7 +50,8 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                     skips=["resnet50", "compiled / eager alternatives", "bf16 models", "batch-size scaling",
                            "channels_last", "the matmul probes of the other frameworks"])
     if level == "default":
-        # Cheapest first, so a busy machine that runs out of budget still covers the most bounds.
+        # Inference (ratio and peak bounds) before the bf16 path and training, whose resnet50 cells cost
+        # most: a busy machine that runs out of budget still covers the most bounds.
         def ratio(arch: str, mode: str, batch: int) -> list[Cell]:
             return expand([arch], fws, [mode], [batch], ["fp32"], ["default"], **kw)
         bf16 = expand(["resnet18"], fws, ["infer"], [1], ["fp32", "bf16"], ["default"], reference="none", **kw)
@@ -58,20 +59,21 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
         if "torch" in fws:
             best += expand(["resnet50"], ["torch"], ["infer"], [16], ["fp32"], ["eager"], channels_last=True,
                            reference="none", **kw)
-        cells = (ratio("resnet18", "infer", 16) + ratio("resnet50", "infer", 16) + bf16 + ratio("resnet18", "train", 4)
-                 + ratio("resnet50", "train", 4) + best)
+        cells = (ratio("resnet18", "infer", 16) + ratio("resnet50", "infer", 16) + best + bf16
+                 + ratio("resnet18", "train", 4) + ratio("resnet50", "train", 4))
         return Plan(level, _dedup(cells), probes, budget_s=14.5 * 60, parity_args=[],
                     measures=["parity of resnet18 and resnet50 (the parity command's defaults)",
                               "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
-                              "model: inference at batch 16, training at batch 4 (the ours/reference bound)",
+                              "model (our model alone, then both interleaved ABBA in the same process for the ratio): "
+                              "inference at batch 16, training at batch 4 (the ours/reference bound)",
                               "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "
                               "torch eager channels_last (the fraction-of-peak bound)",
                               "resnet18 inference at batch 1 in fp32 and bf16 (the bf16 path against the bf16 peak)",
                               "the fp32 and bf16 matmul peak of the machine"],
                     skips=["batch-size scaling (one batch size per mode)", "training in the compiled modes",
                            "JAX op-by-op (eager) execution", "bf16 training and bf16 at large batch",
-                           "reference rows outside fp32 usual-mode cells",
+                           "reference models outside fp32 usual-mode cells",
                            "cells not started within the 14.5-minute budget (listed under 'Cells not measured')"])
     full = (expand(["resnet18", "resnet50"], fws, ["infer", "train"], [1, 8, 16, 32], ["fp32"], ["eager", "compiled"],
                    **kw)
@@ -82,6 +84,6 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
     return Plan("full", _dedup(full), probes, budget_s=None, parity_args=[],
                 measures=["parity of resnet18 and resnet50",
                           "resnet18 and resnet50 at 224 px: inference and training, batch 1, 8, 16, 32 (bf16: 1, 8, 16), "
-                          "fp32 and bf16, eager and compiled, torch also channels_last, reference rows everywhere",
+                          "fp32 and bf16, eager and compiled, torch also channels_last, the reference model beside every cell",
                           "the fp32 and bf16 matmul peak of the machine"],
                 skips=["nothing by design; cells that time out or run out of memory are listed"])

@@ -5,7 +5,7 @@ import re
 from typing import Sequence
 
 from . import report_md
-from .results import RATIO_BOUND, SPREAD_BOUND, model_records, ok
+from .results import RATIO_BOUND, SPREAD_BOUND, model_records, ok, within_noise
 
 PEAK_BOUND = 0.5
 
@@ -61,7 +61,7 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
         if low:
             text += "; below: " + ", ".join(
                 f"{r['cell']['arch']} {r['cell']['framework']} {r['cell']['mode']} {r['ratio']:.3f}"
-                f"{' (within noise)' if r['ratio'] + (r['ratio_spread'] or 0) >= RATIO_BOUND else ''}" for r in low)
+                f"{' (within noise)' if within_noise(r) else ''}" for r in low)
         lines.append(text + ".")
     # peak fraction, resnet50 fp32 inference at batch 16
     cand = [r for r in model_records(records) if ok(r) and r["cell"]["arch"] == "resnet50" and r["cell"]["mode"] == "infer"

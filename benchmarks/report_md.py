@@ -10,7 +10,8 @@ from collections import defaultdict
 from typing import Iterable, Sequence
 
 from .config import DEFAULT_EXEC, EXEC_MEANING, REFERENCE_NAME
-from .results import RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok
+from .results import (RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok, paired_reference_rows,
+                      within_noise)
 
 NOT_ATTEMPTED = ("skipped", "not_run")
 IMPL_NAME = {"torch": "torchvision", "paddle": "paddle.vision", "flax": "plain Flax"}
@@ -71,28 +72,33 @@ def ratio_section(ratios: list[dict], level: int = 2) -> str:
     out = _h(level, f"Ours vs the framework's own reference model (bound: ratio >= {RATIO_BOUND})")
     if not ratios:
         return out + "No reference pairs in this sweep.\n\n"
+    out += ("Measured in our model's cell, after our model's own figures: the reference model is built in the "
+            "same fresh process and warmed up, then both run in rounds of one repeat each, the order alternating "
+            "ABBA (ours-reference, reference-ours, ...), both repeats of a round the same number of steps. "
+            "Ratio = median over the rounds of that round's ours/reference throughput, so a drift of the machine "
+            "falls on both models alike; its IQR is the quartiles of the round ratios. The img/s here are the "
+            "medians inside the pair.\n\n")
     rows = []
     for r in sorted(ratios, key=lambda r: (r["cell"]["arch"], r["cell"]["mode"], framework_order(r["cell"]["framework"]),
                                            r["cell"]["batch"], r["cell"]["precision"], r["cell"]["exec"])):
         c = r["cell"]
         if r["ratio"] is None:
-            verdict = f"not measured (ours {r['ours_status']}, reference {r['reference_status']})"
+            verdict = f"not measured ({r['status']}{': ' + r['message'] if r['message'] else ''})"
         else:
-            verdict = "pass" if r["passed"] else "**below bound**"
-            if not r["passed"] and r["ratio_spread"] is not None and r["ratio"] + r["ratio_spread"] >= RATIO_BOUND:
-                verdict += " (within noise)"
+            verdict = "pass" if r["passed"] else "**below bound**" + (" (within noise)" if within_noise(r) else "")
+        iqr = "-" if r["ratio"] is None else f"{_num(r['ratio_q25'])}-{_num(r['ratio_q75'])}"
         rows.append((c["arch"], c["framework"], REFERENCE_NAME[c["framework"]], c["mode"], str(c["batch"]),
                      c["precision"], c["exec"], _num(r["ours_img_s"]), _num(r["reference_img_s"]),
-                     _num(r["ratio"]), _pct(r["ratio_spread"]), verdict))
+                     _num(r["ratio"]), iqr, _num(r["rounds"]), _pct(r["steal_fraction"]), verdict))
     out += table(("arch", "framework", "reference", "mode", "batch", "precision", "exec", "ours img/s",
-                  "reference img/s", "ratio", "noise (sum of IQR/median)", "verdict"), rows)
+                  "reference img/s", "ratio", "ratio IQR", "rounds", "steal", "verdict"), rows)
     return out
 
 
 def results_tables(records: list[dict], level: int = 2) -> str:
     """One table per model x mode; the fastest row of each (batch, precision) is starred."""
     groups: dict = defaultdict(list)
-    for r in model_records(records):
+    for r in model_records(records) + paired_reference_rows(records):
         if r["status"] not in NOT_ATTEMPTED:  # those are listed under "Cells not measured"
             groups[(r["cell"]["arch"], r["cell"]["size"], r["cell"]["mode"])].append(r)
     out = _h(level, "Throughput")
@@ -104,7 +110,8 @@ def results_tables(records: list[dict], level: int = 2) -> str:
             "Steal = share of the machine's CPU time the hypervisor gave to other guests during the cell's "
             "warm-up and repeats (from /proc/stat: one source of noise on a shared VM; contention for the host's "
             "caches and memory bandwidth does not show there). "
-            "★ = fastest row for its batch size and precision.\n\n")
+            "Reference-model rows come from the ratio's pairs (*paired*: measured in our model's process, "
+            "interleaved with it, so no memory figure of their own). ★ = fastest row for its batch size and precision.\n\n")
     header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "steal",
               "ms/step", "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
     for (arch, size, mode), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "infer")):
@@ -124,7 +131,8 @@ def results_tables(records: list[dict], level: int = 2) -> str:
             if ok(r):
                 spread = m.get("spread")
                 sp = _pct(spread) + (" (noisy)" if spread is not None and spread > SPREAD_BOUND else "")
-                rows.append((f"**{c['framework']}**{star}" if star else c["framework"], model_name(c), c["exec"],
+                name = model_name(c) + (" (paired)" if r.get("paired") else "")
+                rows.append((f"**{c['framework']}**{star}" if star else c["framework"], name, c["exec"],
                              c["precision"], c["layout"], str(c["batch"]), _num(m["img_s_median"]),
                              f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _pct(m.get("steal_fraction")),
                              _num(m["ms_step_median"], 4),

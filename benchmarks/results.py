@@ -21,6 +21,7 @@ CSV_FIELDS = (
     "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
     "memory_kind", "gflop_s", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s", "matmul_bf16_gflop_s",
+    "reference_img_s_median", "ratio_median", "ratio_q25", "ratio_q75",
     "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
 )
 
@@ -46,6 +47,26 @@ def model_records(records: Iterable[dict]) -> list[dict]:
     return [r for r in records if r["cell"].get("kind") == "model"]
 
 
+def measured_pair(record: dict) -> dict | None:
+    """The ours/reference pair measured inside an ok model record, if it measured one."""
+    pair = record.get("metrics", {}).get("pair")
+    return pair if ok(record) and pair and ok(pair) else None
+
+
+def paired_reference_rows(records: Iterable[dict]) -> list[dict]:
+    """The reference model's side of every measured pair, shaped like a model record (for the
+    throughput tables and plots; marked `paired`, and without a memory figure: the process held
+    both models)."""
+    rows = []
+    for r in model_records(records):
+        pair = measured_pair(r)
+        if pair:
+            m = {**pair["reference"], "steal_fraction": pair.get("steal_fraction")}
+            rows.append({**r, "cell": {**r["cell"], "impl": "reference", "with_reference": False}, "metrics": m,
+                         "paired": True})
+    return rows
+
+
 def machine_peaks(records: Iterable[dict]) -> dict:
     """{precision: {"gflop_s": best over frameworks, "by": framework, "per_framework": {...}}}."""
     out: dict = {}
@@ -68,35 +89,39 @@ def derive(records: list[dict]) -> dict:
     for r in model_records(records):
         if not ok(r):
             continue
-        m = r["metrics"]
         peak = (peaks.get(r["cell"]["precision"]) or {}).get("gflop_s")
-        m["peak_gflop_s"] = peak
-        m["peak_fraction"] = m["gflop_s"] / peak if peak else None
+        pair = measured_pair(r)
+        for m in (r["metrics"], *((pair["ours"], pair["reference"]) if pair else ())):
+            m["peak_gflop_s"] = peak
+            m["peak_fraction"] = m["gflop_s"] / peak if peak else None
     return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records)}
 
 
 def ratios(records: Iterable[dict]) -> list[dict]:
-    """ours / reference img/s for every pair measured in the same sweep."""
-    pairs: dict[tuple, dict] = {}
-    for r in model_records(records):
-        c = cell_of(r)
-        pairs.setdefault(c.group, {})[c.impl] = r
+    """ours / reference throughput of every cell measured with its reference: the median over the
+    ABBA rounds of the round's ratio, with the quartiles of those ratios as its noise."""
     out = []
-    for group, pair in pairs.items():
-        if "reference" not in pair or "ours" not in pair:
+    for r in model_records(records):
+        if not r["cell"].get("with_reference"):
             continue
-        ours, ref = pair["ours"], pair["reference"]
-        row = {"cell": ours["cell"], "ours_status": ours["status"], "reference_status": ref["status"],
-               "ours_img_s": None, "reference_img_s": None, "ratio": None, "ratio_spread": None, "passed": None}
-        if ok(ours) and ok(ref):
-            a, b = ours["metrics"], ref["metrics"]
-            row.update(ours_img_s=a["img_s_median"], reference_img_s=b["img_s_median"],
-                       ratio=a["img_s_median"] / b["img_s_median"])
-            # relative IQRs add (to first order) in a ratio: how far the ratio could move by noise
-            row["ratio_spread"] = a["spread"] + b["spread"]
+        pair = r.get("metrics", {}).get("pair") or {}
+        status, message = ((pair.get("status", "not_run"), pair.get("message", "")) if ok(r)
+                           else (r["status"], f"our model: {r.get('message', '')}".rstrip(": ")))
+        row = {"cell": r["cell"], "status": status, "message": message, "ours_img_s": None,
+               "reference_img_s": None, "ratio": None, "ratio_q25": None, "ratio_q75": None, "rounds": None,
+               "steal_fraction": None, "passed": None}
+        if measured_pair(r):
+            row.update(ours_img_s=pair["ours"]["img_s_median"], reference_img_s=pair["reference"]["img_s_median"],
+                       ratio=pair["ratio"]["median"], ratio_q25=pair["ratio"]["q25"], ratio_q75=pair["ratio"]["q75"],
+                       rounds=pair["rounds"], steal_fraction=pair.get("steal_fraction"))
             row["passed"] = row["ratio"] >= RATIO_BOUND
         out.append(row)
     return out
+
+
+def within_noise(ratio_row: dict) -> bool:
+    """A ratio below the bound whose upper quartile over the rounds still reaches it."""
+    return ratio_row["ratio_q75"] is not None and ratio_row["ratio_q75"] >= RATIO_BOUND
 
 
 def best_per_framework(records: Iterable[dict]) -> dict:
@@ -122,6 +147,10 @@ def flat_row(r: dict) -> dict:
            "framework_version": env.get("framework_version"), "device_name": env.get("device_name"),
            "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
            "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}
+    pair = measured_pair(r)
+    if pair:
+        row.update(reference_img_s_median=pair["reference"]["img_s_median"], ratio_median=pair["ratio"]["median"],
+                   ratio_q25=pair["ratio"]["q25"], ratio_q75=pair["ratio"]["q75"])
     if c.get("kind") == "peak":
         mp = m.get("matmul_peak", {})
         row["matmul_fp32_gflop_s"] = (mp.get("fp32") or {}).get("gflop_s")

@@ -46,7 +46,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="repeats; median and IQR are taken over them (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per cell (default: every core this process may use)")
     p.add_argument("--reference", default="fp32", choices=REFERENCE_POLICIES,
-                   help="reference-model rows: next to every fp32 cell, every cell, or none (default %(default)s)")
+                   help="which cells also time the framework's reference model beside ours, interleaved ABBA "
+                        "in the same process (the ours/reference ratio): every fp32 cell, every cell, or none "
+                        "(default %(default)s)")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak probe")
     p.add_argument("--timeout", type=float, default=defaults.get("timeout", 900.0),
                    help="seconds per cell before it is killed and recorded as timeout (default %(default)s)")

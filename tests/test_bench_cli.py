@@ -62,23 +62,29 @@ def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     p = cli("bench", "--frameworks", "torch", "--mode", "infer", *TINY, "--out", str(out))
     assert p.returncode == 0, p.stderr[-2000:]
     recs = records(out)
-    model = [r for r in recs if r["cell"]["kind"] == "model"]
-    assert [r["cell"]["kind"] for r in recs].count("peak") == 1
-    assert [r["cell"]["impl"] for r in model] == ["ours", "reference"]
-    for r in model:
+    assert [(r["cell"]["kind"], r["cell"]["with_reference"]) for r in recs] == [("peak", False), ("model", True)]
+    ours, pair = recs[1], recs[1]["metrics"]["pair"]
+    assert pair["status"] == "ok", pair["message"]
+    ratio = pair["ratio"]
+    assert len(ratio["per_round"]) == pair["rounds"] == 2 and ratio["q25"] <= ratio["median"] <= ratio["q75"]
+    assert 0.2 < ratio["median"] < 5  # the same network in two implementations
+    for r in (ours, {**ours, "metrics": pair["ours"]}, {**ours, "metrics": pair["reference"]}):
         assert r["status"] == "ok", r["message"]
         m, env = r["metrics"], r["env"]
         assert m["img_s_q25"] <= m["img_s_median"] <= m["img_s_q75"] and m["img_s_median"] > 0
-        assert len(m["repeat_s"]) == 2 and m["first_call_s"] > 0 and m["peak_memory_bytes"] > 2**20
+        assert len(m["repeat_s"]) == 2 and m["first_call_s"] > 0
         assert 0 < m["peak_fraction"] and m["gflop_s"] > 0
         assert env["threads"] == 1 and env["cpu_model"] and env["cpu_flags"] is not None
         assert env["framework_version"] and env["device_name"] == "cpu"
         assert r["cell"]["layout"] == "NCHW" and r["cell"]["batch"] == 2 and r["cell"]["precision"] == "fp32"
+    assert ours["metrics"]["peak_memory_bytes"] > 2**20  # our model alone, before the reference was built
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == len(recs) and {"img_s_median", "peak_fraction", "cpu_model"} <= set(rows[0])
+    assert float(rows[1]["ratio_median"]) == pytest.approx(ratio["median"], rel=1e-5)
     report = (out / "report.md").read_text()
     assert "### resnet18 infer (32x32)" in report and "★" in report
     assert report.count("| resnet18 | torch | torchvision.models | infer |") == 1  # the ratio row
+    assert " | torchvision (paired) | eager |" in report  # the reference's throughput row (starred or not)
     assert "Matmul peak" in report and "| fp32 |" in report
     for png in ("plot_resnet18_32px_infer_fp32.png", "plot_best_per_framework.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -30,7 +30,7 @@ def test_report_folder_embeds_list_parity_outcome_bench_and_plots(tmp_path):
                  "plot_resnet18_32px_infer_fp32.png"):
         assert (out / name).exists(), name
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in recs] == ["ok", "ok"]
+    assert [(r["status"], r["metrics"]["pair"]["status"]) for r in recs] == [("ok", "ok")]  # ours, and its pair
     again = cli("report", "--out", str(out), "--skip-parity")
     assert again.returncode == 2 and "--overwrite" in again.stderr  # never mixes old and new results
 
@@ -42,8 +42,7 @@ def test_presets_cover_the_bounds_and_say_what_they_skip():
     for arch in ("resnet18", "resnet50"):
         for fw, ex in (("torch", "eager"), ("paddle", "eager"), ("flax", "compiled")):
             for mode, batch in (("infer", 16), ("train", 4)):
-                for impl in ("ours", "reference"):
-                    assert f"{arch} {fw}/{impl} {mode} b{batch} fp32 {ex} 224px" in labels
+                assert f"{arch} {fw}/ours+reference {mode} b{batch} fp32 {ex} 224px" in labels
     assert {c.framework for c in default.cells if c.arch == "resnet50" and c.batch == 16 and c.mode == "infer"
             and c.execution == "compiled"} == set(fws)
     assert {c.framework for c in default.cells if c.precision == "bf16"} == set(fws)
