@@ -146,13 +146,20 @@ def results_tables(records: list[dict], level: int = 2) -> str:
 
 
 def failures_section(records: list[dict], level: int = 2) -> str:
-    bad = [r for r in records if r.get("status") != "ok"]
+    """Every cell that did not complete, and every reference model that failed beside a measured one."""
+    bad = [(r, model_name(r["cell"]) if r["cell"].get("arch") else "-", r["status"], r.get("message", ""))
+           for r in records if r.get("status") != "ok"]
+    for r in records:
+        pair = r.get("metrics", {}).get("pair")
+        if r.get("status") == "ok" and pair and pair["status"] != "ok":
+            bad.append((r, IMPL_NAME.get(r["cell"]["framework"], "reference") + " (beside ours)", pair["status"],
+                        pair.get("message", "")))
     out = _h(level, "Cells not measured")
     if not bad:
         return out + "None: every cell completed.\n\n"
-    rows = [(r["cell"].get("arch") or "(peak probe)", r["cell"]["framework"], model_name(r["cell"]) if r["cell"].get("arch")
-             else "-", r["cell"].get("mode", "-"), str(r["cell"].get("batch", "-")), r["cell"].get("precision", "-"),
-             r["cell"].get("exec", "-"), r["status"], r.get("message", ""), r.get("log", "-")) for r in bad]
+    rows = [(r["cell"].get("arch") or "(peak probe)", r["cell"]["framework"], name, r["cell"].get("mode", "-"),
+             str(r["cell"].get("batch", "-")), r["cell"].get("precision", "-"), r["cell"].get("exec", "-"), status,
+             message, r.get("log", "-")) for r, name, status, message in bad]
     return out + table(("arch", "framework", "model", "mode", "batch", "precision", "exec", "status", "message", "log"),
                        rows)
 

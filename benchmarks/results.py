@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..common.atomic import atomic_write_text
-from .config import FRAMEWORKS, Cell
+from .config import FRAMEWORKS
 
 RATIO_BOUND = 0.97
 SPREAD_BOUND = 0.05
@@ -33,10 +33,6 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def cell_of(record: dict) -> Cell:
-    return Cell.from_dict(record["cell"])
 
 
 def ok(record: dict) -> bool:
@@ -105,8 +101,10 @@ def ratios(records: Iterable[dict]) -> list[dict]:
         if not r["cell"].get("with_reference"):
             continue
         pair = r.get("metrics", {}).get("pair") or {}
-        status, message = ((pair.get("status", "not_run"), pair.get("message", "")) if ok(r)
-                           else (r["status"], f"our model: {r.get('message', '')}".rstrip(": ")))
+        if ok(r):
+            status, message = pair.get("status", "not_run"), pair.get("message", "")
+        else:
+            status, message = r["status"], f"our model: {r.get('message') or r['status']}"
         row = {"cell": r["cell"], "status": status, "message": message, "ours_img_s": None,
                "reference_img_s": None, "ratio": None, "ratio_q25": None, "ratio_q75": None, "rounds": None,
                "steal_fraction": None, "passed": None}

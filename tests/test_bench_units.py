@@ -221,6 +221,9 @@ def test_markdown_marks_the_fastest_and_lists_failures():
     ratio_rows = text.split("bound: ratio >= 0.97")[1].split("\n## ")[0]
     assert "| 10 | 11 | 0.909 | 0.909-0.909 | 4 | 0.2% | **below bound** |" in ratio_rows
     assert "not measured (oom: boom)" in ratio_rows
+    assert "| paddle.vision (beside ours) | infer | 16 | fp32 | eager | oom | boom |" in text  # under failures
+    assert pipeline.exit_code(recs[:2], interrupted=False) == 1  # a failed reference fails the sweep
+    assert pipeline.exit_code(recs[:1], interrupted=False) == 0
     csv_text = results.to_csv(recs)
     assert csv_text.splitlines()[0].startswith("status,kind,arch,framework")
     assert len(csv_text.splitlines()) == 1 + len(recs)

@@ -47,14 +47,20 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            mean = x.mean(axis=(0, 1, 2))
-            var = jnp.square(x - mean).mean(axis=(0, 1, 2))
+            # Both moments in one pass over x, reduced in float32, as linen's BatchNorm does by default
+            # (use_fast_variance): Var = E[x^2] - E[x]^2, clipped at 0. The two-pass E[(x - E[x])^2]
+            # reads x once more forward and backward (measured, resnet18 training at batch 4, 20 ABBA
+            # rounds: ours/plain-Flax reference 0.95 two-pass, 1.01 one-pass).
+            xf = x.astype(jnp.float32)
+            mean = xf.mean(axis=(0, 1, 2))
+            var = jnp.maximum(0.0, jnp.square(xf).mean(axis=(0, 1, 2)) - jnp.square(mean))
             if not self.is_initializing():
                 n = x.size // c
                 feed = var * n / (n - 1) if self.spec.bn_running_var == "unbiased" else var
                 m = 1.0 - self.spec.bn_momentum  # Flax convention: weight of the old value
                 ra_mean.value = m * ra_mean.value + (1 - m) * mean
                 ra_var.value = m * ra_var.value + (1 - m) * feed
+            mean, var = mean.astype(x.dtype), var.astype(x.dtype)  # normalise in the compute dtype
         mul = scale * jnp.reciprocal(jnp.sqrt(var + self.spec.bn_eps))
         return (x - mean) * mul + bias
 
