@@ -3,8 +3,8 @@
 Started fresh for every cell by `sweep.py`, with the thread variables already in its environment.
 It pins itself to the sweep's cores, imports exactly one framework runner, measures our model alone
 (then, for a cell `with_reference`, builds the reference model beside it and times both
-interleaved), and writes one result JSON (atomically). A crash, an out-of-memory kill or a timeout leaves no result file;
-the parent records those.
+interleaved), and writes one result JSON (atomically). A crash, an out-of-memory kill or a
+timeout leaves no result file; the parent records those.
 
 `python -m resnet_rosetta.benchmarks.cell --gpu-count FRAMEWORK` prints how many GPUs that
 framework sees (the `--device gpu` pre-check).

@@ -141,6 +141,5 @@ def status_line(records: list[dict]) -> str:
 def exit_code(records: list[dict], interrupted: bool) -> int:
     if interrupted:
         return 130
-    pair_failed = any(r.get("metrics", {}).get("pair", {}).get("status") in FAILED_STATUSES
-                      for r in records if r["status"] == "ok")
+    pair_failed = any((results.reference_pair(r) or {}).get("status") in FAILED_STATUSES for r in records)
     return 1 if pair_failed or any(r["status"] in FAILED_STATUSES for r in records) else 0

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from .config import DEFAULT_EXEC, EXEC_MEANING, REFERENCE_NAME
 from .results import (RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok, paired_reference_rows,
-                      within_noise)
+                      reference_pair, within_noise)
 
 NOT_ATTEMPTED = ("skipped", "not_run")
 IMPL_NAME = {"torch": "torchvision", "paddle": "paddle.vision", "flax": "plain Flax"}
@@ -150,8 +150,8 @@ def failures_section(records: list[dict], level: int = 2) -> str:
     bad = [(r, model_name(r["cell"]) if r["cell"].get("arch") else "-", r["status"], r.get("message", ""))
            for r in records if r.get("status") != "ok"]
     for r in records:
-        pair = r.get("metrics", {}).get("pair")
-        if r.get("status") == "ok" and pair and pair["status"] != "ok":
+        pair = reference_pair(r)
+        if pair and not ok(pair):
             bad.append((r, IMPL_NAME.get(r["cell"]["framework"], "reference") + " (beside ours)", pair["status"],
                         pair.get("message", "")))
     out = _h(level, "Cells not measured")

@@ -43,10 +43,15 @@ def model_records(records: Iterable[dict]) -> list[dict]:
     return [r for r in records if r["cell"].get("kind") == "model"]
 
 
+def reference_pair(record: dict) -> dict | None:
+    """The ours/reference pair attempted inside an ok model record (ok or failed), if any."""
+    return record.get("metrics", {}).get("pair") if ok(record) else None
+
+
 def measured_pair(record: dict) -> dict | None:
     """The ours/reference pair measured inside an ok model record, if it measured one."""
-    pair = record.get("metrics", {}).get("pair")
-    return pair if ok(record) and pair and ok(pair) else None
+    pair = reference_pair(record)
+    return pair if pair and ok(pair) else None
 
 
 def paired_reference_rows(records: Iterable[dict]) -> list[dict]:
@@ -100,7 +105,7 @@ def ratios(records: Iterable[dict]) -> list[dict]:
     for r in model_records(records):
         if not r["cell"].get("with_reference"):
             continue
-        pair = r.get("metrics", {}).get("pair") or {}
+        pair = reference_pair(r) or {}
         if ok(r):
             status, message = pair.get("status", "not_run"), pair.get("message", "")
         else:

@@ -13,49 +13,9 @@ from resnet_rosetta.common.spec import get_spec, macs
 
 
 class FakeDevice:
-    """An asynchronous device: a step only queues work; the clock may be read only after sync."""
-
-    def __init__(self, step_s: float = 0.25) -> None:
-        self.now, self.pending, self.step_s, self.events = 0.0, 0, step_s, []
-
-    def step(self):
-        self.pending += 1
-        self.events.append("step")
-        return self.pending
-
-    def sync(self, handles):
-        self.now += self.pending * self.step_s
-        self.pending = 0
-        self.events.append("sync")
-
-    def clock(self):
-        assert self.pending == 0, "clock read while steps were still queued on the device"
-        self.events.append("clock")
-        return self.now
-
-
-def test_timer_syncs_before_every_clock_read_and_excludes_first_call_and_warmup():
-    dev = FakeDevice(step_s=0.25)
-    t = timing.measure(dev.step, dev.sync, warmup=2, iters=4, repeats=3, clock=dev.clock)
-    assert t.first_call_s == pytest.approx(0.25)
-    assert t.repeat_s == pytest.approx([1.0, 1.0, 1.0])  # 4 steps x 0.25 s, warm-up not counted
-    assert dev.events.count("step") == 1 + 2 + 3 * 4
-    for i, e in enumerate(dev.events):
-        if e == "clock" and i > 0:
-            assert dev.events[i - 1] == "sync"
-
-
-def test_auto_iters_targets_the_repeat_time():
-    dev = FakeDevice(step_s=0.1)
-    t = timing.measure(dev.step, dev.sync, warmup=1, iters=0, repeats=2, target_repeat_s=1.0, clock=dev.clock)
-    assert t.iters == 10
-    slow = FakeDevice(step_s=5.0)
-    assert timing.measure(slow.step, slow.sync, warmup=1, iters=0, repeats=1, clock=slow.clock).iters == 1
-
-
-class DriftingMachine:
-    """One asynchronous device running two workloads; with `drift`, every step costs more the
-    later it runs (a host slowing down), the case the ABBA order exists for."""
+    """An asynchronous device running named workloads: a step only queues work, the clock may be
+    read only after sync. With `drift`, every step costs more the later it runs (a host slowing
+    down), the case the ABBA order exists for."""
 
     def __init__(self, cost: dict[str, float], drift: float = 0.0) -> None:
         self.now, self.pending, self.cost, self.drift, self.events = 0.0, 0.0, cost, drift, []
@@ -78,8 +38,28 @@ class DriftingMachine:
         return self.now
 
 
+def test_timer_syncs_before_every_clock_read_and_excludes_first_call_and_warmup():
+    dev = FakeDevice({"step": 0.25})
+    t = timing.measure(dev.stepper("step"), dev.sync, warmup=2, iters=4, repeats=3, clock=dev.clock)
+    assert t.first_call_s == pytest.approx(0.25)
+    assert t.repeat_s == pytest.approx([1.0, 1.0, 1.0])  # 4 steps x 0.25 s, warm-up not counted
+    assert dev.events.count("step") == 1 + 2 + 3 * 4
+    for i, e in enumerate(dev.events):
+        if e == "clock" and i > 0:
+            assert dev.events[i - 1] == "sync"
+
+
+def test_auto_iters_targets_the_repeat_time():
+    dev = FakeDevice({"step": 0.1})
+    t = timing.measure(dev.stepper("step"), dev.sync, warmup=1, iters=0, repeats=2, target_repeat_s=1.0,
+                       clock=dev.clock)
+    assert t.iters == 10
+    slow = FakeDevice({"step": 5.0})
+    assert timing.measure(slow.stepper("step"), slow.sync, warmup=1, iters=0, repeats=1, clock=slow.clock).iters == 1
+
+
 def test_interleave_alternates_abba_with_equal_steps_and_syncs_before_every_clock_read():
-    m = DriftingMachine({"a": 0.1, "b": 0.2})
+    m = FakeDevice({"a": 0.1, "b": 0.2})
     a, b = (m.stepper("a"), m.sync), (m.stepper("b"), m.sync)
     first, warm, fastest = timing.warm_up(*b, warmup=1, clock=m.clock)
     assert (first, warm, fastest) == pytest.approx((0.2, 0.2, 0.2))
@@ -94,7 +74,7 @@ def test_interleave_alternates_abba_with_equal_steps_and_syncs_before_every_cloc
 
 
 def test_pair_ratio_of_identical_models_stays_one_on_a_drifting_machine():
-    m = DriftingMachine({"a": 0.1, "b": 0.1}, drift=0.05)
+    m = FakeDevice({"a": 0.1, "b": 0.1}, drift=0.05)
     a, b = (m.stepper("a"), m.sync), (m.stepper("b"), m.sync)
     ratio = timing.summarize_ratio(*timing.interleave(a, b, iters=5, rounds=6, clock=m.clock))
     assert abs(ratio["median"] - 1) < 0.01  # the per-round ratios cancel the drift ...
