@@ -4,7 +4,9 @@ Started fresh for every cell by `sweep.py`, with the thread variables already in
 It pins itself to the sweep's cores, imports exactly one framework runner, measures our model alone
 (then, for a cell `with_reference`, builds the reference model beside it and times both
 interleaved), and writes one result JSON (atomically). A crash, an out-of-memory kill or a
-timeout leaves no result file; the parent records those.
+timeout leaves no result file; the parent records those. A cell with a reference writes its
+result once more before the pair starts, our figures with the pair `pending`: stopped during the
+pair, the cell keeps our measurement and the parent records why the pair is missing.
 
 `python -m resnet_rosetta.benchmarks.cell --gpu-count FRAMEWORK` prints how many GPUs that
 framework sees (the `--device gpu` pre-check).
@@ -18,6 +20,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Callable
 
 from ..common.atomic import atomic_write_text
 from .config import PRECISIONS, Cell
@@ -63,7 +66,11 @@ def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Ti
             "steal_fraction": steal_fraction(jiffies, cpu_jiffies())}
 
 
-def run_cell(cell: Cell) -> dict:
+PENDING = "pending"  # a pair's status while it is being measured (what a stopped cell leaves behind)
+
+
+def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> dict:
+    """Measure `cell`; `save(record)` is called with our figures before a reference pair starts."""
     record: dict = {"status": "error", "message": "", "metrics": {}, "settings": {}}
     cpus = pin_threads(cell.threads)
     env = {**host_info(), "threads": cell.threads, "pinned_cpus": cpus,
@@ -96,6 +103,8 @@ def run_cell(cell: Cell) -> dict:
             record["metrics"] = metrics
             record["settings"] = wl.settings
             if cell.with_reference:  # after our model's figures (memory included) are taken alone
+                metrics["pair"] = {"status": PENDING, "message": "the reference pair was being measured"}
+                save({**record, "status": "ok"})
                 metrics["pair"] = _measure_reference_pair(runner, cell, wl, timings)
         record["status"] = "ok"
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded status
@@ -116,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with open(argv[0], encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
-    record = run_cell(cell)
-    atomic_write_text(argv[1], json.dumps(record, default=str) + "\n")
+    def save(record: dict) -> None:
+        atomic_write_text(argv[1], json.dumps(record, default=str) + "\n")
+
+    save(run_cell(cell, save))
     return 0
 
 

@@ -79,6 +79,7 @@ class Cell:
     threads: int = 1
     repeat_s: float = 1.0
     with_reference: bool = False
+    rounds: int = 0  # ABBA rounds of the ours/reference pair; 0: as many as `repeats`
 
     @property
     def layout(self) -> str:
@@ -99,8 +100,10 @@ class Cell:
 
     @property
     def pair_rounds(self) -> int:
-        """ABBA rounds of the ours/reference pair: `repeats` rounded up to even (balanced order)."""
-        return self.repeats + self.repeats % 2
+        """ABBA rounds of the ours/reference pair: `rounds` (or `repeats`) rounded up to even
+        (balanced order)."""
+        n = self.rounds or self.repeats
+        return n + n % 2
 
     @property
     def slug(self) -> str:
@@ -203,7 +206,7 @@ def has_reference(framework: str, arch: str) -> bool:
 def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str], batches: Sequence[int],
            precisions: Sequence[str], execs: Sequence[str], *, channels_last: bool = False, size: int = 224,
            device: str = "cpu", warmup: int = 2, iters: int = 0, repeats: int = 5, threads: int = 1,
-           repeat_s: float = 1.0, reference: str = "fp32") -> list[Cell]:
+           repeat_s: float = 1.0, reference: str = "fp32", rounds: int = 0) -> list[Cell]:
     """Our model's cell for every configuration; where a reference model is wanted, the cell also
     measures the ours/reference ratio (`with_reference`).
 
@@ -221,7 +224,7 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
         cells.append(Cell(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
                           channels_last=channels_last and fw == "torch", size=size, device=device, warmup=warmup,
                           iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s,
-                          with_reference=wants_ref and has_reference(fw, arch)))
+                          with_reference=wants_ref and has_reference(fw, arch), rounds=rounds))
     return list(dict.fromkeys(cells))
 
 

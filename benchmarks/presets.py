@@ -15,6 +15,9 @@ from typing import Sequence
 from .config import DEFAULT_EXEC, Cell, expand, peak_cells
 
 LEVELS = ("quick", "default", "full")
+# ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget), so a ratio
+# carries about +-3% of host noise on a noisy 2-core VM (measured: ratio IQRs of 2-10% per pair).
+REPORT_ROUNDS = 12
 
 
 @dataclass
@@ -32,8 +35,11 @@ def _dedup(cells: Sequence[Cell]) -> list[Cell]:
     return list(dict.fromkeys(cells))
 
 
-def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str = "cpu") -> Plan:
-    kw = dict(device=device, threads=threads, warmup=1, repeats=5, repeat_s=1.0)
+def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str = "cpu", *, warmup: int = 1,
+               iters: int = 0, repeats: int = 5, repeat_s: float = 1.0, rounds: int = REPORT_ROUNDS) -> Plan:
+    """The level's cells, each measured with these timer settings (the report's defaults)."""
+    kw = dict(device=device, threads=threads, warmup=warmup, iters=iters, repeats=repeats, repeat_s=repeat_s,
+              rounds=rounds)
     fws = list(frameworks)
     probes = peak_cells(fws, device, threads)
     if level == "quick":
@@ -65,8 +71,8 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                     measures=["parity of resnet18 and resnet50 (the parity command's defaults)",
                               "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
-                              "model (our model alone, then both interleaved ABBA in the same process for the ratio): "
-                              "inference at batch 16, training at batch 4 (the ours/reference bound)",
+                              f"model (our model alone, then both interleaved in {rounds + rounds % 2} ABBA "
+                              "rounds in the same process for the ratio): inference at batch 16, training at batch 4 (the ours/reference bound)",
                               "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "
                               "torch eager channels_last (the fraction-of-peak bound)",
                               "resnet18 inference at batch 1 in fp32 and bf16 (the bf16 path against the bf16 peak)",

@@ -3,7 +3,8 @@
 Every cell gets a new Python process (own thread pools, allocator, compile caches), the same
 thread variables and the same cores. The parent watches it: past its time limit, or past the
 memory limit (resident set of the cell's whole process group), it is killed and recorded as
-`timeout` / `oom`; a crash is recorded as `error` with the last lines of its log. The records are
+`timeout` / `oom`; a crash is recorded as `error` with the last lines of its log. A cell stopped
+while its reference pair ran keeps our model's figures; the pair gets the status instead. The records are
 rewritten to `results.jsonl` (atomically) after every cell, so Ctrl-C or a power cut keeps
 everything measured so far.
 """
@@ -21,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cell import PENDING
 from .config import Cell
 from .environment import memory_available_bytes, mkl_env, thread_env
 
@@ -136,20 +138,27 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
         record["wall_s"] = time.monotonic() - started
         record["loadavg_end"] = os.getloadavg()[0]
         record["watched_peak_rss_bytes"] = peak_rss
-        if killed_for:
-            record["status"], record["message"] = killed_for
-        elif res.exists():
+        ended = killed_for or _death(proc.returncode, peak_rss, log_path)
+        if res.exists():
             record.update(json.loads(res.read_text()))
-        elif proc.returncode == -signal.SIGKILL:
-            record["status"] = "oom"
-            record["message"] = ("killed by SIGKILL (most likely the kernel's out-of-memory killer); "
-                                 f"peak resident memory seen {_gib(peak_rss)}")
+            pair = record["metrics"].get("pair")
+            if pair and pair["status"] == PENDING:  # stopped during the pair: our own figures stand
+                status, message = ended or ("error", "the cell exited before the pair finished")
+                pair.update(status=status, message=f"stopped while the reference pair ran: {message}")
         else:
-            record["status"] = "error"
-            how = (f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
-                   else f"exit code {proc.returncode}")
-            record["message"] = f"cell process died ({how}) without a result: {_log_tail(log_path)}"
+            record["status"], record["message"] = ended or ("error", "the cell exited 0 without a result")
     return record
+
+
+def _death(returncode: int, peak_rss: int, log_path: Path) -> tuple[str, str] | None:
+    """(status, message) of a cell process that ended abnormally; None after a clean exit."""
+    if returncode == 0:
+        return None
+    if returncode == -signal.SIGKILL:
+        return "oom", ("killed by SIGKILL (most likely the kernel's out-of-memory killer); "
+                       f"peak resident memory seen {_gib(peak_rss)}")
+    how = f"signal {signal.Signals(-returncode).name}" if returncode < 0 else f"exit code {returncode}"
+    return "error", f"cell process died ({how}): {_log_tail(log_path)}"
 
 
 def same_config_bigger_batch(a: Cell, b: Cell) -> bool:

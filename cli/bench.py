@@ -44,6 +44,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="target seconds per repeat when --iters is 0 (default %(default)s)")
     p.add_argument("--repeats", type=int, default=defaults.get("repeats", 5),
                    help="repeats; median and IQR are taken over them (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=defaults.get("rounds", 20),
+                   help="ABBA rounds of each ours/reference pair, rounded up to even; the ratio is their median "
+                        "(default %(default)s: about +-2%% on a noisy 2-core VM)")
     p.add_argument("--threads", type=int, default=None, help="threads per cell (default: every core this process may use)")
     p.add_argument("--reference", default="fp32", choices=REFERENCE_POLICIES,
                    help="which cells also time the framework's reference model beside ours, interleaved ABBA "
@@ -77,8 +80,8 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
     frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
     if args.size < 16:
         raise UserError(f"--size must be >= 16, found {args.size}")
-    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.repeat_s <= 0:
-        raise UserError("--warmup and --iters must be >= 0, --repeats >= 1, --repeat-s > 0")
+    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.rounds < 1 or args.repeat_s <= 0:
+        raise UserError("--warmup and --iters must be >= 0, --repeats and --rounds >= 1, --repeat-s > 0")
     if args.timeout <= 0 or (args.mem_limit is not None and args.mem_limit <= 0):
         raise UserError("--timeout and --mem-limit must be positive")
     threads = args.threads if args.threads is not None else config.default_threads()
@@ -100,7 +103,8 @@ def plan(args: argparse.Namespace):
     frameworks, threads, notes = resolve_common(args)
     cells = config.expand(archs, frameworks, modes, batches, precisions, execs, channels_last=args.channels_last,
                           size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
-                          repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference)
+                          repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference,
+                          rounds=args.rounds)
     probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads)
     return cells, probes, frameworks, threads, notes
 
@@ -124,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             "cells planned": len(cells), "probes": len(probes), "threads per cell": threads,
             "warmup / iters / repeats": f"{args.warmup} / {args.iters or 'auto (~%gs per repeat)' % args.repeat_s} / "
                                         f"{args.repeats}",
+            "ours/reference ABBA rounds": args.rounds + args.rounds % 2,
             "per-cell time limit s": args.timeout,
             "per-cell memory limit": f"{opts.mem_limit_bytes / 2**30:.1f} GiB" if opts.mem_limit_bytes else "none",
             "notes": notes}

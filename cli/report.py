@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..common.atomic import atomic_write_text
 from ..common.errors import UserError
+from ..benchmarks import presets
 from .bench import add_sweep_arguments, plan as plan_sweep, resolve_common, sweep_options
 
 CUSTOM_KEYS = ("arch", "mode", "batch", "precision", "exec_modes")
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--budget-min", type=float, default=None,
                    help="minutes after which no new benchmark cell starts (default: 5 quick, 14.5 default, none full)")
     add_sweep_arguments(p, {"arch": None, "mode": None, "batch": None, "precision": None, "exec": None,
-                            "warmup": 1, "timeout": 300.0})
+                            "warmup": 1, "timeout": 300.0, "rounds": presets.REPORT_ROUNDS})
     return p
 
 
@@ -101,7 +102,7 @@ def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks import pipeline, presets, report_index
+    from ..benchmarks import pipeline, report_index
 
     level = "quick" if args.quick else "full" if args.full else "default"
     t0 = time.monotonic()
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                             skips=["everything outside that sweep"])
     else:
         frameworks, threads, notes = resolve_common(args)
-        plan = presets.build_plan(level, frameworks, threads, args.device)
+        plan = presets.build_plan(level, frameworks, threads, args.device, warmup=args.warmup, iters=args.iters,
+                                  repeats=args.repeats, repeat_s=args.repeat_s, rounds=args.rounds)
         if args.no_peak:
             plan.probes = []
     notes += pipeline.check_device(args.device, frameworks, threads)

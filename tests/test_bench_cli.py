@@ -39,6 +39,14 @@ def test_bad_names_exit_2_with_one_line_and_write_nothing(tmp_path, flag, value,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--repeats", "0"), ("--rounds", "0"), ("--warmup", "-1")])
+def test_timer_settings_out_of_range_exit_2_and_write_nothing(tmp_path, flag, value):
+    out = tmp_path / "out"
+    p = cli("bench", "--frameworks", "torch", flag, value, "--out", str(out))
+    assert p.returncode == 2 and flag in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_gpu_without_gpu_fails_clearly(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -59,20 +67,20 @@ def test_existing_output_is_refused_and_left_alone(tmp_path):
 
 def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     out = tmp_path / "out"
-    p = cli("bench", "--frameworks", "torch", "--mode", "infer", *TINY, "--out", str(out))
+    p = cli("bench", "--frameworks", "torch", "--mode", "infer", *TINY, "--rounds", "3", "--out", str(out))
     assert p.returncode == 0, p.stderr[-2000:]
     recs = records(out)
     assert [(r["cell"]["kind"], r["cell"]["with_reference"]) for r in recs] == [("peak", False), ("model", True)]
     ours, pair = recs[1], recs[1]["metrics"]["pair"]
     assert pair["status"] == "ok", pair["message"]
     ratio = pair["ratio"]
-    assert len(ratio["per_round"]) == pair["rounds"] == 2 and ratio["q25"] <= ratio["median"] <= ratio["q75"]
+    assert len(ratio["per_round"]) == pair["rounds"] == 4 and ratio["q25"] <= ratio["median"] <= ratio["q75"]
     assert 0.2 < ratio["median"] < 5  # the same network in two implementations
-    for r in (ours, {**ours, "metrics": pair["ours"]}, {**ours, "metrics": pair["reference"]}):
+    for r, timed in ((ours, 2), ({**ours, "metrics": pair["ours"]}, 4), ({**ours, "metrics": pair["reference"]}, 4)):
         assert r["status"] == "ok", r["message"]
         m, env = r["metrics"], r["env"]
         assert m["img_s_q25"] <= m["img_s_median"] <= m["img_s_q75"] and m["img_s_median"] > 0
-        assert len(m["repeat_s"]) == 2 and m["first_call_s"] > 0
+        assert len(m["repeat_s"]) == timed and m["first_call_s"] > 0  # --repeats alone, --rounds in the pair
         assert 0 < m["peak_fraction"] and m["gflop_s"] > 0
         assert env["threads"] == 1 and env["cpu_model"] and env["cpu_flags"] is not None
         assert env["framework_version"] and env["device_name"] == "cpu"

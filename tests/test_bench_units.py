@@ -113,7 +113,9 @@ def test_expand_pairs_each_fp32_cell_with_its_reference_and_resolves_default_exe
     assert len(paired) == 2 and all(c.precision == "fp32" and c.arch == "resnet18" for c in paired)  # no zoo _small
     assert all(c.impl == "ours" for c in cells) and len(cells) == 8
     assert not any(c.channels_last for c in cells if c.framework == "flax")
-    assert {c.pair_rounds for c in paired} == {6}  # rounds rounded up to even: ABBA balanced
+    assert {c.pair_rounds for c in paired} == {6}  # as many as the repeats, rounded up to even: ABBA balanced
+    more = config.expand(["resnet18"], ["torch"], ["infer"], [2], ["fp32"], ["eager"], repeats=5, rounds=11)
+    assert more[0].pair_rounds == 12 and more[0].repeats == 5
 
 
 @pytest.mark.parametrize("parse, value", [(config.parse_archs, "resnet19"), (config.parse_frameworks, "tensorflow"),

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from resnet_rosetta.benchmarks.presets import build_plan
+from resnet_rosetta.benchmarks.presets import REPORT_ROUNDS, build_plan
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -48,6 +48,9 @@ def test_presets_cover_the_bounds_and_say_what_they_skip():
     assert {c.framework for c in default.cells if c.precision == "bf16"} == set(fws)
     assert default.cells[0].impl == "ours" and default.cells[0].precision == "fp32"  # bound cells first
     assert default.budget_s <= 15 * 60 and default.skips and default.measures
+    assert {c.pair_rounds for c in default.cells if c.with_reference} == {REPORT_ROUNDS}
+    assert {(c.repeats, c.pair_rounds, c.warmup) for c in build_plan("default", fws, threads=2, repeats=7, rounds=3,
+                                                                      warmup=0).cells} == {(7, 4, 0)}
     quick = build_plan("quick", fws, threads=2)
     assert {c.arch for c in quick.cells} == {"resnet18"} and quick.budget_s < default.budget_s
     assert len(build_plan("full", fws, threads=2).cells) > len(default.cells)
