@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with open(argv[0], encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
+
     def save(record: dict) -> None:
         atomic_write_text(argv[1], json.dumps(record, default=str) + "\n")
 

@@ -15,8 +15,9 @@ from typing import Sequence
 from .config import DEFAULT_EXEC, Cell, expand, peak_cells
 
 LEVELS = ("quick", "default", "full")
-# ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget), so a ratio
-# carries about +-3% of host noise on a noisy 2-core VM (measured: ratio IQRs of 2-10% per pair).
+# ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget). On the
+# 2-core VM a pair's round ratios have an IQR of 3-19% (typically 6%, 2026-12-02), so the median of
+# 12 carries about +-2% of host noise (1.25 sigma / sqrt(12)), of 20 about +-1.5%.
 REPORT_ROUNDS = 12
 
 

@@ -4,9 +4,9 @@ Every cell gets a new Python process (own thread pools, allocator, compile cache
 thread variables and the same cores. The parent watches it: past its time limit, or past the
 memory limit (resident set of the cell's whole process group), it is killed and recorded as
 `timeout` / `oom`; a crash is recorded as `error` with the last lines of its log. A cell stopped
-while its reference pair ran keeps our model's figures; the pair gets the status instead. The records are
-rewritten to `results.jsonl` (atomically) after every cell, so Ctrl-C or a power cut keeps
-everything measured so far.
+while its reference pair ran keeps our model's figures; the pair gets the status instead. The
+records are rewritten to `results.jsonl` (atomically) after every cell, so Ctrl-C or a power cut
+keeps everything measured so far.
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="repeats; median and IQR are taken over them (default %(default)s)")
     p.add_argument("--rounds", type=int, default=defaults.get("rounds", 20),
                    help="ABBA rounds of each ours/reference pair, rounded up to even; the ratio is their median "
-                        "(default %(default)s: about +-2%% on a noisy 2-core VM)")
+                        "(default %(default)s: about +-1.5%% of noise on a noisy 2-core VM)")
     p.add_argument("--threads", type=int, default=None, help="threads per cell (default: every core this process may use)")
     p.add_argument("--reference", default="fp32", choices=REFERENCE_POLICIES,
                    help="which cells also time the framework's reference model beside ours, interleaved ABBA "
