@@ -26,7 +26,9 @@ from ..common.atomic import atomic_write_text
 from .config import PRECISIONS, Cell
 from .environment import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
-from .workload import Unsupported, Workload, looks_like_oom
+from .workload import Unsupported, Workload, looks_like_oom, matmul_peak
+
+HOST_NOISE_N = 1024  # the matmul of the host-noise loop: ~10 ms a call on 2 cores, so ~100 calls a repeat
 
 
 def _runner(framework: str):
@@ -66,6 +68,17 @@ def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Ti
             "steal_fraction": steal_fraction(jiffies, cpu_jiffies())}
 
 
+def _host_noise(make: Callable[[int], Callable[[], None]], cell: Cell) -> dict:
+    """A fixed fp32 matmul loop timed exactly like a model cell (warm-up, `repeats` repeats of
+    about `repeat_s` seconds): the spread the host itself gives, the floor under every cell's."""
+    f = make(HOST_NOISE_N)
+    t = measure(f, lambda handles: None, warmup=cell.warmup, iters=0, repeats=cell.repeats,
+                target_repeat_s=cell.repeat_s)  # f synchronises itself
+    s = summarize(t, 1, 2 * HOST_NOISE_N ** 3)
+    return {"n": HOST_NOISE_N, "spread": s["spread"], "gflop_s": s["gflop_s"], "repeats": cell.repeats,
+            "iters": t.iters}
+
+
 PENDING = "pending"  # a pair's status while it is being measured (what a stopped cell leaves behind)
 
 
@@ -85,7 +98,10 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
             peaks = {}
             for precision in PRECISIONS:
                 try:
-                    peaks[precision] = runner.matmul_peak(cell.device, precision)
+                    make = runner.matmul_maker(cell.device, precision)
+                    peaks[precision] = matmul_peak(make)
+                    if precision == "fp32":
+                        peaks[precision]["host_noise"] = _host_noise(make, cell)
                 except Exception as exc:  # noqa: BLE001 - a dtype the framework cannot multiply
                     peaks[precision] = {"gflop_s": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
             record["metrics"] = {"matmul_peak": peaks}

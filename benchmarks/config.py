@@ -228,5 +228,8 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
     return list(dict.fromkeys(cells))
 
 
-def peak_cells(frameworks: Sequence[str], device: str, threads: int) -> list[Cell]:
-    return [Cell(framework=fw, kind="peak", device=device, threads=threads) for fw in frameworks]
+def peak_cells(frameworks: Sequence[str], device: str, threads: int, *, warmup: int = 2, repeats: int = 5,
+               repeat_s: float = 1.0) -> list[Cell]:
+    """One matmul probe per framework; its host-noise loop is timed with the model cells' settings."""
+    return [Cell(framework=fw, kind="peak", device=device, threads=threads, warmup=warmup, repeats=repeats,
+                 repeat_s=repeat_s) for fw in frameworks]

@@ -39,13 +39,14 @@ def _dedup(cells: Sequence[Cell]) -> list[Cell]:
 def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str = "cpu", *, warmup: int = 1,
                iters: int = 0, repeats: int = 5, repeat_s: float = 1.0, rounds: int = REPORT_ROUNDS) -> Plan:
     """The level's cells, each measured with these timer settings (the report's defaults)."""
-    kw = dict(device=device, threads=threads, warmup=warmup, iters=iters, repeats=repeats, repeat_s=repeat_s,
-              rounds=rounds)
+    timer = dict(warmup=warmup, repeats=repeats, repeat_s=repeat_s)
+    kw = dict(device=device, threads=threads, iters=iters, rounds=rounds, **timer)
     fws = list(frameworks)
-    probes = peak_cells(fws, device, threads)
+    probes = peak_cells(fws, device, threads, **timer)
     if level == "quick":
         # One probe (each costs a process start and a framework import): XLA's where available.
-        probes = peak_cells([next(fw for fw in ("flax", "torch", "paddle") if fw in fws)], device, threads)
+        xla_first = next(fw for fw in ("flax", "torch", "paddle") if fw in fws)
+        probes = peak_cells([xla_first], device, threads, **timer)
         cells = (expand(["resnet18"], fws, ["infer"], [8], ["fp32"], ["default"], **kw)
                  + expand(["resnet18"], fws, ["train"], [4], ["fp32"], ["default"], **kw))
         return Plan(level, _dedup(cells), probes, budget_s=5 * 60, parity_args=["--arch", "resnet18"],
@@ -73,7 +74,8 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                               "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
                               f"model (our model alone, then both interleaved in {rounds + rounds % 2} ABBA "
-                              "rounds in the same process for the ratio): inference at batch 16, training at batch 4 (the ours/reference bound)",
+                              "rounds in the same process for the ratio): inference at batch 16, training at "
+                              "batch 4 (the ours/reference bound)",
                               "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "
                               "torch eager channels_last (the fraction-of-peak bound)",
                               "resnet18 inference at batch 1 in fp32 and bf16 (the bf16 path against the bf16 peak)",

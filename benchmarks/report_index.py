@@ -94,9 +94,13 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
         steal = sorted(r["metrics"]["steal_fraction"] for r in good if r["metrics"].get("steal_fraction") is not None)
         stolen = (f"; CPU steal (time the hypervisor gave to other guests) during the cells: median "
                   f"{_pct(steal[len(steal) // 2])}, max {_pct(steal[-1])}" if steal else "")
+        floor = derived.get("host_noise") or {}
+        host = (f"; the host's own floor, a fixed {next(iter(floor.values()))['n']}^3 fp32 matmul loop timed "
+                "the same way in the probe cells: IQR/median "
+                + ", ".join(f"{_pct(v['spread'])} ({fw})" for fw, v in floor.items()) if floor else "")
         lines.append(f"**Repeatability:** {len(good) - len(noisy)} of {len(good)} cells with IQR/median <= "
                      f"{SPREAD_BOUND:.0%}" + (f"; noisier: {len(noisy)} (see the spread column)" if noisy else "")
-                     + stolen + ".")
+                     + stolen + host + ".")
     from .pipeline import status_line
     lines.append(f"**Cells:** {status_line(records)}.")
     return lines
@@ -128,7 +132,8 @@ def index_markdown(*, meta: dict, plan_measures: Sequence[str], plan_skips: Sequ
         out += f"Parity {parity['status']}: {parity.get('message', '')}\n\n"
     out += "## Benchmark\n\n"
     out += (report_md.ratio_section(derived["ratios"], 3) + report_md.best_section(derived["best"], 3)
-            + report_md.results_tables(records, 3) + report_md.peaks_section(derived["peaks"], 3)
+            + report_md.results_tables(records, 3)
+            + report_md.peaks_section(derived["peaks"], 3, derived.get("host_noise"))
             + report_md.plots_section(derived.get("plots", []), 3) + report_md.failures_section(records, 3))
     out += report_md.environment_section(records, meta, 2)
     out += "## Files\n\n" + "".join(f"- [{f}]({f})\n" for f in files) + "\n"

@@ -51,7 +51,7 @@ def model_name(cell: dict) -> str:
     return "ours" if cell["impl"] == "ours" else IMPL_NAME.get(cell["framework"], "reference")
 
 
-def peaks_section(peaks: dict, level: int = 2) -> str:
+def peaks_section(peaks: dict, level: int = 2, host_noise: dict | None = None) -> str:
     out = _h(level, "Matmul peak of this machine (measured in this run)")
     if not peaks:
         return out + "Not measured (probe skipped or failed): no fraction-of-peak figures.\n\n"
@@ -65,6 +65,13 @@ def peaks_section(peaks: dict, level: int = 2) -> str:
     out += table(("precision", "peak GFLOP/s", "best by", "each framework's matmul (GFLOP/s)"), rows)
     out += ("Square matmuls, n grown until one call takes 0.1 s, best of 3 rounds, same threads and cores as "
             "the cells. Fractions of peak below use the best framework's figure for the cell's precision.\n\n")
+    if host_noise:
+        out += table(("framework", "matmul n", "repeats x steps", "GFLOP/s (median)", "spread (IQR/median)"),
+                     [(fw, v["n"], f"{v['repeats']} x {v['iters']}", _num(v["gflop_s"]), f"{v['spread']:.1%}")
+                      for fw, v in sorted(host_noise.items())])
+        out += ("The host's own noise: a fixed fp32 matmul loop timed exactly like a model cell (warm-up, then "
+                "the repeats of about a second each): a cell's spread near this one is the host's, not its "
+                "framework's.\n\n")
     return out
 
 
@@ -262,5 +269,6 @@ def bench_markdown(records: list[dict], derived: dict, meta: dict, plots: Sequen
     if meta.get("interrupted"):
         head += "> **Interrupted:** this report holds the cells measured before Ctrl-C.\n\n"
     return (head + load_note(records) + run_section(meta) + ratio_section(derived["ratios"])
-            + best_section(derived["best"]) + results_tables(records) + peaks_section(derived["peaks"])
+            + best_section(derived["best"]) + results_tables(records)
+            + peaks_section(derived["peaks"], host_noise=derived.get("host_noise"))
             + plots_section(plots) + failures_section(records) + environment_section(records, meta))

@@ -21,6 +21,7 @@ CSV_FIELDS = (
     "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
     "memory_kind", "gflop_s", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s", "matmul_bf16_gflop_s",
+    "host_noise_spread",
     "reference_img_s_median", "ratio_median", "ratio_q25", "ratio_q75",
     "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
 )
@@ -84,6 +85,17 @@ def machine_peaks(records: Iterable[dict]) -> dict:
     return out
 
 
+def host_noise(records: Iterable[dict]) -> dict[str, dict]:
+    """{framework: the fp32 matmul loop timed like a cell in its probe (spread, gflop_s, ...)}."""
+    out = {}
+    for r in records:
+        if r["cell"].get("kind") == "peak" and ok(r):
+            noise = (r["metrics"].get("matmul_peak", {}).get("fp32") or {}).get("host_noise")
+            if noise:
+                out[r["cell"]["framework"]] = noise
+    return out
+
+
 def derive(records: list[dict]) -> dict:
     """Add peak fractions to the model records (in place); return peaks, ratios and bests."""
     peaks = machine_peaks(records)
@@ -95,7 +107,8 @@ def derive(records: list[dict]) -> dict:
         for m in (r["metrics"], *((pair["ours"], pair["reference"]) if pair else ())):
             m["peak_gflop_s"] = peak
             m["peak_fraction"] = m["gflop_s"] / peak if peak else None
-    return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records)}
+    return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records),
+            "host_noise": host_noise(records)}
 
 
 def ratios(records: Iterable[dict]) -> list[dict]:
@@ -158,6 +171,7 @@ def flat_row(r: dict) -> dict:
         mp = m.get("matmul_peak", {})
         row["matmul_fp32_gflop_s"] = (mp.get("fp32") or {}).get("gflop_s")
         row["matmul_bf16_gflop_s"] = (mp.get("bf16") or {}).get("gflop_s")
+        row["host_noise_spread"] = ((mp.get("fp32") or {}).get("host_noise") or {}).get("spread")
     return row
 
 

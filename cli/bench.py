@@ -105,7 +105,8 @@ def plan(args: argparse.Namespace):
                           size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
                           repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference,
                           rounds=args.rounds)
-    probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads)
+    probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads, warmup=args.warmup,
+                                                       repeats=args.repeats, repeat_s=args.repeat_s)
     return cells, probes, frameworks, threads, notes
 
 

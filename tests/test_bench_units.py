@@ -162,9 +162,13 @@ def _paired(fw, ours_img_s, ref_img_s, *, status="ok", round_ratios=None, pair_s
     return rec
 
 
-def _peak(fw, fp32, bf16):
-    return {"cell": Cell(framework=fw, kind="peak").to_dict(), "status": "ok", "env": {},
-            "metrics": {"matmul_peak": {"fp32": {"gflop_s": fp32}, "bf16": {"gflop_s": bf16}}}}
+def _peak(fw, fp32, bf16, noise_spread=None):
+    rec = {"cell": Cell(framework=fw, kind="peak").to_dict(), "status": "ok", "env": {},
+           "metrics": {"matmul_peak": {"fp32": {"gflop_s": fp32}, "bf16": {"gflop_s": bf16}}}}
+    if noise_spread is not None:
+        rec["metrics"]["matmul_peak"]["fp32"]["host_noise"] = {"n": 1024, "spread": noise_spread, "gflop_s": 0.9 * fp32,
+                                                               "repeats": 5, "iters": 80}
+    return rec
 
 
 def test_derived_peaks_fractions_ratios_and_best():
@@ -212,7 +216,7 @@ def test_markdown_marks_the_fastest_and_lists_failures():
 
 
 def test_index_summary_states_parity_and_bounds():
-    recs = [_peak("torch", 100.0, 50.0), _paired("torch", 7.0, 7.0),
+    recs = [_peak("torch", 100.0, 50.0, noise_spread=0.031), _paired("torch", 7.0, 7.0),
             _paired("paddle", 5.0, 5.0, round_ratios=[0.9, 0.92, 0.95, 1.0])]
     d = results.derive(recs)
     parity = {"status": "failed", "doc": {"passed": False, "checks": [
@@ -225,6 +229,9 @@ def test_index_summary_states_parity_and_bounds():
             "(conditioning-limited: explained by fp32 itself, see parity.md).") in text
     assert "### Parity report" in text and "#### resnet18 · eval" in text and "\n# not a heading" in text
     assert "57.4% of the measured fp32 matmul peak" in text and "bound 50%: met" in text
+    assert ("the host's own floor, a fixed 1024^3 fp32 matmul loop timed the same way in the probe cells: "
+            "IQR/median 3.1% (torch).") in text
+    assert "| torch | 1024 | 5 x 80 | 90 | 3.1% |" in text  # the probe's noise loop, beside the peaks
     # paddle: the median of its round ratios is 0.935 and their upper quartile 0.9625: not within noise
     assert ("**Ours vs reference:** 1 of 2 measured pairs at or above 0.97 (ratios 0.935 to 1.000); below: "
             "resnet50 paddle infer 0.935.") in text
