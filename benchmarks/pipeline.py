@@ -96,8 +96,8 @@ def write_outputs(out: Path, records: list[dict], meta: dict, *, markdown_name: 
     except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose the tables
         meta.setdefault("notes", []).append(f"plots failed: {type(exc).__name__}: {exc}")
     derived["plots"] = written
-    summary = {"meta": meta, "peaks": derived["peaks"], "ratios": derived["ratios"],
-               "status_counts": dict(Counter(r["status"] for r in records))}
+    summary = {"meta": meta, "peaks": derived["peaks"], "host_noise": derived["host_noise"],
+               "ratios": derived["ratios"], "status_counts": dict(Counter(r["status"] for r in records))}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     if markdown_name:
         atomic_write_text(out / markdown_name, report_md.bench_markdown(records, derived, meta, written))

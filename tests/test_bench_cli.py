@@ -98,6 +98,7 @@ def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     assert noise["repeats"] == 2 and noise["iters"] >= 1 and noise["spread"] >= 0 and noise["gflop_s"] > 0
     assert "The host's own noise" in report
     assert float(rows[0]["host_noise_spread"]) == pytest.approx(noise["spread"], rel=1e-5)
+    assert json.loads((out / "summary.json").read_text())["host_noise"]["torch"] == noise
     for png in ("plot_resnet18_32px_infer_fp32.png", "plot_best_per_framework.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
