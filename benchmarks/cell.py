@@ -26,7 +26,7 @@ from ..common.atomic import atomic_write_text
 from .config import PRECISIONS, Cell
 from .environment import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
-from .workload import Unsupported, Workload, looks_like_oom, matmul_peak
+from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom, matmul_peak
 
 HOST_NOISE_N = 1024  # the matmul of the host-noise loop: ~10 ms a call on 2 cores, so ~100 calls a repeat
 
@@ -68,7 +68,7 @@ def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Ti
             "steal_fraction": steal_fraction(jiffies, cpu_jiffies())}
 
 
-def _host_noise(make: Callable[[int], Callable[[], None]], cell: Cell) -> dict:
+def _host_noise(make: MatmulMaker, cell: Cell) -> dict:
     """A fixed fp32 matmul loop timed exactly like a model cell (warm-up, `repeats` repeats of
     about `repeat_s` seconds): the spread the host itself gives, the floor under every cell's."""
     f = make(HOST_NOISE_N)

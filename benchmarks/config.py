@@ -54,6 +54,11 @@ REFERENCE_NAME = {"torch": "torchvision.models", "paddle": "paddle.vision.models
 STATUSES = ("ok", "error", "oom", "timeout", "unsupported", "interrupted", "not_run")
 
 
+def balanced_rounds(n: int) -> int:
+    """`n` rounded up to even: an ABBA sequence gives each model the first slot equally often."""
+    return n + n % 2
+
+
 @dataclass(frozen=True)
 class Cell:
     """One measurement. `kind` is "model" (a ResNet step) or "peak" (the matmul peak probe).
@@ -100,10 +105,8 @@ class Cell:
 
     @property
     def pair_rounds(self) -> int:
-        """ABBA rounds of the ours/reference pair: `rounds` (or `repeats`) rounded up to even
-        (balanced order)."""
-        n = self.rounds or self.repeats
-        return n + n % 2
+        """ABBA rounds of the ours/reference pair: `rounds` (or `repeats`), balanced."""
+        return balanced_rounds(self.rounds or self.repeats)
 
     @property
     def slug(self) -> str:

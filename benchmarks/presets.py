@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .config import DEFAULT_EXEC, Cell, expand, peak_cells
+from .config import DEFAULT_EXEC, Cell, balanced_rounds, expand, peak_cells
 
 LEVELS = ("quick", "default", "full")
 # ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget). On the
@@ -73,7 +73,7 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                     measures=["parity of resnet18 and resnet50 (the parity command's defaults)",
                               "resnet18 and resnet50 fp32 at 224 px, each framework in its usual mode "
                               f"({', '.join(f'{fw} {DEFAULT_EXEC[fw]}' for fw in fws)}), ours and the reference "
-                              f"model (our model alone, then both interleaved in {rounds + rounds % 2} ABBA "
+                              f"model (our model alone, then both interleaved in {balanced_rounds(rounds)} ABBA "
                               "rounds in the same process for the ratio): inference at batch 16, training at "
                               "batch 4 (the ours/reference bound)",
                               "resnet50 fp32 inference at batch 16 in the compiled mode of every framework and "

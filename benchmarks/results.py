@@ -85,15 +85,15 @@ def machine_peaks(records: Iterable[dict]) -> dict:
     return out
 
 
+def probe_host_noise(record: dict) -> dict | None:
+    """The fp32 matmul loop a probe record timed like a cell (spread, gflop_s, ...), if any."""
+    return ((record.get("metrics", {}).get("matmul_peak", {}).get("fp32") or {}).get("host_noise")
+            if record["cell"].get("kind") == "peak" and ok(record) else None)
+
+
 def host_noise(records: Iterable[dict]) -> dict[str, dict]:
-    """{framework: the fp32 matmul loop timed like a cell in its probe (spread, gflop_s, ...)}."""
-    out = {}
-    for r in records:
-        if r["cell"].get("kind") == "peak" and ok(r):
-            noise = (r["metrics"].get("matmul_peak", {}).get("fp32") or {}).get("host_noise")
-            if noise:
-                out[r["cell"]["framework"]] = noise
-    return out
+    """{framework: its probe's host-noise loop}."""
+    return {r["cell"]["framework"]: noise for r in records if (noise := probe_host_noise(r))}
 
 
 def derive(records: list[dict]) -> dict:
@@ -171,7 +171,7 @@ def flat_row(r: dict) -> dict:
         mp = m.get("matmul_peak", {})
         row["matmul_fp32_gflop_s"] = (mp.get("fp32") or {}).get("gflop_s")
         row["matmul_bf16_gflop_s"] = (mp.get("bf16") or {}).get("gflop_s")
-        row["host_noise_spread"] = ((mp.get("fp32") or {}).get("host_noise") or {}).get("spread")
+        row["host_noise_spread"] = (probe_host_noise(r) or {}).get("spread")
     return row
 
 

@@ -17,7 +17,7 @@ Imports jax, flax and optax only.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ import optax
 from ..common.spec import get_spec
 from .config import Cell
 from .environment import peak_rss_bytes
-from .workload import Unsupported, Workload
+from .workload import MatmulMaker, Unsupported, Workload
 
 
 def _device(device: str):
@@ -201,7 +201,7 @@ def build(cell: Cell) -> Workload:
     return Workload(step=step, sync=sync, peak_memory=peak_memory, settings=settings)
 
 
-def matmul_maker(device: str, precision: str) -> Callable[[int], Callable[[], None]]:
+def matmul_maker(device: str, precision: str) -> MatmulMaker:
     """make(n): a function running one synchronised n x n x n matmul in `precision`."""
     dev = _device(device)
     dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[precision]

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import paddle
 
 from ..common.spec import get_spec
 from .config import Cell
 from .environment import peak_rss_bytes
-from .workload import Unsupported, Workload, looks_like_oom
+from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom
 
 
 def _set_device(device: str) -> str:
@@ -181,7 +181,7 @@ def build(cell: Cell) -> Workload:
     return Workload(step=step, sync=_sync_for(device), peak_memory=peak_memory, settings=settings)
 
 
-def matmul_maker(device: str, precision: str) -> Callable[[int], Callable[[], None]]:
+def matmul_maker(device: str, precision: str) -> MatmulMaker:
     """make(n): a function running one synchronised n x n x n matmul in `precision`."""
     device = _set_device(device)
     if device == "cpu":

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from ..common.spec import get_spec
 from .config import Cell
 from .environment import peak_rss_bytes
-from .workload import Unsupported, Workload
+from .workload import MatmulMaker, Unsupported, Workload
 
 
 def _device(device: str) -> torch.device:
@@ -138,7 +138,7 @@ def build(cell: Cell) -> Workload:
     return Workload(step=step, sync=_sync_for(dev), peak_memory=peak_memory, settings=settings)
 
 
-def matmul_maker(device: str, precision: str) -> Callable[[int], Callable[[], None]]:
+def matmul_maker(device: str, precision: str) -> MatmulMaker:
     """make(n): a function running one synchronised n x n x n matmul in `precision`."""
     dev = _device(device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 
+# make(n): a function running one synchronised n x n x n matmul (what a runner gives the probe)
+MatmulMaker = Callable[[int], Callable[[], None]]
+
+
 class Unsupported(Exception):
     """This configuration cannot run in this framework / on this device (recorded, not a crash)."""
 
@@ -27,7 +31,7 @@ def looks_like_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or any(m in text for m in OOM_MARKERS)
 
 
-def matmul_peak(make: Callable[[int], Callable[[], None]], *, sizes: Sequence[int] = (512, 1024, 2048, 4096),
+def matmul_peak(make: MatmulMaker, *, sizes: Sequence[int] = (512, 1024, 2048, 4096),
                 grow_until_s: float = 0.1, measure_s: float = 0.25, rounds: int = 3) -> dict:
     """Best GFLOP/s of an n x n x n matmul, n grown until one call takes `grow_until_s`.
 

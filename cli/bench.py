@@ -119,7 +119,7 @@ def sweep_options(args: argparse.Namespace, out, deadline: float | None = None, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks import pipeline
+    from ..benchmarks import config, pipeline
 
     cells, probes, frameworks, threads, notes = plan(args)
     notes += pipeline.check_device(args.device, frameworks, threads)
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             "cells planned": len(cells), "probes": len(probes), "threads per cell": threads,
             "warmup / iters / repeats": f"{args.warmup} / {args.iters or 'auto (~%gs per repeat)' % args.repeat_s} / "
                                         f"{args.repeats}",
-            "ours/reference ABBA rounds": args.rounds + args.rounds % 2,
+            "ours/reference ABBA rounds": config.balanced_rounds(args.rounds),
             "per-cell time limit s": args.timeout,
             "per-cell memory limit": f"{opts.mem_limit_bytes / 2**30:.1f} GiB" if opts.mem_limit_bytes else "none",
             "notes": notes}
