@@ -1,30 +1,26 @@
-"""The process that measures one cell: `python -m resnet_rosetta.benchmarks.cell CELL.json RESULT.json`.
+"""The process that measures one cell: `measure_cell(cell)`, run in a fresh process by `sweep.py`
+(through common/process.py) with the thread variables already in its environment.
 
-Started fresh for every cell by `sweep.py`, with the thread variables already in its environment.
 It pins itself to the sweep's cores, imports exactly one framework runner, measures our model alone
 (then, for a cell `with_reference`, builds the reference model beside it and times both
-interleaved), and writes one result JSON (atomically). A crash, an out-of-memory kill or a
-timeout leaves no result file; the parent records those. A cell with a reference writes its
-result once more before the pair starts, our figures with the pair `pending`: stopped during the
-pair, the cell keeps our measurement and the parent records why the pair is missing.
-
-`python -m resnet_rosetta.benchmarks.cell --gpu-count FRAMEWORK` prints how many GPUs that
-framework sees (the `--device gpu` pre-check).
+interleaved), and returns one result record. A crash, an out-of-memory kill or a timeout leaves
+no result; the parent records those. A cell with a reference saves a result once before the pair
+starts, our figures with the pair `pending`: stopped during the pair, the cell keeps our
+measurement and the parent records why the pair is missing. `gpu_count` is the `--device gpu`
+pre-check, run the same way.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
-import sys
 import time
 import traceback
 from typing import Callable
 
-from ..common.atomic import atomic_write_text
+from resnet_rosetta.common import process
 from .config import PRECISIONS, Cell
-from .environment import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
+from resnet_rosetta.common.host import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
 from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom, matmul_peak
 
@@ -128,26 +124,15 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "--gpu-count":
-        try:
-            print(_runner(argv[1]).gpu_count())
-        except Exception as exc:  # noqa: BLE001
-            print(f"0 {type(exc).__name__}: {exc}")
+def measure_cell(cell: dict) -> dict:
+    """The cell process's entry (through common/process.py): measure one cell, saving our figures
+    as the result before a reference pair starts."""
+    return run_cell(Cell.from_dict(cell), process.save_result)
+
+
+def gpu_count(framework: str) -> int:
+    """How many GPUs `framework` sees here (the `--device gpu` pre-check); 0 when it cannot tell."""
+    try:
+        return int(_runner(framework).gpu_count())
+    except Exception:  # noqa: BLE001 - a CPU-only build, a missing driver: no usable GPU
         return 0
-    if len(argv) != 2:
-        print("usage: python -m resnet_rosetta.benchmarks.cell CELL.json RESULT.json", file=sys.stderr)
-        return 2
-    with open(argv[0], encoding="utf-8") as f:
-        cell = Cell.from_dict(json.load(f))
-
-    def save(record: dict) -> None:
-        atomic_write_text(argv[1], json.dumps(record, default=str) + "\n")
-
-    save(run_cell(cell, save))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

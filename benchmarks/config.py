@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..common.errors import UserError
-from ..common.spec import PRESETS, get_spec, macs
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.counting import macs
+from resnet_rosetta.common.spec import PRESETS, get_spec
 
 FRAMEWORKS = ("torch", "paddle", "flax")
 MODES = ("infer", "train")

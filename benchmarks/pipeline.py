@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ..common.atomic import atomic_write_text
-from ..common.errors import UserError
+from resnet_rosetta.common import process
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import UserError
 from . import plots, report_md, results
 from .config import Cell, missing_modules
-from .environment import thread_env
+from resnet_rosetta.common.host import thread_env
 from .sweep import SweepOptions, run_sweep
 
 MARKER = ".resnet-rosetta-output"
@@ -71,11 +71,9 @@ def check_device(device: str, frameworks: Sequence[str], threads: int) -> list[s
     counts, notes = {}, []
     for fw in frameworks:
         try:
-            p = subprocess.run([sys.executable, "-m", f"{__package__}.cell", "--gpu-count", fw], capture_output=True,
-                               text=True, timeout=300, env={**__import__("os").environ, **thread_env(threads)})
-            first = (p.stdout.strip().splitlines() or ["0"])[-1].split()[0]
-            counts[fw] = int(first)
-        except (subprocess.TimeoutExpired, ValueError):
+            counts[fw] = process.call(f"{__package__}.cell:gpu_count", fw, timeout=300,
+                                      env={**os.environ, **thread_env(threads)})
+        except process.ProcessFailed:
             counts[fw] = 0
         if counts[fw] == 0:
             notes.append(f"{fw} sees no GPU (CPU-only build?): its cells are recorded as unsupported")

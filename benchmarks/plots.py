@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ..common.atomic import atomic_path
+from resnet_rosetta.common.atomic import atomic_path
 from .results import framework_order, model_records, ok, paired_reference_rows
 
 COLORS = {"torch": "#ee4c2c", "paddle": "#2932e1", "flax": "#5e9e2e"}

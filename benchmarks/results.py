@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from ..common.atomic import atomic_write_text
+from resnet_rosetta.common.atomic import atomic_write_text
 from .config import FRAMEWORKS
 
 RATIO_BOUND = 0.97

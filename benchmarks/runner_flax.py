@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..common.spec import get_spec
+from resnet_rosetta.common.spec import get_spec
 from .config import Cell
-from .environment import peak_rss_bytes
+from resnet_rosetta.common.host import peak_rss_bytes
 from .workload import MatmulMaker, Unsupported, Workload
 
 
@@ -110,7 +110,7 @@ def _model_and_apply(cell: Cell):
             return module.apply(variables, x, train=False), None
         return module, apply
 
-    from ..frameworks.flax.model import ResNet
+    from resnet_rosetta.frameworks.flax.model import ResNet
     module = ResNet(spec)
 
     def apply(variables, x, train):

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import paddle
 
-from ..common.spec import get_spec
+from resnet_rosetta.common.spec import get_spec
 from .config import Cell
-from .environment import peak_rss_bytes
+from resnet_rosetta.common.host import peak_rss_bytes
 from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom
 
 
@@ -109,7 +109,7 @@ def build_model(cell: Cell) -> paddle.nn.Layer:
     if cell.impl == "reference":
         import paddle.vision.models as zoo
         return getattr(zoo, cell.arch)(num_classes=spec.num_classes)
-    from ..frameworks.paddle.model import ResNet
+    from resnet_rosetta.frameworks.paddle.model import ResNet
     return ResNet(spec)
 
 

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..common.spec import get_spec
+from resnet_rosetta.common.spec import get_spec
 from .config import Cell
-from .environment import peak_rss_bytes
+from resnet_rosetta.common.host import peak_rss_bytes
 from .workload import MatmulMaker, Unsupported, Workload
 
 
@@ -81,7 +81,7 @@ def build_model(cell: Cell) -> torch.nn.Module:
     if cell.impl == "reference":
         import torchvision
         return getattr(torchvision.models, cell.arch)(weights=None, num_classes=spec.num_classes)
-    from ..frameworks.torch.model import ResNet
+    from resnet_rosetta.frameworks.torch.model import ResNet
     return ResNet(spec)
 
 

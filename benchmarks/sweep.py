@@ -10,24 +10,21 @@ keeps everything measured so far.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from resnet_rosetta.common import process
+from resnet_rosetta.common.host import group_rss_bytes, memory_available_bytes, mkl_env, thread_env
 from .cell import PENDING
 from .config import Cell
-from .environment import memory_available_bytes, mkl_env, thread_env
 
 SCHEMA_VERSION = 1
-POLL_S = 0.2
+CELL_TARGET = "resnet_rosetta.benchmarks.cell:measure_cell"  # what runs in each cell's fresh process
 
 
 @dataclass
@@ -39,41 +36,12 @@ class SweepOptions:
     hard_deadline: float | None = None  # time.monotonic() at which a running cell is stopped
     progress: bool = True
     tf32: str = "default"  # "off": NVIDIA_TF32_OVERRIDE=0 for every cell (all three frameworks obey it)
-    mkl_amd: str = "auto"  # "auto": MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (see environment.mkl_env)
+    mkl_amd: str = "auto"  # "auto": MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (see common/host.mkl_env)
 
 
 def default_mem_limit() -> int | None:
     avail = memory_available_bytes()
     return int(avail * 0.9) if avail else None
-
-
-def _group_rss(pgid: int) -> int:
-    """Resident bytes of every process in process group `pgid` (the cell and anything it spawned)."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            with open(f"/proc/{entry}/statm", encoding="utf-8") as f:
-                total += int(f.read().split()[1]) * page
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the cell's own group: started by us, nothing else
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _log_tail(path: Path, n: int = 6) -> str:
@@ -106,47 +74,36 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
     env = {**os.environ, **thread_env(cell.threads), **mkl_env(opts.mkl_amd)}
     if opts.tf32 == "off":
         env["NVIDIA_TF32_OVERRIDE"] = "0"
-    started = time.monotonic()
     record["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["loadavg_start"] = os.getloadavg()[0]
-    peak_rss = 0
-    with tempfile.TemporaryDirectory(prefix="rr-cell-") as tmp:
-        cfg, res = Path(tmp) / "cell.json", Path(tmp) / "result.json"
-        cfg.write_text(json.dumps(cell.to_dict()))
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", f"{__package__}.cell", str(cfg), str(res)],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
-            killed_for = None
-            try:
-                while proc.poll() is None:
-                    time.sleep(POLL_S)
-                    elapsed = time.monotonic() - started
-                    rss = _group_rss(proc.pid)
-                    peak_rss = max(peak_rss, rss)
-                    if opts.mem_limit_bytes and rss > opts.mem_limit_bytes:
-                        killed_for = ("oom", f"resident memory {_gib(rss)} passed the limit "
-                                             f"{_gib(opts.mem_limit_bytes)} (--mem-limit): this configuration "
-                                             f"(batch {cell.batch}) does not fit")
-                        _kill_group(proc)
-                    elif elapsed > timeout:
-                        killed_for = ("timeout", f"no result after {elapsed:.0f} s ({why})")
-                        _kill_group(proc)
-            except BaseException:  # Ctrl-C: never leave the child running
-                _kill_group(proc)
-                raise
-        record["wall_s"] = time.monotonic() - started
-        record["loadavg_end"] = os.getloadavg()[0]
-        record["watched_peak_rss_bytes"] = peak_rss
-        ended = killed_for or _death(proc.returncode, peak_rss, log_path)
-        if res.exists():
-            record.update(json.loads(res.read_text()))
-            pair = record["metrics"].get("pair")
-            if pair and pair["status"] == PENDING:  # stopped during the pair: our own figures stand
-                status, message = ended or ("error", "the cell exited before the pair finished")
-                pair.update(status=status, message=f"stopped while the reference pair ran: {message}")
-        else:
-            record["status"], record["message"] = ended or ("error", "the cell exited 0 without a result")
+    started, peak_rss = time.monotonic(), 0
+    killed_for: tuple[str, str] | None = None  # (status, message) when the watch stopped the cell
+
+    def watch(pid: int) -> str | None:  # the cell runs in its own process group: pgid == pid
+        nonlocal peak_rss, killed_for
+        rss = group_rss_bytes(pid)
+        peak_rss = max(peak_rss, rss)
+        elapsed = time.monotonic() - started
+        if opts.mem_limit_bytes and rss > opts.mem_limit_bytes:
+            killed_for = ("oom", f"resident memory {_gib(rss)} passed the limit {_gib(opts.mem_limit_bytes)} "
+                                 f"(--mem-limit): this configuration (batch {cell.batch}) does not fit")
+        elif elapsed > timeout:
+            killed_for = ("timeout", f"no result after {elapsed:.0f} s ({why})")
+        return killed_for[1] if killed_for else None
+
+    outcome = process.run_function(CELL_TARGET, cell.to_dict(), env=env, log=log_path, watch=watch)
+    record["wall_s"] = outcome.wall_s
+    record["loadavg_end"] = os.getloadavg()[0]
+    record["watched_peak_rss_bytes"] = peak_rss
+    ended = killed_for or _death(outcome.returncode, peak_rss, log_path)
+    if outcome.has_result:
+        record.update(outcome.result)
+        pair = record["metrics"].get("pair")
+        if pair and pair["status"] == PENDING:  # stopped during the pair: our own figures stand
+            status, message = ended or ("error", "the cell exited before the pair finished")
+            pair.update(status=status, message=f"stopped while the reference pair ran: {message}")
+    else:
+        record["status"], record["message"] = ended or ("error", "the cell exited 0 without a result")
     return record
 
 

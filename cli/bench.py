@@ -11,12 +11,12 @@ import shlex
 import sys
 import time
 
-from ..common.errors import UserError
+from resnet_rosetta.common.errors import UserError
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
     """The sweep options shared by `bench` and `report` (report changes some defaults)."""
-    from ..benchmarks.config import FRAMEWORKS, REFERENCE_POLICIES
+    from resnet_rosetta.benchmarks.config import FRAMEWORKS, REFERENCE_POLICIES
     p.add_argument("--arch", default=defaults.get("arch", "resnet18,resnet50"),
                    help="comma-separated presets (default %(default)s)")
     p.add_argument("--frameworks", default=None,
@@ -73,8 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]:
     """Check the options every sweep shares; (installed frameworks, threads, notes)."""
-    from ..benchmarks import config
-    from ..benchmarks.pipeline import check_frameworks
+    from resnet_rosetta.benchmarks import config
+    from resnet_rosetta.benchmarks.pipeline import check_frameworks
 
     explicit = args.frameworks is not None
     frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
@@ -93,7 +93,7 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
 
 def plan(args: argparse.Namespace):
     """Validate the options and expand them into cells; nothing is written or imported yet."""
-    from ..benchmarks import config
+    from resnet_rosetta.benchmarks import config
 
     archs = config.parse_archs(args.arch)
     modes = config.parse_modes(args.mode)
@@ -111,7 +111,7 @@ def plan(args: argparse.Namespace):
 
 
 def sweep_options(args: argparse.Namespace, out, deadline: float | None = None, hard_deadline: float | None = None):
-    from ..benchmarks.sweep import SweepOptions, default_mem_limit
+    from resnet_rosetta.benchmarks.sweep import SweepOptions, default_mem_limit
     mem = int(args.mem_limit * 2**30) if args.mem_limit else default_mem_limit()
     return SweepOptions(out_dir=out, timeout_s=args.timeout, mem_limit_bytes=mem, deadline=deadline,
                         hard_deadline=hard_deadline, progress=not args.no_progress, tf32=args.tf32,
@@ -119,7 +119,7 @@ def sweep_options(args: argparse.Namespace, out, deadline: float | None = None, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks import config, pipeline
+    from resnet_rosetta.benchmarks import config, pipeline
 
     cells, probes, frameworks, threads, notes = plan(args)
     notes += pipeline.check_device(args.device, frameworks, threads)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from ..common.canonical import check_weights, load_canonical
-from ..common.datasets import CLASS_NAMES, DATASETS, Dataset, load_dataset
-from ..common.errors import UserError
-from ..common.spec import get_spec
-from ..common.training import CHECKPOINT_SUFFIX, accuracy, confusion_matrix, format_confusion, predict_all
-from ..frameworks import FRAMEWORKS
+from resnet_rosetta.common.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from resnet_rosetta.common.canonical import check_weights, load_canonical
+from resnet_rosetta.common.datasets import CLASS_NAMES, DATASETS, Dataset, load_dataset
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import get_spec
+from resnet_rosetta.common.training import CHECKPOINT_SUFFIX, accuracy, confusion_matrix, format_confusion, predict_all
+from resnet_rosetta.frameworks import FRAMEWORKS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import frameworks
+    from resnet_rosetta import frameworks
     from .train import IMAGE_SIZE
 
     weights, spec = load_canonical(args.weights)

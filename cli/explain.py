@@ -12,9 +12,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..common.atomic import atomic_write_text
-from ..common.errors import UserError
-from ..common.spec import get_spec
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import get_spec
 from .explain_topics import TOPICS, get_topic
 
 DEFAULT_FIGURES = Path(__file__).resolve().parent.parent / "docs" / "differences.json"

@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from ..common.canonical import Weights
-from ..common.spec import ResNetSpec
-from ..frameworks.flax import model as flax_model
-from ..frameworks.flax.adapter import Adapter
-from ..frameworks.flax.model import ResNet
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.frameworks.flax import model as flax_model
+from resnet_rosetta.frameworks.flax.adapter import Adapter
+from resnet_rosetta.frameworks.flax.model import ResNet
 
 
 def compile_model(model: nn.Module) -> Callable[..., Any]:

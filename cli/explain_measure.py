@@ -5,8 +5,8 @@ naive port runs this repository's model with one convention ignored; its correct
 as shipped. Both are compared with the oracle, relative to the reference's max magnitude
 (common/tolerance.py). tests/test_differences.py runs the same functions and asserts the claims.
 
-`measure()` runs every framework in its own process (`python -m resnet_rosetta.cli.explain_measure
-FRAMEWORK` prints that framework's figures as JSON) and writes docs/differences.json.
+`measure()` runs `measure_framework` for every framework in its own process (common/process.py)
+and writes docs/differences.json.
 """
 from __future__ import annotations
 
@@ -18,27 +18,25 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..common import rules
-from ..common.atomic import atomic_write_text
-from ..common.canonical import Weights, is_buffer, random_weights
-from ..common.errors import UserError
-from ..common.oracle import Oracle
-from ..common.spec import ResNetSpec, get_spec
-from ..common.tolerance import compare, tolerance
-from ..frameworks import FRAMEWORKS
-from ..frameworks import load as load_framework
+from resnet_rosetta.common import host, process, rules
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.canonical import Weights, is_buffer, random_weights
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.oracle import Oracle
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
+from resnet_rosetta.common.tolerance import compare, tolerance
+from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.frameworks import load as load_framework
 
 # Small enough for a test, big enough that every stage runs: one basic block per stage, 32x32 input,
 # batch 4, and a square classifier (32 -> 32) so that an un-transposed Linear loads without a shape error.
@@ -274,25 +272,15 @@ def measure(path: str | os.PathLike[str]) -> dict[str, Any]:
     for framework in FRAMEWORKS:
         print(f"explain --measure: {framework} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as cache:  # cold Inductor cache: 'first call' on a fresh machine
-            done = subprocess.run([sys.executable, "-m", __name__, framework], capture_output=True, text=True,
-                                  env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"measuring {framework} failed: {last}")
-        per_framework[framework] = json.loads(done.stdout.strip().splitlines()[-1])
+            try:
+                per_framework[framework] = process.call(f"{__name__}:measure_framework", framework,
+                                                        env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
+            except process.ProcessFailed as exc:
+                raise UserError(f"measuring {framework} failed: {exc}") from None
     figures = {"about": _about(f"resnet-rosetta explain --measure {path}", load_average, per_framework),
                "tables": tables(per_framework)}
     atomic_write_text(path, json.dumps(figures, indent=1, sort_keys=True) + "\n")
     return figures
-
-
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.machine())
 
 
 def _about(command: str, load_average: float, per_framework: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,7 +289,7 @@ def _about(command: str, load_average: float, per_framework: Mapping[str, Any]) 
     for result in per_framework.values():
         versions.update(result["versions"])
     return {"date": datetime.date.today().isoformat(), "command": command, "load_average": load_average,
-            "machine": f"{_cpu_name()}, {os.cpu_count()} cores, run on the CPU", "python": platform.python_version(),
+            "machine": f"{host.describe()}, run on the CPU", "python": platform.python_version(),
             "versions": versions,
             "bench": f"{TINY.name} (resnet18 with depths {TINY.depths}, widths {TINY.widths}, {TINY.num_classes} "
                      f"classes), {TINY.input_size}x{TINY.input_size}, batch {BATCH}, random_weights(seed=0)"}
@@ -325,7 +313,3 @@ def tables(per_framework: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "columns": ["framework", "bf16 logits error vs float64 oracle"],
         "rows": [[fw, r["bf16_error"]] for fw, r in per_framework.items()]}
     return out
-
-
-if __name__ == "__main__":
-    print(json.dumps(measure_framework(sys.argv[1])))

@@ -11,10 +11,10 @@ from typing import Callable
 import numpy as np
 import paddle
 
-from ..common.canonical import Weights
-from ..common.spec import ResNetSpec
-from ..frameworks.paddle.adapter import Adapter
-from ..frameworks.paddle.model import ResNet
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.frameworks.paddle.adapter import Adapter
+from resnet_rosetta.frameworks.paddle.model import ResNet
 
 
 def compile_model(model: paddle.nn.Layer) -> Callable[[paddle.Tensor], paddle.Tensor]:

@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..common.errors import UserError
-from ..common.spec import ResNetSpec, get_spec
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from .explain_measure import MEASURE_COMMAND
 from .explain_source import Code
 from .explain_topics import FRAMEWORK_TITLES, FRAMEWORKS, PROOFS, TOPICS, Row, Topic

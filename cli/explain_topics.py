@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..common.errors import UserError
-from ..common.spec import ResNetSpec
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import ResNetSpec
 from .explain_source import Code
 
 FRAMEWORKS = ("torch", "paddle", "flax")

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..common.canonical import Weights
-from ..common.spec import ResNetSpec
-from ..frameworks.torch.adapter import Adapter
-from ..frameworks.torch.model import ResNet
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.frameworks.torch.adapter import Adapter
+from resnet_rosetta.frameworks.torch.model import ResNet
 
 
 def compile_model(model: nn.Module, backend: str | Callable = "inductor") -> Callable[[Tensor], Tensor]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import frameworks
-from ..common.atomic import atomic_path
-from ..common.errors import UserError
+from resnet_rosetta import frameworks
+from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.errors import UserError
 from .weights_io import read_weights
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..common.spec import PRESETS, macs, parameter_count
+from resnet_rosetta.common.counting import macs, parameter_count
+from resnet_rosetta.common.spec import PRESETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from ..common.errors import UserError
+from resnet_rosetta.common.errors import UserError
 
 COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 

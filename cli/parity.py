@@ -27,12 +27,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import frameworks
-from ..common.atomic import atomic_write_text
-from ..common.errors import Unsupported, UserError
-from ..common.precision import DTYPES
-from ..common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
-from ..common.spec import ResNetSpec, get_spec
+from resnet_rosetta import frameworks
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import Unsupported, UserError
+from resnet_rosetta.common.precision import DTYPES
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
 
 DEFAULT_ARCHS = ("resnet18", "resnet50")
 ALL_CHECKS = ("eval", "train", "grad", "step", "steps")
@@ -73,8 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="check this checkpoint (any format) instead of seeded random weights")
     p.add_argument("--isolate", action="store_true", help="run each framework in its own worker process")
     p.add_argument("--python", default="", metavar="FW=PATH,...",
-                   help="per-framework Python for isolated workers, e.g. torch=/envs/cuda/bin/python "
-                        "(implies --isolate)")
+                   help="per-framework Python for isolated workers, e.g. torch=/envs/cuda/bin/python, with "
+                        "resnet-rosetta installed there (implies --isolate)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per worker process (default 900)")
     p.add_argument("--run-dir", help="keep the isolated run's exchange files in this folder")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
@@ -94,7 +94,7 @@ def _pythons(text: str, names: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parity import engine, isolation, report
+    from resnet_rosetta.parity import engine, isolation, report
     from .weights_io import read_weights
 
     names = _csv(args.frameworks)

@@ -10,17 +10,15 @@ skipped), --full (every batch, precision and exec mode; hours on a small CPU). P
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ..common.atomic import atomic_write_text
-from ..common.errors import UserError
-from ..benchmarks import presets
+from resnet_rosetta.common import process
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.benchmarks import presets
 from .bench import add_sweep_arguments, plan as plan_sweep, resolve_common, sweep_options
 
 CUSTOM_KEYS = ("arch", "mode", "batch", "precision", "exec_modes")
@@ -46,32 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run_subcommand(argv: list[str], log: Path, timeout: float | None) -> tuple[int | None, str]:
-    """Run `python -m resnet_rosetta.cli.main ARGV` in its own process group; (exit code or None on
-    timeout, combined output). Ctrl-C stops it and propagates."""
-    cmd = [sys.executable, "-m", "resnet_rosetta.cli.main", *argv]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w+b") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout or None)
-        except subprocess.TimeoutExpired:
-            code = None
-        except BaseException:
-            _killpg(proc)
-            raise
-        if code is None:
-            _killpg(proc)
-        f.seek(0)
-        return code, f.read().decode("utf-8", errors="replace")
-
-
-def _killpg(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+    """Run `resnet-rosetta ARGV` in a fresh process; (exit code or None when stopped at the timeout,
+    combined output, also kept in `log`)."""
+    outcome = process.run_module("resnet_rosetta.cli.main", argv, timeout=timeout, log=log)
+    return outcome.returncode, outcome.output
 
 
 def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
@@ -102,7 +78,7 @@ def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks import pipeline, report_index
+    from resnet_rosetta.benchmarks import pipeline, report_index
 
     level = "quick" if args.quick else "full" if args.full else "default"
     t0 = time.monotonic()
@@ -164,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         meta["per-cell time limit s"] = args.timeout
         records, interrupted = pipeline.execute(plan.cells, plan.probes, opts, meta)
     else:
-        from ..benchmarks.sweep import base_record
+        from resnet_rosetta.benchmarks.sweep import base_record
         meta["interrupted"] = True
         for cell in list(plan.probes) + list(plan.cells):
             rec = base_record(cell)

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import math
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,14 +23,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..common.atomic import atomic_path, atomic_write_text
-from ..common.datasets import DATASETS, Dataset, batches, epoch_order, load_dataset
-from ..common.errors import UserError
-from ..common.spec import ResNetSpec, get_spec
-from ..common.training import (CHECKPOINT_SUFFIX, LR_SCHEDULES, TrainConfig, TrainState, accuracy, check_spec,
+from resnet_rosetta.common import process
+from resnet_rosetta.common.atomic import atomic_path, atomic_write_text
+from resnet_rosetta.common.datasets import DATASETS, Dataset, batches, epoch_order, load_dataset
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
+from resnet_rosetta.common.training import (CHECKPOINT_SUFFIX, LR_SCHEDULES, TrainConfig, TrainState, accuracy, check_spec,
                                initial_weights, interrupts_deferred, learning_rate, load_checkpoint, predict_all,
                                save_checkpoint, state_path)
-from ..frameworks import FRAMEWORKS
+from resnet_rosetta.frameworks import FRAMEWORKS
 
 # Defaults measured to reach >= 97% digits test accuracy in every framework in well under 5 minutes
 # on 2 CPU cores: resnet18_small at a quarter of torchvision's width (16, 32, 64, 128 channels),
@@ -155,7 +155,7 @@ def run_spec(config: TrainConfig, in_channels: int, num_classes: int) -> ResNetS
 
 def train(config: TrainConfig, out: Path, resume: Resume | None = None) -> list[dict[str, Any]]:
     """Train up to `config.epochs` epochs (from scratch or from `resume`), checkpointing to `out` every epoch."""
-    from .. import frameworks
+    from resnet_rosetta import frameworks
 
     state_path(out)  # validates the name before any work
     data = load_dataset(config.dataset, config.image_size, config.data_dir)
@@ -235,11 +235,10 @@ def run_compare(args: argparse.Namespace) -> int:
     runs: dict[str, dict[str, Any]] = {}
     for fw in args.compare:
         out = stem.with_name(f"{stem.name}-{fw}{CHECKPOINT_SUFFIX}")
-        cmd = [sys.executable, "-m", "resnet_rosetta.cli.main", "train", "--out", str(out),
-               *_options(dataclasses.replace(config, framework=fw))]
-        start, cpu_start = time.perf_counter(), _children_cpu()
-        code = subprocess.run(cmd).returncode
-        wall, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
+        argv = ["train", "--out", str(out), *_options(dataclasses.replace(config, framework=fw))]
+        cpu_start = _children_cpu()
+        outcome = process.run_module("resnet_rosetta.cli.main", argv, inherit_output=True)
+        code, wall, cpu = outcome.returncode, outcome.wall_s, _children_cpu() - cpu_start
         if code != 0:
             raise UserError(f"the {fw} run failed (exit status {code}); its message is above")
         runs[fw] = {"history": load_checkpoint(out)[2].history, "wall": wall, "cpu": cpu}

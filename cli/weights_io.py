@@ -14,12 +14,12 @@ from typing import Mapping
 
 import numpy as np
 
-from .. import frameworks
-from ..common import rules
-from ..common.canonical import Weights, check_weights, load_canonical, save_canonical
-from ..common.errors import UserError
-from ..common.pdparams import read_pdparams, write_pdparams
-from ..common.spec import ResNetSpec, get_spec
+from resnet_rosetta import frameworks
+from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import Weights, check_weights, load_canonical, save_canonical
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.pdparams import read_pdparams, write_pdparams
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
 
 FORMATS = ("canonical", "torch", "paddle", "paddle-vision", "flax")
 _BY_EXTENSION = {".safetensors": "canonical", ".pt": "torch", ".pth": "torch", ".pdparams": "paddle",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..common.errors import UserError
+from resnet_rosetta.common.errors import UserError
 
 FRAMEWORKS = ("torch", "paddle", "flax")
 

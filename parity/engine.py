@@ -31,12 +31,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .. import frameworks
-from ..common.canonical import Weights, is_buffer, random_weights
-from ..common.oracle import GateMatch, Oracle
-from ..common.precision import representable, representable_weights
-from ..common.spec import STAGE_NAMES, ResNetSpec
-from ..common.tolerance import UNIT_ROUNDOFF, compare, floor_allowance, tolerance
+from resnet_rosetta import frameworks
+from resnet_rosetta.common.canonical import Weights, is_buffer, random_weights
+from resnet_rosetta.common.oracle import GateMatch, Oracle
+from resnet_rosetta.common.precision import representable, representable_weights
+from resnet_rosetta.common.spec import STAGE_NAMES, ResNetSpec
+from resnet_rosetta.common.tolerance import UNIT_ROUNDOFF, compare, floor_allowance, tolerance
 
 CHECKS = ("eval", "train", "grad", "step", "steps")
 ORACLE = "oracle"

@@ -4,31 +4,26 @@ Isolated runs exchange everything as files in a run folder:
     case.safetensors        weights (w/KEY), inputs (x, y), step batches (bx/K, by/K), stagewise
                             feed (feed/STAGE); spec, SGD settings and checks as JSON in the header
     FRAMEWORK.safetensors   the worker's outputs ("{check}/{quantity}" -> array)
-    FRAMEWORK.json          the numerics settings the worker applied
-A worker may run under another Python (`--python torch=/opt/torch-cuda/bin/python`): it needs only
-NumPy, safetensors and its framework, and finds this package through a small shim folder put on
-its PYTHONPATH (it holds only `resnet_rosetta/`, never a folder named like a framework).
+The worker is `worker()` below, started through common/process.py as a module of the installed
+package; the numerics settings it applied come back as its JSON result. A worker may run under
+another Python (`--python torch=/opt/torch-cuda/bin/python`) that has resnet-rosetta, NumPy,
+safetensors and that framework installed.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import frameworks
-from ..common.errors import Unsupported
-from ..common.spec import ResNetSpec
+from resnet_rosetta import frameworks
+from resnet_rosetta.common import process
+from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.spec import ResNetSpec
 from . import engine
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding common/, frameworks/, parity/
-
-
-UNSUPPORTED_EXIT = 3  # a worker's exit status for "this framework cannot run that here"
 
 
 class WorkerFailed(Exception):
@@ -72,62 +67,42 @@ def run_in_process(name: str, case: engine.ParityCase, checks: tuple[str, ...],
     return engine.framework_outputs(name, case, checks), numerics
 
 
-def _shim(run_dir: Path) -> Path:
-    """A folder whose only entry is `resnet_rosetta/`, linking to this package's sources."""
-    pkg = run_dir / "pkg" / "resnet_rosetta"
-    if not pkg.exists():
-        pkg.mkdir(parents=True)
-        for part in ("common", "frameworks", "parity"):
-            (pkg / part).symlink_to(PACKAGE_ROOT / part, target_is_directory=True)
-    return pkg.parent
-
-
 def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
                  timeout: float) -> tuple[engine.Outputs, dict[str, object]]:
     """Run the worker for `name` in a fresh process; WorkerFailed on crash, timeout or bad Python."""
     from safetensors import safe_open
 
     exe = python or sys.executable
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_shim(run_dir)), os.environ.get("PYTHONPATH", "")]))
-    env.setdefault("NVIDIA_TF32_OVERRIDE", "0")
-    cmd = [exe, "-m", "resnet_rosetta.parity.isolation", str(case_file), str(run_dir), name]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE", "0")}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=run_dir)
-    except FileNotFoundError:
-        raise WorkerFailed(f"{name}: python {exe} does not exist") from None
-    except PermissionError:
-        raise WorkerFailed(f"{name}: python {exe} is not executable") from None
-    except subprocess.TimeoutExpired:
-        raise WorkerFailed(f"{name}: worker exceeded the {timeout:g} s timeout and was stopped") from None
+        outcome = process.run_function(f"{__name__}:worker", str(case_file), str(run_dir), name, python=exe,
+                                       timeout=timeout, env=env, cwd=run_dir)
+    except process.ProcessFailed as exc:
+        raise WorkerFailed(f"{name}: {exc}") from None
+    if outcome.stopped:
+        raise WorkerFailed(f"{name}: worker exceeded the {timeout:g} s timeout and was stopped")
     out_file = run_dir / f"{name}.safetensors"
-    unsupported = run_dir / f"{name}.unsupported"
-    if proc.returncode == UNSUPPORTED_EXIT and unsupported.exists():
-        raise Unsupported(unsupported.read_text().strip())
-    if proc.returncode != 0 or not out_file.exists():
-        lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else "no output"
-        raise WorkerFailed(f"{name}: worker ({exe}) exited with status {proc.returncode}: {last}")
-    numerics = json.loads((run_dir / f"{name}.json").read_text())
+    if outcome.returncode != 0 or not outcome.has_result or not out_file.exists():
+        hint = (" (install resnet-rosetta into that environment: pip install <this checkout>)"
+                if "No module named 'resnet_rosetta'" in outcome.output else "")
+        raise WorkerFailed(f"{name}: worker ({exe}) exited with status {outcome.returncode}: "
+                           f"{outcome.last_line()}{hint}")
+    if outcome.result["status"] == "unsupported":
+        raise Unsupported(outcome.result["message"])
     with safe_open(str(out_file), framework="np") as f:  # safetensors sorts keys: restore execution order
-        return {k: f.get_tensor(k) for k in json.loads(f.metadata()["order"])}, numerics
+        return {k: f.get_tensor(k) for k in json.loads(f.metadata()["order"])}, outcome.result["numerics"]
 
 
-def worker_main(argv: list[str]) -> int:
-    """Worker entry point: `python -m resnet_rosetta.parity.isolation CASE RUN_DIR FRAMEWORK`."""
+def worker(case_file: str, run_dir: str, name: str) -> dict[str, object]:
+    """In the worker process: run `name` on the case and write its outputs to RUN_DIR/NAME.safetensors."""
     from safetensors.numpy import save_file
 
-    case_file, run_dir, name = Path(argv[0]), Path(argv[1]), argv[2]
-    case, checks, seed = load_case(case_file)
+    case, checks, seed = load_case(Path(case_file))
     try:
         outputs, numerics = run_in_process(name, case, checks, seed)
     except Unsupported as exc:
-        (run_dir / f"{name}.unsupported").write_text(str(exc))
-        return UNSUPPORTED_EXIT
-    (run_dir / f"{name}.json").write_text(json.dumps(numerics, default=str))
-    save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(run_dir / f"{name}.safetensors"),
+        return {"status": "unsupported", "message": str(exc)}
+    save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(Path(run_dir) / f"{name}.safetensors"),
               metadata={"order": json.dumps(list(outputs))})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))
+    return {"status": "ok", "numerics": json.loads(json.dumps(numerics, default=str))}

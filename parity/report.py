@@ -28,32 +28,22 @@ row before it is the error history leading up to it.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from typing import Any, Iterable
 
 import numpy as np
 
-from ..common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
+from resnet_rosetta.common import host
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
 from .engine import Comparison, Row
 
 SCHEMA = "resnet-rosetta-parity/2"
 
 
 def environment() -> dict[str, Any]:
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(), "numpy": np.__version__}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    info = host.cpu_info()
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": info["cpu_model"],
+            "cpu_count": info["cpu_count"], "numpy": np.__version__}
 
 
 def _row(r: Row) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """A cell stopped while its reference pair runs keeps our model's figures: the cell saves them
 before the pair starts, and the sweep turns the pending pair into the reason it stopped. No
-framework: a fake runner in-process, a plain Python child in place of the cell process."""
+framework: a fake runner in-process, tests/fake_cells.py in place of the cell process."""
 from __future__ import annotations
 
 import json
-import sys
+import os
 import types
+from pathlib import Path
 
 import pytest
 
@@ -43,32 +44,19 @@ def test_cell_saves_our_figures_before_the_pair_starts(monkeypatch, reference_fa
     assert record["metrics"]["img_s_median"] == early["metrics"]["img_s_median"]
 
 
-# The child writes what a cell leaves behind when stopped during its pair, then does `then`.
-CHILD = """
-import json, os, signal, sys, time
-res = sys.argv[-1]
-pair = {{"status": "pending", "message": "the reference pair was being measured"}}
-rec = {{"status": "ok", "message": "", "metrics": {{"img_s_median": 12.5, "pair": pair}},
-       "settings": {{}}, "env": {{}}}}
-with open(res + ".tmp", "w") as f:
-    json.dump(rec, f)
-os.replace(res + ".tmp", res)
-{then}
-"""
+def _fake_cell_process(monkeypatch: pytest.MonkeyPatch, function: str) -> None:
+    """Every cell process runs `tests/fake_cells.py:function` instead of a real measurement."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(sweep, "CELL_TARGET", f"fake_cells:{function}")
 
 
-@pytest.mark.parametrize("then, status, why", [
-    ("time.sleep(60)", "timeout", "no result after"),
-    ("sys.exit(3)", "error", "exit code 3"),
-    ("os.kill(os.getpid(), signal.SIGKILL)", "oom", "SIGKILL"),
+@pytest.mark.parametrize("function, status, why", [
+    ("pending_then_hang", "timeout", "no result after"),
+    ("pending_then_exit_3", "error", "exit code 3"),
+    ("pending_then_sigkill", "oom", "SIGKILL"),
 ])
-def test_sweep_keeps_our_figures_when_the_pair_is_cut(monkeypatch, tmp_path, then, status, why):
-    real_popen = sweep.subprocess.Popen
-
-    def child(cmd, **kw):
-        return real_popen([sys.executable, "-c", CHILD.format(then=then), *cmd[-2:]], **kw)
-
-    monkeypatch.setattr(sweep.subprocess, "Popen", child)
+def test_sweep_keeps_our_figures_when_the_pair_is_cut(monkeypatch, tmp_path, function, status, why):
+    _fake_cell_process(monkeypatch, function)
     record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=3.0, progress=False), 0)
     assert record["status"] == "ok" and record["metrics"]["img_s_median"] == 12.5
     pair = record["metrics"]["pair"]
@@ -77,9 +65,7 @@ def test_sweep_keeps_our_figures_when_the_pair_is_cut(monkeypatch, tmp_path, the
 
 
 def test_a_cell_without_a_result_is_still_a_failure(monkeypatch, tmp_path):
-    real_popen = sweep.subprocess.Popen
-    monkeypatch.setattr(sweep.subprocess, "Popen",
-                        lambda cmd, **kw: real_popen([sys.executable, "-c", "import sys; sys.exit(4)"], **kw))
+    _fake_cell_process(monkeypatch, "exit_4")
     record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=30.0, progress=False), 0)
     assert record["status"] == "error" and "exit code 4" in record["message"]
     assert record["metrics"] == {}

@@ -9,7 +9,8 @@ import pytest
 from resnet_rosetta.benchmarks import config, pipeline, report_index, report_md, results, timing
 from resnet_rosetta.benchmarks.config import Cell
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import get_spec, macs
+from resnet_rosetta.common.counting import macs
+from resnet_rosetta.common.spec import get_spec
 
 
 class FakeDevice:

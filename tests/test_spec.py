@@ -6,7 +6,8 @@ import torch
 import torchvision
 
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import PRESETS, ResNetSpec, SpecRegistry, block_plan, get_spec, macs, parameter_count
+from resnet_rosetta.common.counting import macs, parameter_count
+from resnet_rosetta.common.spec import PRESETS, ResNetSpec, SpecRegistry, block_plan, get_spec
 
 TORCHVISION_PRESETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                        "wide_resnet50_2"]

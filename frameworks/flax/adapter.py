@@ -10,9 +10,9 @@ import numpy as np
 from flax import linen as nn
 from flax import traverse_util
 
-from ...common import rules
-from ...common.canonical import Weights, relu_sites
-from ...common.spec import STAGE_NAMES, ResNetSpec
+from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import Weights, relu_sites
+from resnet_rosetta.common.spec import STAGE_NAMES, ResNetSpec
 from .files import flatten, unflatten
 from .model import ResNet
 

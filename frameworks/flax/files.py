@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import numpy as np
 from flax import serialization, traverse_util
 
-from ...common.atomic import atomic_write_bytes
-from ...common.errors import UserError
+from resnet_rosetta.common.atomic import atomic_write_bytes
+from resnet_rosetta.common.errors import UserError
 
 EXTENSIONS = (".msgpack",)
 

@@ -16,7 +16,7 @@ from typing import Callable
 import jax.numpy as jnp
 from flax import linen as nn
 
-from ...common.spec import BlockPlan, ResNetSpec, block_plan, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, block_plan, stem_geometry
 
 ModuleDef = Callable[..., nn.Module]
 # torchvision's conv initialisation: Kaiming normal, fan_out, gain sqrt(2).

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ...common.canonical import Weights
-from ...common.spec import ResNetSpec
-from ...common.training import params_to_canonical, params_to_native
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.common.training import params_to_canonical, params_to_native
 from .adapter import NATIVE_FORMAT, Adapter, gate_filter, gates_of, gates_to_nchw
 from .files import flatten, unflatten
 

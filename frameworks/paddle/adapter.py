@@ -7,10 +7,10 @@ from typing import Mapping
 import numpy as np
 import paddle
 
-from ...common import rules
-from ...common.canonical import Weights, relu_sites
-from ...common.errors import Unsupported
-from ...common.spec import ResNetSpec
+from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import Weights, relu_sites
+from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.spec import ResNetSpec
 from .model import ResNet
 
 NATIVE_FORMAT = "paddle"

@@ -11,8 +11,8 @@ import math
 import paddle
 from paddle import nn
 
-from ...common.errors import UserError
-from ...common.spec import BlockPlan, ResNetSpec, block_plan, get_spec, stem_geometry
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, block_plan, get_spec, stem_geometry
 
 SUPPORTED_LAYERS = (18, 34, 50, 101, 152)  # the classic source's depths; other presets come from the spec
 

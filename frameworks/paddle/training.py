@@ -11,9 +11,9 @@ from typing import Mapping
 import numpy as np
 import paddle
 
-from ...common.canonical import Weights
-from ...common.spec import ResNetSpec
-from ...common.training import params_to_canonical, params_to_native
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.common.training import params_to_canonical, params_to_native
 from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates
 
 _VELOCITY = "{}_velocity_0"  # Paddle's accumulator name for parameter `{param.name}`

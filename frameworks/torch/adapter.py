@@ -6,9 +6,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ...common import rules
-from ...common.canonical import Weights, relu_sites
-from ...common.spec import ResNetSpec
+from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import Weights, relu_sites
+from resnet_rosetta.common.spec import ResNetSpec
 from .files import to_state_dict
 from .model import ResNet
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...common.atomic import atomic_path
-from ...common.errors import UserError
+from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.errors import UserError
 
 EXTENSIONS = (".pt", ".pth")
 

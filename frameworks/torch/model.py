@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...common.canonical import Weights
-from ...common.spec import ResNetSpec
-from ...common.training import params_to_canonical, params_to_native
+from resnet_rosetta.common.canonical import Weights
+from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.common.training import params_to_canonical, params_to_native
 from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates, to_tensor
 
 

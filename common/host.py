@@ -1,4 +1,6 @@
-"""Host facts every result row carries, and the thread settings applied to every cell.
+"""The one description of this host (CPU model, vendor, SIMD flags, cores, memory) used by parity,
+the benchmarks and the guide, and the readings that tell how busy it is (RSS, CPU steal), plus the
+thread settings applied to every framework process.
 
 Standard library only: safe to import in the parent before any framework.
 """
@@ -20,6 +22,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 
 
 def cpu_info() -> dict:
+    """CPU model, vendor, the SIMD flags that matter for fp32 / bf16 speed, core count, bf16 support."""
     model, flags, vendor = platform.processor() or "unknown", [], None
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -68,6 +71,12 @@ def _meminfo(key: str) -> int | None:
     return None
 
 
+def describe() -> str:
+    """One line naming the machine, e.g. 'AMD EPYC, 2 cores (x86_64)': what every figure is recorded with."""
+    info = cpu_info()
+    return f"{info['cpu_model']}, {info['cpu_count']} cores ({platform.machine()})"
+
+
 def host_info() -> dict:
     return {"hostname": platform.node(), "os": platform.platform(), "python": sys.version.split()[0],
             "memory_total_bytes": memory_total_bytes(), **cpu_info()}
@@ -105,6 +114,24 @@ def current_rss_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident bytes of every process in process group `pgid` (the cell and anything it spawned)."""
+    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{entry}/statm", encoding="utf-8") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def cpu_jiffies() -> tuple[int, int] | None:

@@ -1,0 +1,37 @@
+"""Functions tests/common/test_process.py runs in child processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from resnet_rosetta.common import process
+
+
+def add(a: int, b: int) -> dict:
+    return {"sum": a + b, "pid_differs": os.getpid() != os.getppid()}
+
+
+def boom() -> None:
+    raise ValueError("the child broke")
+
+
+def hang_with_grandchild(pid_file: str) -> None:
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(pid_file, "w") as f:
+        f.write(str(grandchild.pid))
+    time.sleep(60)
+
+
+def save_then_hang() -> None:
+    process.save_result({"partial": True})
+    time.sleep(60)
+
+
+def executable() -> str:
+    return sys.executable
+
+
+if __name__ == "__main__":
+    print(f"{sys.argv[1]} from the child")
