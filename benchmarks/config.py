@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.counting import macs
 from resnet_rosetta.common.spec import PRESETS, get_spec
+from resnet_rosetta.frameworks import FRAMEWORKS
 
-FRAMEWORKS = ("torch", "paddle", "flax")
 MODES = ("infer", "train")
 PRECISIONS = ("fp32", "bf16")
 EXECS = ("eager", "compiled")

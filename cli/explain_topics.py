@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
+from resnet_rosetta.frameworks import FRAMEWORKS
 from .explain_source import Code
 
-FRAMEWORKS = ("torch", "paddle", "flax")
 FRAMEWORK_TITLES = {"torch": "PyTorch", "paddle": "Paddle", "flax": "Flax linen"}
 PROOFS = "tests/test_differences.py"
 # The residual-block class each framework builds for a spec's block type ({block} in code and rows).
