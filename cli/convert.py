@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .weights_io import FORMATS, format_for_output, read_weights, write_weights
+from resnet_rosetta.common.formats import FORMATS
+from resnet_rosetta.frameworks.weights import convert
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,8 +20,5 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    fmt = format_for_output(args.dst, args.to)
-    weights, spec, src_fmt = read_weights(args.src, args.arch)
-    write_weights(args.dst, weights, spec, fmt)
-    print(f"{args.src} ({src_fmt}) -> {args.dst} ({fmt}): {spec.name}, {len(weights)} tensors")
+    print(convert(args.src, args.dst, args.arch, args.to))
     return 0

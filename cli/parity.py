@@ -95,7 +95,7 @@ def _pythons(text: str, names: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from resnet_rosetta.parity import engine, isolation, report
-    from .weights_io import read_weights
+    from resnet_rosetta.frameworks.weights import read_weights
 
     names = _csv(args.frameworks)
     for name in names:

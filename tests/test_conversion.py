@@ -10,7 +10,7 @@ import torchvision
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.cli.main import main
-from resnet_rosetta.cli.weights_io import read_weights
+from resnet_rosetta.frameworks.weights import read_weights
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import load_canonical, random_weights, save_canonical
 from resnet_rosetta.common.spec import PRESETS, get_spec
