@@ -1,0 +1,193 @@
+"""A whole parity run from its settings: `run_parity(Settings(...))` -> the report document.
+
+For every architecture: the float64 oracle, the conditioning floors, optionally the stagewise feed,
+then each framework in this process or in its own worker (`isolation.py`), the oracle following
+each framework's ReLU branches, and every pair compared (`engine.py`). The document, the terminal
+table and the Markdown come from `report.py`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import Unsupported, UserError
+from resnet_rosetta.common.precision import DTYPES
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
+from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.frameworks.weights import read_weights
+from . import engine, isolation, report
+
+DEFAULT_ARCHS = ("resnet18", "resnet50")
+ALL_CHECKS = engine.CHECKS
+FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
+RUNNING_VAR_FEEDS = ("unbiased", "biased", "native")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a parity run needs; `validated()` checks it and fills the defaults."""
+
+    archs: tuple[str, ...] = ()  # presets; empty: DEFAULT_ARCHS (or the checkpoint's own)
+    frameworks: tuple[str, ...] = FRAMEWORKS
+    checks: tuple[str, ...] | None = None  # None: every check in fp32, FORWARD_CHECKS in bf16 / fp16
+    dtype: str = "fp32"
+    size: int | None = None  # None: 224, or the preset's own for small-input presets
+    grad_size: int = 64
+    batch: int = 4
+    seed: int = 0
+    steps: int = 5
+    lr: float = 0.01
+    bn_running_var: str = "unbiased"
+    stagewise: bool = False
+    weights: str | None = None
+    isolate: bool = False
+    python: dict[str, str] = field(default_factory=dict)  # framework -> interpreter of its worker
+    timeout: float = 900.0
+    run_dir: str | None = None
+    json_out: str | None = None
+    markdown: str | None = None
+
+    def validated(self) -> Settings:
+        for name in self.frameworks:
+            if name not in FRAMEWORKS:
+                raise UserError(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}")
+        for name in self.python:
+            if name not in FRAMEWORKS:
+                raise UserError(f"--python expects FRAMEWORK=PATH with FRAMEWORK in {', '.join(FRAMEWORKS)}, "
+                                f"found {name!r}")
+        if self.dtype not in DTYPES or self.bn_running_var not in RUNNING_VAR_FEEDS:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)} and the running-variance feed one of "
+                            f"{', '.join(RUNNING_VAR_FEEDS)}")
+        low_precision = self.dtype != "fp32"
+        checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else ALL_CHECKS
+        unknown = [c for c in checks if c not in ALL_CHECKS]
+        if unknown or not checks:
+            raise UserError(f"unknown check {unknown[0] if unknown else '(none)'!r}; known: {', '.join(ALL_CHECKS)}")
+        fp32_only = [c for c in checks if c not in FORWARD_CHECKS]
+        if low_precision and fp32_only:
+            raise UserError(f"--dtype {self.dtype} covers the checks {','.join(FORWARD_CHECKS)}; "
+                            f"{','.join(fp32_only)} run in fp32 only (at bf16 / fp16 too many ReLU inputs sit "
+                            "within rounding of zero for a branch-following oracle to mean anything)")
+        if self.batch < 2 and set(checks) & {"train", "grad", "step", "steps"}:
+            raise UserError("--batch must be >= 2 for train-mode checks (batch statistics need two samples)")
+        if self.batch < 1 or min(self.size or 8, self.grad_size) < 8 or self.steps < 1:
+            raise UserError("--batch and --steps must be >= 1, --size and --grad-size >= 8")
+        if self.weights and len(self.archs) > 1:
+            raise UserError("--weights takes at most one --arch")
+        return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python))
+
+
+def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
+    """Run every check of `settings`, print the terminal table to `out`, write the JSON / Markdown
+    files asked for (atomically) and return the report document (`doc["passed"]`: the verdict)."""
+    s, out = settings.validated(), out or sys.stdout
+    hyper = engine.Hyper(lr=s.lr, steps=s.steps)
+    cases = [engine.ParityCase.seeded(spec, s.size or spec.input_size, s.batch, s.seed, weights, hyper,
+                                      grad_size=min(s.grad_size, s.size or spec.input_size), dtype=s.dtype)
+             for spec, weights in _participants(s)]
+    run_dir = Path(s.run_dir) if s.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
+    try:
+        found = _run_cases(s, cases, run_dir)
+    finally:
+        if not s.run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    doc = report.to_json(found.comparisons, _settings_record(s, cases, hyper), found.numerics, found.errors,
+                         found.conventions, found.unsupported, found.branches)
+    print(report.terminal(found.comparisons, found.errors, found.conventions, found.unsupported, found.branches),
+          file=out)
+    if s.json_out:
+        atomic_write_text(s.json_out, json.dumps(doc, indent=2) + "\n")
+    if s.markdown:
+        atomic_write_text(s.markdown, report.markdown(doc))
+    print(f"\nparity: {'PASS' if doc['passed'] else 'FAIL'}", file=out)
+    return doc
+
+
+def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None]]:
+    """(spec, weights or None for seeded ones) per architecture, each built with the run's BN feed."""
+    if s.weights:
+        weights, spec, _ = read_weights(s.weights, s.archs[0] if s.archs else None)
+        pairs = [(spec, weights)]
+    else:
+        pairs = [(get_spec(a), None) for a in (s.archs or DEFAULT_ARCHS)]
+    return [(spec.replace(bn_running_var=s.bn_running_var), weights) for spec, weights in pairs]
+
+
+@dataclass
+class _Found:
+    """What the frameworks produced and how they compared, over every architecture."""
+
+    comparisons: list[engine.Comparison] = field(default_factory=list)
+    numerics: dict[str, object] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)
+    conventions: dict[str, object] = field(default_factory=dict)
+    branches: dict[str, object] = field(default_factory=dict)
+
+
+def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path) -> _Found:
+    found = _Found()
+    informational = ("running_var",) if s.bn_running_var == "native" else ()
+    for case in cases:
+        arch = case.spec.name
+        _progress(f"{arch}: running the float64 oracle")
+        reference = engine.oracle_outputs(case, s.checks)
+        floors = engine.conditioning_floors(case, s.checks, reference, s.seed)
+        if s.stagewise and "eval" in s.checks:
+            case = engine.with_stagewise_feed(case, reference)
+            reference.update(engine.stagewise_reference(reference))
+        results = {engine.ORACLE: reference}
+        case_file = run_dir / f"{arch}.case.safetensors"
+        if s.isolate:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            isolation.save_case(case, s.checks, s.seed, case_file)
+        for name in s.frameworks:
+            if name in found.errors or name in found.unsupported:
+                continue
+            _progress(f"{arch}: running {name}{' (isolated)' if s.isolate else ''}")
+            try:
+                if s.isolate:
+                    results[name], found.numerics[name] = isolation.run_isolated(
+                        name, case_file, run_dir / arch, s.python.get(name), s.timeout)
+                else:
+                    results[name], found.numerics[name] = isolation.run_in_process(name, case, s.checks, s.seed)
+            except isolation.WorkerFailed as exc:
+                found.errors[name] = str(exc)
+            except Unsupported as exc:
+                found.unsupported[name] = str(exc)
+        _progress(f"{arch}: following each framework's ReLU branches in the oracle")
+        references, matches = engine.follow_gates(case, s.checks, results)
+        found.branches[arch] = {name: dataclasses.asdict(m) for name, m in matches.items()}
+        found.comparisons += engine.compare_participants(arch, results, s.dtype, informational=informational,
+                                                         references=references, matches=matches, floors=floors)
+        if "train" in s.checks:
+            found.conventions[arch] = engine.running_var_factor(case, results)
+    return found
+
+
+def _progress(message: str) -> None:
+    print(f"parity: {message}", file=sys.stderr)
+
+
+def _settings_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hyper) -> dict[str, Any]:
+    """The `settings` section of the report document (schema resnet-rosetta-parity/2)."""
+    return {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
+            "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
+            "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks),
+            "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,
+            "bn_running_var": s.bn_running_var, "stagewise": s.stagewise,
+            "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
+                    "steps": hyper.steps, "nesterov": False},
+            "oracle": "float64 NumPy forward and backward (common/oracle.py); for grad, step and steps "
+                      f"its backward follows each framework's ReLU branches within {KINK_MARGIN:g} of zero",
+            "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
+                                  "round-off of the dtype (relative, uniform); allowance "
+                                  f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
