@@ -4,25 +4,10 @@ Every participant (a framework or the oracle) turns one `ParityCase` into a flat
 outputs `"{check}/{quantity}"`, in execution order. Comparing two participants is then a loop
 over shared names; the first failing name in order is the first divergence.
 
-Checks:
-    eval       eval-mode stage outputs (stem, layer1..layer4, pooled, logits)
-    stagewise  the same, but every stage is fed the oracle's input for that stage (errors do not
-               compound, so the faulty stage stands out); runs with `eval`
-    train      train-mode stage outputs, then the running statistics after that one forward
-    grad       mean cross-entropy and its gradient for every parameter (canonical names); the
-               oracle's gradients come from its own NumPy backward pass, in float64
-    step       parameters and running statistics after one SGD step (momentum, weight decay)
-    steps      K SGD steps on a seeded sequence of batches: per step the loss and the parameters;
-               the oracle starts each step from the framework's own parameters and momentum after
-               the step before (like stagewise for stages): train-mode batch norm at batch 4
-               amplifies perturbations of the weights so much (resnet50 layer4: a relative nudge
-               of one fp32 ulp, 6e-8, moves it by 1.6e-5) that free-running fp32 and float64
-               trajectories part within a few steps
-
-The training checks (grad, step, steps) record each forward's ReLU branches in every framework;
-the oracle's backward follows a framework's branch wherever float64 puts the input within
-KINK_MARGIN of zero (see `follow_gates` and common/tolerance.py), so a gradient's jump at a kink
-that fp32 lands on the other side of is not mistaken for an error, and the bounds hold strictly.
+The checks (eval, stagewise, train, grad, step, steps) are described in docs/parity.md.
+The training checks record each forward's ReLU branches in every framework; the oracle's backward
+follows a framework's branch wherever float64 puts the input within KINK_MARGIN of zero
+(`follow_gates`), so a gradient's jump at a kink is not mistaken for an error.
 """
 from __future__ import annotations
 

@@ -1,29 +1,5 @@
-"""Parity results as a terminal table, a JSON document and Markdown tables.
-
-JSON schema (version 2: rows lost `kink_margin`; `relu_branches` and `note` are new):
-    {"schema": "resnet-rosetta-parity/2",
-     "environment": {"python", "platform", "cpu", "cpu_count", "numpy"},
-     "settings": {"archs", "size", "batch", "seed", "dtype", "checks", "isolate", "weights"},
-     "numerics": {framework: {switch: value, ...}},      # TF32, determinism, versions, threads
-     "errors": {framework: "what went wrong"},            # frameworks that could not run
-     "unsupported": {framework: "what is missing"},       # cannot run this dtype here: not a failure
-     "running_var_conventions": {arch: {"layer", "n", "unbiased_factor", "factors": {framework: f}}},
-     "relu_branches": {arch: {framework: {"flips", "conflicts", "widest", "sites"}}},
-     "checks": [{"arch", "check", "left", "right", "passed", "status", "note",
-                 "worst": ROW, "first_divergence": ROW | null, "rows": [ROW, ...]}],
-     "passed": bool}
-    ROW = {"quantity", "max_abs", "max_rel", "tolerance", "passed", "floor", "floor_limited"}
-`status` is "pass", "FAIL" or "conditioning-limited": every failing quantity is within
-FLOOR_FACTOR times its conditioning floor (`floor`: how far the float64 result moves when weights
-and inputs move by one unit round-off; see common/tolerance.py). It does not fail the run and is
-listed so that nobody mistakes it for a pass.
-`relu_branches`: over the forwards of the training checks (grad, step1..stepK), the ReLU inputs
-within KINK_MARGIN of zero where the framework took the other branch than float64 (`flips`, the
-largest such |input| / max |input| as `widest`, in `sites`), which the oracle's backward then
-followed for that framework, and the disagreements farther from zero (`conflicts`, a forward
-error: never followed). `note` says the same for one comparison.
-`rows` are in execution order, so `first_divergence` is the earliest failing quantity and every
-row before it is the error history leading up to it.
+"""Parity results as a terminal table, a JSON document (schema `resnet-rosetta-parity/2`, described
+field by field in docs/parity.md) and Markdown tables.
 """
 from __future__ import annotations
 
