@@ -188,7 +188,7 @@ TOPICS: tuple[Topic, ...] = (
                        Code("frameworks.paddle.model", "ResNet.__init__", "add_sublayer"),
                        Code("common.rules", "_paddle_module")),
             "flax": (Code("frameworks.flax.model", "_shortcut"),
-                     Code("frameworks.flax.model", "ResNet.__call__", "name = f"),
+                     Code("frameworks.flax.model", "ResNet.__call__", 'name=f"layer'),
                      Code("common.rules", "_flax_module")),
         },
         note="Names come from attribute names (PyTorch, Paddle) or from `name=` (Flax). The Paddle model keeps "

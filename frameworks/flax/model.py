@@ -16,7 +16,7 @@ from typing import Callable
 import jax.numpy as jnp
 from flax import linen as nn
 
-from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, block_plan, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
 
 ModuleDef = Callable[..., nn.Module]
 # torchvision's conv initialisation: Kaiming normal, fan_out, gain sqrt(2).
@@ -49,8 +49,7 @@ class BatchNorm(nn.Module):
         else:
             # Both moments in one pass over x, reduced in float32, as linen's BatchNorm does by default
             # (use_fast_variance): Var = E[x^2] - E[x]^2, clipped at 0. The two-pass E[(x - E[x])^2]
-            # reads x once more forward and backward (measured, resnet18 training at batch 4, 20 ABBA
-            # rounds: ours/plain-Flax reference 0.95 two-pass, 1.01 one-pass).
+            # reads x once more forward and backward (its cost: docs/benchmarks.md).
             xf = x.astype(jnp.float32)
             mean = xf.mean(axis=(0, 1, 2))
             var = jnp.maximum(0.0, jnp.square(xf).mean(axis=(0, 1, 2)) - jnp.square(mean))
@@ -125,14 +124,12 @@ class ResNet(nn.Module):
         x = nn.relu(norm(name="bn1")(x))
         if spec.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        stages = {"stem": x}
-        for plan in block_plan(spec):
-            name = f"layer{plan.stage}_{plan.index}"
-            if spec.block == "basic":
-                x = BasicBlock(plan, conv, norm, name=name)(x)
-            else:
-                x = Bottleneck(plan, conv, norm, groups=spec.groups, name=name)(x)
-            stages[f"layer{plan.stage}"] = x
-        stages["pooled"] = x.mean(axis=(1, 2))
-        stages["logits"] = nn.Dense(spec.num_classes, name="fc")(stages["pooled"])
-        return stages["logits"], stages
+        block = BasicBlock if spec.block == "basic" else partial(Bottleneck, groups=spec.groups)
+        out = {"stem": x}
+        for stage, plans in stages(spec):
+            for plan in plans:
+                x = block(plan, conv, norm, name=f"layer{stage}_{plan.index}")(x)
+            out[f"layer{stage}"] = x
+        out["pooled"] = x.mean(axis=(1, 2))
+        out["logits"] = nn.Dense(spec.num_classes, name="fc")(out["pooled"])
+        return out["logits"], out

@@ -9,7 +9,7 @@ import paddle
 
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import Weights, relu_sites
-from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from .model import ResNet
 
@@ -40,7 +40,9 @@ class Adapter:
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
         missing, unexpected = self.model.set_state_dict(native)
-        assert not missing and not unexpected, (missing, unexpected)
+        if missing or unexpected:
+            raise UserError(f"paddle model {self.spec.name}: weights do not fit; missing: "
+                            f"{', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'}")
 
     def canonical_weights(self) -> Weights:
         native = {k: _numpy(v) for k, v in self.model.state_dict().items()}
@@ -101,8 +103,8 @@ def _numpy(t: paddle.Tensor) -> np.ndarray:
 
 def _stage_inputs(model: ResNet) -> list[tuple[paddle.nn.Layer, str]]:
     """(layer that starts a stage, name of the stage output it consumes): first blocks and `out`."""
-    firsts = [(layer, "stem" if stage == 1 else f"layer{stage - 1}")
-              for i, (stage, layer) in enumerate(model.block_list) if i == 0 or model.block_list[i - 1][0] != stage]
+    firsts = [(blocks[0], "stem" if stage == 1 else f"layer{stage - 1}")
+              for stage, blocks in enumerate(model.stage_blocks, start=1)]
     return firsts + [(model.out, "pooled")]
 
 

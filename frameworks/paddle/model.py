@@ -3,6 +3,8 @@
 ConvBNLayer (`_conv` + `_batch_norm`), BasicBlock / BottleneckBlock (`conv0..conv2`, `short`),
 blocks registered as `bb_{stage}_{i}`, classifier `out` with `class_dim` outputs, written with
 today's `paddle.nn` instead of `paddle.fluid`. Paddle's Linear stores its weight `[in, out]`.
+`ResNet(spec)` builds any preset; `resnet(layers=50, class_dim=1000)` is the classic source's
+entry point, for its five depths.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import paddle
 from paddle import nn
 
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, block_plan, get_spec, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, get_spec, stages, stem_geometry
 
 SUPPORTED_LAYERS = (18, 34, 50, 101, 152)  # the classic source's depths; other presets come from the spec
 
@@ -23,10 +25,14 @@ class BatchNorm2D(nn.BatchNorm2D):
     Paddle natively feeds `_variance` with the biased batch variance; with
     `spec.bn_running_var == "unbiased"` this layer rescales the update to match PyTorch.
     Paddle's `momentum` is the weight of the *old* running value: 1 - spec.bn_momentum.
+    Scale 1 and shift 0 at start; scale 0 on the BN that ends a residual branch when
+    `spec.zero_init_residual`.
     """
 
-    def __init__(self, num_features: int, spec: ResNetSpec) -> None:
-        super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps)
+    def __init__(self, num_features: int, spec: ResNetSpec, ends_residual_branch: bool = False) -> None:
+        zero_init = ends_residual_branch and spec.zero_init_residual  # the residual branch starts as zero
+        scale = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)) if zero_init else None
+        super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps, weight_attr=scale)
         self.unbiased_running_var = spec.bn_running_var == "unbiased"
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -47,11 +53,11 @@ class ConvBNLayer(nn.Layer):
     """Conv (no bias) + BN (+ ReLU); padding (k - 1) // 2 as in the classic source."""
 
     def __init__(self, num_channels: int, num_filters: int, filter_size: int, spec: ResNetSpec,
-                 stride: int = 1, groups: int = 1, act: str | None = None) -> None:
+                 stride: int = 1, groups: int = 1, act: str | None = None, ends_residual_branch: bool = False) -> None:
         super().__init__()
         self._conv = nn.Conv2D(num_channels, num_filters, filter_size, stride=stride,
                                padding=(filter_size - 1) // 2, groups=groups, bias_attr=False)
-        self._batch_norm = BatchNorm2D(num_filters, spec)
+        self._batch_norm = BatchNorm2D(num_filters, spec, ends_residual_branch)
         self._act = nn.ReLU() if act == "relu" else None
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
@@ -63,7 +69,7 @@ class BasicBlock(nn.Layer):
     def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
         super().__init__()
         self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 3, spec, stride=plan.stride, act="relu")
-        self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec)
+        self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
             self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
@@ -80,7 +86,7 @@ class BottleneckBlock(nn.Layer):
         self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 1, spec, act="relu")
         self.conv1 = ConvBNLayer(plan.mid_channels, plan.mid_channels, 3, spec, stride=plan.stride,
                                  groups=spec.groups, act="relu")
-        self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec)
+        self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
             self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
@@ -97,30 +103,26 @@ class ResNet(nn.Layer):
     def __init__(self, spec: ResNetSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.class_dim = spec.num_classes
         k, s, _ = stem_geometry(spec)
         self.conv = ConvBNLayer(spec.in_channels, spec.stem_width, k, spec, stride=s, act="relu")
         self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
         block = BasicBlock if spec.block == "basic" else BottleneckBlock
-        self.block_list: list[tuple[int, nn.Layer]] = []
-        for plan in block_plan(spec):
-            layer = self.add_sublayer(f"bb_{plan.stage - 1}_{plan.index}", block(plan, spec))
-            self.block_list.append((plan.stage, layer))
-        if spec.zero_init_residual:  # the last BN of every residual branch starts at zero
-            for _, layer in self.block_list:
-                last = layer.conv1 if spec.block == "basic" else layer.conv2
-                last._batch_norm.weight.set_value(paddle.zeros_like(last._batch_norm.weight))
+        self.stage_blocks: list[list[nn.Layer]] = []  # registered as bb_{stage - 1}_{index}, as the classic source
+        for stage, plans in stages(spec):
+            self.stage_blocks.append([self.add_sublayer(f"bb_{stage - 1}_{plan.index}", block(plan, spec))
+                                      for plan in plans])
         self.pool2d_avg = nn.AdaptiveAvgPool2D(1)
         stdv = 1.0 / math.sqrt(spec.feature_dim * 1.0)
-        self.out = nn.Linear(spec.feature_dim, self.class_dim,
+        self.out = nn.Linear(spec.feature_dim, spec.num_classes,
                              weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-stdv, stdv)))
 
     def forward_stages(self, inputs: paddle.Tensor) -> dict[str, paddle.Tensor]:
         y = self.pool2d_max(self.conv(inputs))
         out = {"stem": y}
-        for stage, layer in self.block_list:
-            y = layer(y)
-            out[f"layer{stage}"] = y  # the last block of a stage leaves the stage output
+        for i, blocks in enumerate(self.stage_blocks):  # no `start=`: paddle.jit.to_static cannot convert it
+            for block in blocks:
+                y = block(y)
+            out[f"layer{i + 1}"] = y
         out["pooled"] = paddle.flatten(self.pool2d_avg(y), 1)
         out["logits"] = self.out(out["pooled"])
         return out
@@ -130,7 +132,8 @@ class ResNet(nn.Layer):
 
 
 def resnet(layers: int = 50, class_dim: int = 1000) -> ResNet:
-    """The classic constructor: `ResNet(layers=50, class_dim=1000)` with its supported depths."""
+    """The classic source's `ResNet(layers=50, class_dim=1000)`: the torchvision-depth preset with
+    `class_dim` classes; other depths are refused with the classic message."""
     if layers not in SUPPORTED_LAYERS:
         raise UserError(f"supported layers are {SUPPORTED_LAYERS} but input layer is {layers}")
     return ResNet(get_spec(f"resnet{layers}").replace(num_classes=class_dim))

@@ -20,11 +20,15 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     torch natively feeds running_var with the unbiased variance n/(n-1); with
     `spec.bn_running_var == "biased"` this layer rescales the update so it matches Paddle and Flax.
+    Scale 1 and shift 0 at start, as nn.BatchNorm2d; scale 0 on the BN that ends a residual
+    branch when `spec.zero_init_residual`.
     """
 
-    def __init__(self, num_features: int, spec: ResNetSpec) -> None:
+    def __init__(self, num_features: int, spec: ResNetSpec, ends_residual_branch: bool = False) -> None:
         super().__init__(num_features, eps=spec.bn_eps, momentum=spec.bn_momentum)
         self.biased_running_var = spec.bn_running_var == "biased"
+        if ends_residual_branch and spec.zero_init_residual:  # the residual branch starts as zero
+            nn.init.zeros_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and self.biased_running_var):
@@ -40,15 +44,13 @@ class BatchNorm2d(nn.BatchNorm2d):
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
-
     def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
         super().__init__()
         self.conv1 = conv3x3(plan.in_channels, plan.mid_channels, plan.stride)
         self.bn1 = BatchNorm2d(plan.mid_channels, spec)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(plan.mid_channels, plan.out_channels)
-        self.bn2 = BatchNorm2d(plan.out_channels, spec)
+        self.bn2 = BatchNorm2d(plan.out_channels, spec, ends_residual_branch=True)
         self.downsample = _downsample(plan, spec)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,8 +64,6 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """torchvision's ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution."""
 
-    expansion = 4
-
     def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
         super().__init__()
         self.conv1 = conv1x1(plan.in_channels, plan.mid_channels)
@@ -71,7 +71,7 @@ class Bottleneck(nn.Module):
         self.conv2 = conv3x3(plan.mid_channels, plan.mid_channels, plan.stride, spec.groups)
         self.bn2 = BatchNorm2d(plan.mid_channels, spec)
         self.conv3 = conv1x1(plan.mid_channels, plan.out_channels)
-        self.bn3 = BatchNorm2d(plan.out_channels, spec)
+        self.bn3 = BatchNorm2d(plan.out_channels, spec, ends_residual_branch=True)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _downsample(plan, spec)
 
@@ -104,25 +104,16 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
         for stage, plans in stages(spec):
-            self.add_module(f"layer{stage}", nn.Sequential(*[block(p_, spec) for p_ in plans]))
+            self.add_module(f"layer{stage}", nn.Sequential(*[block(plan, spec) for plan in plans]))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(spec.feature_dim, spec.num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """torchvision's initialisation: Kaiming-normal convs (fan_out), BN 1/0, optional zero-init residual."""
+        """torchvision's conv initialisation: Kaiming normal, fan_out (BatchNorm2d initialises itself)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-        if self.spec.zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.constant_(m.bn3.weight, 0)
-                elif isinstance(m, BasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
 
     def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
         out = {"stem": self.maxpool(self.relu(self.bn1(self.conv1(x))))}

@@ -1,0 +1,81 @@
+"""The three model.py files build the same network the same way: freshly initialised, each puts
+scale 0 on the BN that ends a residual branch exactly when the spec asks (zero-init residual),
+and the classic Paddle constructor `resnet(layers, class_dim)` builds the preset it names."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import canonical_shapes
+from resnet_rosetta.common.counting import parameter_count
+from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.spec import ResNetSpec, get_spec
+
+TINY = {"basic": get_spec("resnet18_small").replace(widths=(8, 8, 16, 16), stem_width=8, input_size=16),
+        "bottleneck": get_spec("resnet50_small").replace(depths=(1, 2, 1, 1), widths=(4, 4, 8, 8), stem_width=8,
+                                                         input_size=16)}
+LAST_BN = {"basic": "bn2", "bottleneck": "bn3"}
+
+
+def _fresh_torch(spec: ResNetSpec) -> dict[str, np.ndarray]:
+    from resnet_rosetta.frameworks.torch.model import ResNet
+
+    return {k: v.detach().numpy() for k, v in ResNet(spec).state_dict().items()}
+
+
+def _fresh_paddle(spec: ResNetSpec) -> dict[str, np.ndarray]:
+    from resnet_rosetta.frameworks.paddle.model import ResNet
+
+    return {k: v.numpy() for k, v in ResNet(spec).state_dict().items()}
+
+
+def _fresh_flax(spec: ResNetSpec) -> dict[str, np.ndarray]:
+    import jax
+    import jax.numpy as jnp
+
+    from resnet_rosetta.frameworks.flax.files import flatten
+    from resnet_rosetta.frameworks.flax.model import ResNet
+
+    x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels))
+    return flatten(ResNet(spec).init(jax.random.PRNGKey(0), x))
+
+
+def _zero_weights(spec: ResNetSpec) -> dict[str, np.ndarray]:
+    """Zero canonical weights of `spec` (only the key names and shapes matter)."""
+    return {k: np.zeros(shape, np.float32) for k, shape in canonical_shapes(spec).items()}
+
+
+FRESH: dict[str, Callable[[ResNetSpec], dict[str, np.ndarray]]] = {
+    "torch": _fresh_torch, "paddle": _fresh_paddle, "flax": _fresh_flax}
+
+
+@pytest.mark.parametrize("block", ["basic", "bottleneck"])
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_fresh_bn_scales_follow_zero_init_residual(framework: str, block: str, zero_init: bool) -> None:
+    spec = TINY[block].replace(zero_init_residual=zero_init)
+    weights = rules.from_native(FRESH[framework](spec), spec, framework, f"fresh {framework} model")
+    scales = {k: v for k, v in weights.items() if k.endswith(".weight") and v.ndim == 1}
+    ends_branch = {k for k in scales if k.startswith("layer") and k.endswith(f".{LAST_BN[block]}.weight")}
+    assert len(ends_branch) == sum(spec.depths)
+    for key, scale in scales.items():
+        expected = 0.0 if zero_init and key in ends_branch else 1.0
+        np.testing.assert_array_equal(scale, np.full_like(scale, expected), err_msg=key)
+    for key in (k for k in weights if k.endswith(".bias") and not k.startswith("fc")):
+        np.testing.assert_array_equal(weights[key], 0.0, err_msg=key)
+
+
+def test_the_classic_paddle_constructor_builds_the_named_preset() -> None:
+    from resnet_rosetta.frameworks.paddle.model import SUPPORTED_LAYERS, resnet
+
+    model = resnet(layers=50, class_dim=10)
+    spec = get_spec("resnet50").replace(num_classes=10)
+    trainable = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+    assert trainable == parameter_count(spec)
+    assert set(model.state_dict()) == set(rules.to_native(_zero_weights(spec), spec, "paddle"))
+    assert model.out.weight.shape == [2048, 10]  # Paddle's Linear stores [in, out]
+    assert SUPPORTED_LAYERS == (18, 34, 50, 101, 152)
+    with pytest.raises(UserError, match=r"supported layers are \(18, 34, 50, 101, 152\) but input layer is 20"):
+        resnet(layers=20)
