@@ -11,7 +11,7 @@ from resnet_rosetta.common.workload import MatmulMaker
 from .config import PRECISIONS, Cell
 from .timing import measure, summarize
 
-HOST_NOISE_N = 1024  # the matmul of the host-noise loop: about 100 calls a repeat (docs/benchmarks.md)
+HOST_NOISE_N = 1024  # the matmul of the host-noise loop: many calls a repeat (docs/benchmarks.md)
 
 
 def matmul_peak(make: MatmulMaker, *, sizes: Sequence[int] = (512, 1024, 2048, 4096),

@@ -127,9 +127,9 @@ def _model_and_apply(cell: WorkloadConfig):
 def _init_variables(module, x) -> dict:
     """He-normal kernels, unit BN scale / variance, on the host: no init graph to compile.
 
-    `module.init` under jit costs tens of seconds of XLA compilation per cell (op by op, minutes);
-    only the shapes come from Flax (`jax.eval_shape`), the values from NumPy. Values stay O(1), so
-    no denormals slow the measured steps.
+    `module.init` costs an XLA compilation per cell (its cost: docs/benchmarks.md); only the
+    shapes come from Flax (`jax.eval_shape`), the values from NumPy. Values stay O(1), so no
+    denormals slow the measured steps.
     """
     import numpy as np
     from flax import traverse_util

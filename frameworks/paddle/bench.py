@@ -3,8 +3,8 @@ common/workload.py).
 
 - eager: dygraph; compiled: `paddle.jit.to_static(model, full_graph=True, backend=None)` (the
   AST-transcribed static program; CINN is not used because the CPU wheel lacks it).
-- CPU: oneDNN kernels on (`FLAGS_use_onednn`), measured faster than Paddle's native CPU kernels
-  for ResNet on this machine; set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
+- CPU: oneDNN kernels on (`FLAGS_use_onednn`), faster than Paddle's native CPU kernels for ResNet
+  (docs/benchmarks.md); set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
 - bf16: `paddle.amp.auto_cast(dtype="bfloat16", level="O1")` (weights stay fp32).
 - train step: forward, cross-entropy, backward, Momentum(0.9).step(), clear_grad().
 - sync: `paddle.device.synchronize()` on GPU; CPU dygraph ops return when done.
