@@ -1,34 +1,35 @@
 """The process that measures one cell: `measure_cell(cell)`, run in a fresh process by `sweep.py`
 (through common/process.py) with the thread variables already in its environment.
 
-It pins itself to the sweep's cores, imports exactly one framework runner, measures our model alone
-(then, for a cell `with_reference`, builds the reference model beside it and times both
-interleaved), and returns one result record. A crash, an out-of-memory kill or a timeout leaves
-no result; the parent records those. A cell with a reference saves a result once before the pair
-starts, our figures with the pair `pending`: stopped during the pair, the cell keeps our
-measurement and the parent records why the pair is missing. `gpu_count` is the `--device gpu`
-pre-check, run the same way.
+It pins itself to the sweep's cores, loads one framework's runner (`frameworks/<fw>/bench.py`),
+measures our model alone (then, for a cell `with_reference`, builds the reference model beside it
+and times both interleaved), and returns one result record. A crash, an out-of-memory kill or a
+timeout leaves no result; the parent records those. A cell with a reference saves a result once
+before the pair starts, our figures with the pair `pending`: stopped during the pair, the cell
+keeps our measurement and the parent records why the pair is missing. `gpu_count` is the
+`--device gpu` pre-check, run the same way.
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import os
 import time
 import traceback
+from types import ModuleType
 from typing import Callable
 
+from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
-from .config import PRECISIONS, Cell
+from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
+from resnet_rosetta.common.workload import Workload, looks_like_oom
+from .config import Cell
+from .probe import matmul_peaks
 from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
-from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom, matmul_peak
-
-HOST_NOISE_N = 1024  # the matmul of the host-noise loop: ~10 ms a call on 2 cores, so ~100 calls a repeat
 
 
-def _runner(framework: str):
-    return importlib.import_module(f"{__package__}.runner_{framework}")
+def _runner(framework: str) -> ModuleType:
+    """The framework's runner, `frameworks/<fw>/bench.py`."""
+    return frameworks.load(framework, "bench")
 
 
 def failure(exc: BaseException) -> dict:
@@ -40,13 +41,13 @@ def failure(exc: BaseException) -> dict:
     return {"status": "oom" if looks_like_oom(exc) else "error", "message": f"{type(exc).__name__}: {first_line}"}
 
 
-def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Timings) -> dict:
+def _measure_reference_pair(runner: ModuleType, cell: Cell, ours: Workload, ours_timings: Timings) -> dict:
     """The reference model built beside our (measured, warm) one, then both interleaved ABBA:
     {"status", "ours", "reference", "ratio", "rounds", "steal_fraction"}; a failure of the
     reference is recorded here and leaves our measurement intact."""
     try:
         t0 = time.perf_counter()
-        ref = runner.build(dataclasses.replace(cell, impl="reference", with_reference=False))
+        ref = runner.build(cell.workload_config(impl="reference"))
         setup_s = time.perf_counter() - t0
         first, warm, _ = warm_up(ref.step, ref.sync, cell.warmup)
         jiffies = cpu_jiffies()
@@ -62,17 +63,6 @@ def _measure_reference_pair(runner, cell: Cell, ours: Workload, ours_timings: Ti
                           "setup_s": setup_s},
             "ratio": summarize_ratio(ours_s, ref_s), "rounds": cell.pair_rounds,
             "steal_fraction": steal_fraction(jiffies, cpu_jiffies())}
-
-
-def _host_noise(make: MatmulMaker, cell: Cell) -> dict:
-    """A fixed fp32 matmul loop timed exactly like a model cell (warm-up, `repeats` repeats of
-    about `repeat_s` seconds): the spread the host itself gives, the floor under every cell's."""
-    f = make(HOST_NOISE_N)
-    t = measure(f, lambda handles: None, warmup=cell.warmup, iters=0, repeats=cell.repeats,
-                target_repeat_s=cell.repeat_s)  # f synchronises itself
-    s = summarize(t, 1, 2 * HOST_NOISE_N ** 3)
-    return {"n": HOST_NOISE_N, "spread": s["spread"], "gflop_s": s["gflop_s"], "repeats": cell.repeats,
-            "iters": t.iters}
 
 
 PENDING = "pending"  # a pair's status while it is being measured (what a stopped cell leaves behind)
@@ -91,20 +81,11 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
         runner.setup_threads(cell.threads)
         env.update(runner.info(cell.device))
         if cell.kind == "peak":
-            peaks = {}
-            for precision in PRECISIONS:
-                try:
-                    make = runner.matmul_maker(cell.device, precision)
-                    peaks[precision] = matmul_peak(make)
-                    if precision == "fp32":
-                        peaks[precision]["host_noise"] = _host_noise(make, cell)
-                except Exception as exc:  # noqa: BLE001 - a dtype the framework cannot multiply
-                    peaks[precision] = {"gflop_s": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
-            record["metrics"] = {"matmul_peak": peaks}
+            record["metrics"] = {"matmul_peak": matmul_peaks(runner, cell)}
         else:
             rss0 = current_rss_bytes()
             t0 = time.perf_counter()
-            wl = runner.build(cell)
+            wl = runner.build(cell.workload_config())
             setup_s = time.perf_counter() - t0
             jiffies = cpu_jiffies()
             timings = measure(wl.step, wl.sync, warmup=cell.warmup, iters=cell.iters, repeats=cell.repeats,

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.counting import macs
 from resnet_rosetta.common.spec import PRESETS, get_spec
+from resnet_rosetta.common.workload import WorkloadConfig
 from resnet_rosetta.frameworks import FRAMEWORKS
 
 MODES = ("infer", "train")
@@ -50,7 +51,7 @@ REFERENCE_ARCHS = {
     "flax": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
 }
 REFERENCE_NAME = {"torch": "torchvision.models", "paddle": "paddle.vision.models",
-                  "flax": "benchmarks/flax_reference.py"}
+                  "flax": "frameworks/flax/reference.py"}
 
 STATUSES = ("ok", "error", "oom", "timeout", "unsupported", "interrupted", "not_run")
 
@@ -119,6 +120,12 @@ class Cell:
             return 0
         f = 2 * macs(get_spec(self.arch), self.size)
         return 3 * f if self.mode == "train" else f
+
+    def workload_config(self, impl: str | None = None) -> WorkloadConfig:
+        """What the runner builds for this cell: our model, or the reference with impl="reference"."""
+        return WorkloadConfig(arch=self.arch, impl=impl or self.impl, mode=self.mode, batch=self.batch,
+                              precision=self.precision, execution=self.execution,
+                              channels_last=self.channels_last, size=self.size, device=self.device)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

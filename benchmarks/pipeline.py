@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shlex
 import shutil
 import time
 from collections import Counter
@@ -22,6 +23,11 @@ from .sweep import SweepOptions, run_sweep
 
 MARKER = ".resnet-rosetta-output"
 FAILED_STATUSES = ("error", "oom", "timeout")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as typed, recorded with the results: "resnet-rosetta bench --arch resnet18 ..."."""
+    return "resnet-rosetta " + " ".join(shlex.quote(a) for a in argv)
 
 
 def prepare_out_dir(path: str | Path, overwrite: bool) -> Path:

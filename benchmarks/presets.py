@@ -2,9 +2,7 @@
 
 Each plan lists its cells in priority order (what the bounds need first), a time budget after
 which no new cell starts, and plain-language lines for the report: what it measures and what it
-leaves out. Sizing (2-core CPU): every cell pays ~5-10 s of process start and framework import,
-a resnet50 training step at batch 8 takes 5-10 s, a bf16 resnet18 step in torch seconds per image
-where the CPU has no bf16 instructions, `torch.compile` of a resnet50 minutes; hence batch 4 for
+leaves out. Sized for a 2-core CPU (the costs measured: docs/benchmarks.md): batch 4 for
 training, bf16 at batch 1, and the compiled extras last.
 """
 from __future__ import annotations
@@ -15,9 +13,8 @@ from typing import Sequence
 from .config import DEFAULT_EXEC, Cell, balanced_rounds, expand, peak_cells
 
 LEVELS = ("quick", "default", "full")
-# ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget). On the
-# 2-core VM a pair's round ratios have an IQR of 3-19% (typically 6%, 2026-12-02), so the median of
-# 12 carries about +-2% of host noise (1.25 sigma / sqrt(12)), of 20 about +-1.5%.
+# ABBA rounds per ours/reference pair in the report: fewer than `bench`'s 20 (the budget), at the
+# cost of a little more noise in each ratio (docs/benchmarks.md).
 REPORT_ROUNDS = 12
 
 

@@ -38,6 +38,11 @@ class SweepOptions:
     tf32: str = "default"  # "off": NVIDIA_TF32_OVERRIDE=0 for every cell (all three frameworks obey it)
     mkl_amd: str = "auto"  # "auto": MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (see common/host.mkl_env)
 
+    @property
+    def mem_limit_text(self) -> str:
+        """The per-cell memory limit as the results' meta states it."""
+        return f"{self.mem_limit_bytes / 2**30:.1f} GiB" if self.mem_limit_bytes else "none"
+
 
 def default_mem_limit() -> int | None:
     avail = memory_available_bytes()

@@ -7,11 +7,7 @@ summary.json, report.md (tables, ours/reference ratios, fastest marked) and PNG 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-import time
-
-from resnet_rosetta.common.errors import UserError
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
@@ -71,74 +67,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]:
-    """Check the options every sweep shares; (installed frameworks, threads, notes)."""
-    from resnet_rosetta.benchmarks import config
-    from resnet_rosetta.benchmarks.pipeline import check_frameworks
-
-    explicit = args.frameworks is not None
-    frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
-    if args.size < 16:
-        raise UserError(f"--size must be >= 16, found {args.size}")
-    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.rounds < 1 or args.repeat_s <= 0:
-        raise UserError("--warmup and --iters must be >= 0, --repeats and --rounds >= 1, --repeat-s > 0")
-    if args.timeout <= 0 or (args.mem_limit is not None and args.mem_limit <= 0):
-        raise UserError("--timeout and --mem-limit must be positive")
-    threads = args.threads if args.threads is not None else config.default_threads()
-    if not 1 <= threads <= config.default_threads():
-        raise UserError(f"--threads must be between 1 and {config.default_threads()} (the cores available)")
-    frameworks, notes = check_frameworks(frameworks, explicit)
-    return frameworks, threads, notes
-
-
-def plan(args: argparse.Namespace):
-    """Validate the options and expand them into cells; nothing is written or imported yet."""
-    from resnet_rosetta.benchmarks import config
-
-    archs = config.parse_archs(args.arch)
-    modes = config.parse_modes(args.mode)
-    batches = config.parse_ints(args.batch, "--batch sizes")
-    precisions = config.parse_precisions(args.precision)
-    execs = config.parse_execs(args.exec_modes)
-    frameworks, threads, notes = resolve_common(args)
-    cells = config.expand(archs, frameworks, modes, batches, precisions, execs, channels_last=args.channels_last,
-                          size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
-                          repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference,
-                          rounds=args.rounds)
-    probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads, warmup=args.warmup,
-                                                       repeats=args.repeats, repeat_s=args.repeat_s)
-    return cells, probes, frameworks, threads, notes
-
-
-def sweep_options(args: argparse.Namespace, out, deadline: float | None = None, hard_deadline: float | None = None):
-    from resnet_rosetta.benchmarks.sweep import SweepOptions, default_mem_limit
-    mem = int(args.mem_limit * 2**30) if args.mem_limit else default_mem_limit()
-    return SweepOptions(out_dir=out, timeout_s=args.timeout, mem_limit_bytes=mem, deadline=deadline,
-                        hard_deadline=hard_deadline, progress=not args.no_progress, tf32=args.tf32,
-                        mkl_amd=args.mkl_amd)
-
-
 def run(args: argparse.Namespace) -> int:
-    from resnet_rosetta.benchmarks import config, pipeline
-
-    cells, probes, frameworks, threads, notes = plan(args)
-    notes += pipeline.check_device(args.device, frameworks, threads)
-    out = pipeline.prepare_out_dir(args.out, args.overwrite)
-    opts = sweep_options(args, out)
-    meta = {"command": "resnet-rosetta " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "cells planned": len(cells), "probes": len(probes), "threads per cell": threads,
-            "warmup / iters / repeats": f"{args.warmup} / {args.iters or 'auto (~%gs per repeat)' % args.repeat_s} / "
-                                        f"{args.repeats}",
-            "ours/reference ABBA rounds": config.balanced_rounds(args.rounds),
-            "per-cell time limit s": args.timeout,
-            "per-cell memory limit": f"{opts.mem_limit_bytes / 2**30:.1f} GiB" if opts.mem_limit_bytes else "none",
-            "notes": notes}
-    for n in notes:
-        print(f"bench: {n}", file=sys.stderr)
-    t0 = time.monotonic()
-    records, interrupted = pipeline.execute(cells, probes, opts, meta)
-    pipeline.write_outputs(out, records, meta)
-    print(f"bench: {pipeline.status_line(records)} in {time.monotonic() - t0:.0f} s; report: {out / 'report.md'}")
-    if interrupted:
-        print(f"bench: interrupted; the cells measured so far are in {out}", file=sys.stderr)
-    return pipeline.exit_code(records, interrupted)
+    from resnet_rosetta.benchmarks.bench import run_bench
+    return run_bench(args, sys.argv[1:])

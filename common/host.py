@@ -44,9 +44,8 @@ def cpu_info() -> dict:
 
 def mkl_env(policy: str = "auto") -> dict[str, str]:
     """On AMD CPUs, MKL (inside torch and Paddle) dispatches to a generic slow path unless told
-    `MKL_DEBUG_CPU_TYPE=5` (use the AVX2 kernels). Measured on the development machine (AMD EPYC,
-    one thread): Paddle fp32 matmul 12 -> 51 GFLOP/s, torch 34 -> 77, Paddle resnet18 inference
-    4.6x faster. "auto" sets it on AMD unless the user already chose a value; "off" never."""
+    `MKL_DEBUG_CPU_TYPE=5` (use the AVX2 kernels; the speed-up measured: docs/benchmarks.md).
+    "auto" sets it on AMD unless the user already chose a value; "off" never."""
     if policy == "off" or "MKL_DEBUG_CPU_TYPE" in os.environ or cpu_info()["cpu_vendor"] != "AuthenticAMD":
         return {}
     return {"MKL_DEBUG_CPU_TYPE": "5"}

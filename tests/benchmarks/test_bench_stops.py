@@ -13,15 +13,15 @@ import pytest
 from resnet_rosetta.benchmarks import cell as cell_process
 from resnet_rosetta.benchmarks import sweep
 from resnet_rosetta.benchmarks.config import Cell
-from resnet_rosetta.benchmarks.workload import Workload
+from resnet_rosetta.common.workload import Workload, WorkloadConfig
 
 CELL = Cell(framework="torch", arch="resnet18", mode="infer", batch=2, size=32, warmup=0, iters=1, repeats=2,
             threads=1, with_reference=True)
 
 
 def _fake_runner(reference_fails: bool) -> types.SimpleNamespace:
-    def build(cell: Cell) -> Workload:
-        if cell.impl == "reference" and reference_fails:
+    def build(config: WorkloadConfig) -> Workload:
+        if config.impl == "reference" and reference_fails:
             raise RuntimeError("reference model broke")
         return Workload(step=lambda: None, sync=lambda handles: None,
                         peak_memory=lambda: {"peak_memory_bytes": 1, "memory_kind": "fake"})

@@ -1,4 +1,5 @@
-"""PyTorch runner: our `frameworks.torch.model.ResNet` or torchvision's, at its best.
+"""PyTorch benchmark runner: our `model.ResNet` or torchvision's, at its best (the contract:
+common/workload.py).
 
 - eager: plain modules; compiled: `torch.compile` (inductor). On CPU, compiled inference also sets
   inductor's `freezing` (weights folded as constants, oneDNN weight prepacking), the documented
@@ -18,10 +19,11 @@ from typing import Any, Sequence
 
 import torch
 
-from resnet_rosetta.common.spec import get_spec
-from .config import Cell
+from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
-from .workload import MatmulMaker, Unsupported, Workload
+from resnet_rosetta.common.spec import get_spec
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
+from .model import ResNet
 
 
 def _device(device: str) -> torch.device:
@@ -76,16 +78,15 @@ def _peak_memory_for(dev: torch.device):
     return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
 
 
-def build_model(cell: Cell) -> torch.nn.Module:
+def build_model(cell: WorkloadConfig) -> torch.nn.Module:
     spec = get_spec(cell.arch)
     if cell.impl == "reference":
         import torchvision
         return getattr(torchvision.models, cell.arch)(weights=None, num_classes=spec.num_classes)
-    from resnet_rosetta.frameworks.torch.model import ResNet
     return ResNet(spec)
 
 
-def build(cell: Cell) -> Workload:
+def build(cell: WorkloadConfig) -> Workload:
     dev = _device(cell.device)
     torch.manual_seed(0)
     settings: dict = {}

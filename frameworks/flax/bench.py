@@ -1,4 +1,5 @@
-"""JAX / Flax runner: our `frameworks.flax.model.ResNet` or the plain Flax reference, at its best.
+"""JAX / Flax benchmark runner: our `model.ResNet` or the plain Flax `reference.py`, at its best
+(the contract: common/workload.py).
 
 - eager: the model applied without `jax.jit`: JAX dispatches op by op (each primitive compiled once
   and cached). Nobody trains Flax this way; it is measured because it is the like-for-like of the
@@ -23,10 +24,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from resnet_rosetta.common.spec import get_spec
-from .config import Cell
+from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
-from .workload import MatmulMaker, Unsupported, Workload
+from resnet_rosetta.common.spec import get_spec
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
+from .model import ResNet
+from .reference import MODELS
 
 
 def _device(device: str):
@@ -93,12 +96,11 @@ def _cast(tree: Any, dtype) -> Any:
     return jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-def _model_and_apply(cell: Cell):
+def _model_and_apply(cell: WorkloadConfig):
     """(module, apply(variables, x, train) -> (logits, new_batch_stats or None))."""
     spec = get_spec(cell.arch)
     bf16 = cell.precision == "bf16"
     if cell.impl == "reference":
-        from .flax_reference import MODELS
         if cell.arch not in MODELS:
             raise Unsupported(f"the plain Flax reference has no {cell.arch}")
         module = MODELS[cell.arch](num_classes=spec.num_classes, dtype=jnp.bfloat16 if bf16 else jnp.float32)
@@ -110,7 +112,6 @@ def _model_and_apply(cell: Cell):
             return module.apply(variables, x, train=False), None
         return module, apply
 
-    from resnet_rosetta.frameworks.flax.model import ResNet
     module = ResNet(spec)
 
     def apply(variables, x, train):
@@ -126,9 +127,9 @@ def _model_and_apply(cell: Cell):
 def _init_variables(module, x) -> dict:
     """He-normal kernels, unit BN scale / variance, on the host: no init graph to compile.
 
-    `module.init` under jit costs tens of seconds of XLA compilation per cell (op by op, minutes);
-    only the shapes come from Flax (`jax.eval_shape`), the values from NumPy. Values stay O(1), so
-    no denormals slow the measured steps.
+    `module.init` costs an XLA compilation per cell (its cost: docs/benchmarks.md); only the
+    shapes come from Flax (`jax.eval_shape`), the values from NumPy. Values stay O(1), so no
+    denormals slow the measured steps.
     """
     import numpy as np
     from flax import traverse_util
@@ -149,7 +150,7 @@ def _init_variables(module, x) -> dict:
     return traverse_util.unflatten_dict(flat)
 
 
-def build(cell: Cell) -> Workload:
+def build(cell: WorkloadConfig) -> Workload:
     dev = _device(cell.device)
     spec = get_spec(cell.arch)
     settings: dict = {"compute_dtype": "bfloat16" if cell.precision == "bf16" else "float32"}

@@ -1,9 +1,10 @@
-"""Paddle runner: our `frameworks.paddle.model.ResNet` or paddle.vision's, at its best.
+"""Paddle benchmark runner: our `model.ResNet` or paddle.vision's, at its best (the contract:
+common/workload.py).
 
 - eager: dygraph; compiled: `paddle.jit.to_static(model, full_graph=True, backend=None)` (the
   AST-transcribed static program; CINN is not used because the CPU wheel lacks it).
-- CPU: oneDNN kernels on (`FLAGS_use_onednn`), measured faster than Paddle's native CPU kernels
-  for ResNet on this machine; set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
+- CPU: oneDNN kernels on (`FLAGS_use_onednn`), faster than Paddle's native CPU kernels for ResNet
+  (docs/benchmarks.md); set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
 - bf16: `paddle.amp.auto_cast(dtype="bfloat16", level="O1")` (weights stay fp32).
 - train step: forward, cross-entropy, backward, Momentum(0.9).step(), clear_grad().
 - sync: `paddle.device.synchronize()` on GPU; CPU dygraph ops return when done.
@@ -17,10 +18,11 @@ from typing import Any, Sequence
 
 import paddle
 
-from resnet_rosetta.common.spec import get_spec
-from .config import Cell
+from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
-from .workload import MatmulMaker, Unsupported, Workload, looks_like_oom
+from resnet_rosetta.common.spec import get_spec
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom
+from .model import ResNet
 
 
 def _set_device(device: str) -> str:
@@ -104,16 +106,15 @@ def _peak_memory_for(device: str):
     return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
 
 
-def build_model(cell: Cell) -> paddle.nn.Layer:
+def build_model(cell: WorkloadConfig) -> paddle.nn.Layer:
     spec = get_spec(cell.arch)
     if cell.impl == "reference":
         import paddle.vision.models as zoo
         return getattr(zoo, cell.arch)(num_classes=spec.num_classes)
-    from resnet_rosetta.frameworks.paddle.model import ResNet
     return ResNet(spec)
 
 
-def build(cell: Cell) -> Workload:
+def build(cell: WorkloadConfig) -> Workload:
     device = _set_device(cell.device)
     compiled = cell.execution == "compiled"
     settings: dict = {}

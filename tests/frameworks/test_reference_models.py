@@ -1,4 +1,4 @@
-"""Our models against the frameworks' own reference ResNets, with the same weights."""
+"""Our models against the frameworks' own reference ResNets (the models the benchmark pairs with ours)."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,3 +61,20 @@ def test_paddle_reads_paddle_vision_weights_and_matches_it(name: str, rng: np.ra
         expected = reference(paddle.to_tensor(x)).numpy()
     result = compare(ours.forward(x)["logits"], expected, tol=tolerance("reference"))
     assert result.passed, result
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_plain_flax_reference_has_torchvisions_parameters(name: str) -> None:
+    """The plain Flax ResNet the Flax rows are measured against is the same network (v1.5,
+    projection shortcuts): as many trainable parameters as torchvision counts for the preset."""
+    import jax
+    import jax.numpy as jnp
+
+    from resnet_rosetta.common.counting import parameter_count
+    from resnet_rosetta.frameworks.flax.reference import MODELS
+
+    spec = get_spec(name)
+    module = MODELS[name](num_classes=spec.num_classes)
+    shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)), train=False))
+    count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes["params"]))
+    assert count == parameter_count(spec)

@@ -1,0 +1,80 @@
+"""From the parsed `bench` / `report` options to what a sweep runs: the checked frameworks and
+threads, the cells and probes (a custom sweep, or a report level's preset plan), and the
+`SweepOptions` of the run. Nothing is written or imported from a framework here."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from resnet_rosetta.common.errors import UserError
+from . import config, presets
+from .config import Cell
+from .pipeline import check_frameworks
+from .sweep import SweepOptions, default_mem_limit
+
+# The options that make `report` run exactly the sweep given instead of a level's preset plan,
+# and the value each takes there when not given (`bench`'s defaults).
+CUSTOM_DEFAULTS = {"arch": "resnet18,resnet50", "mode": "infer,train", "batch": "16", "precision": "fp32",
+                   "exec_modes": "default"}
+
+
+def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]:
+    """Check the options every sweep shares; (installed frameworks, threads, notes)."""
+    explicit = args.frameworks is not None
+    frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
+    if args.size < 16:
+        raise UserError(f"--size must be >= 16, found {args.size}")
+    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.rounds < 1 or args.repeat_s <= 0:
+        raise UserError("--warmup and --iters must be >= 0, --repeats and --rounds >= 1, --repeat-s > 0")
+    if args.timeout <= 0 or (args.mem_limit is not None and args.mem_limit <= 0):
+        raise UserError("--timeout and --mem-limit must be positive")
+    threads = args.threads if args.threads is not None else config.default_threads()
+    if not 1 <= threads <= config.default_threads():
+        raise UserError(f"--threads must be between 1 and {config.default_threads()} (the cores available)")
+    frameworks, notes = check_frameworks(frameworks, explicit)
+    return frameworks, threads, notes
+
+
+def plan_sweep(args: argparse.Namespace) -> tuple[list[Cell], list[Cell], list[str], int, list[str]]:
+    """Validate the options and expand them into (cells, probes, frameworks, threads, notes)."""
+    archs = config.parse_archs(args.arch)
+    modes = config.parse_modes(args.mode)
+    batches = config.parse_ints(args.batch, "--batch sizes")
+    precisions = config.parse_precisions(args.precision)
+    execs = config.parse_execs(args.exec_modes)
+    frameworks, threads, notes = resolve_common(args)
+    cells = config.expand(archs, frameworks, modes, batches, precisions, execs, channels_last=args.channels_last,
+                          size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
+                          repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference,
+                          rounds=args.rounds)
+    probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads, warmup=args.warmup,
+                                                       repeats=args.repeats, repeat_s=args.repeat_s)
+    return cells, probes, frameworks, threads, notes
+
+
+def report_plan(args: argparse.Namespace, level: str) -> tuple[presets.Plan, list[str], int, list[str]]:
+    """`report`'s (plan, frameworks, threads, notes): the level's preset, or exactly the sweep given
+    when any of --arch/--mode/--batch/--precision/--exec was passed."""
+    if any(getattr(args, k) is not None for k in CUSTOM_DEFAULTS):
+        for k, v in CUSTOM_DEFAULTS.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+        cells, probes, frameworks, threads, notes = plan_sweep(args)
+        plan = presets.Plan("custom", cells, probes, budget_s=None, parity_args=[],
+                            measures=[f"a custom sweep of {len(cells)} cells (see 'What was run')"],
+                            skips=["everything outside that sweep"])
+        return plan, frameworks, threads, notes
+    frameworks, threads, notes = resolve_common(args)
+    plan = presets.build_plan(level, frameworks, threads, args.device, warmup=args.warmup, iters=args.iters,
+                              repeats=args.repeats, repeat_s=args.repeat_s, rounds=args.rounds)
+    if args.no_peak:
+        plan.probes = []
+    return plan, frameworks, threads, notes
+
+
+def sweep_options(args: argparse.Namespace, out: Path, deadline: float | None = None,
+                  hard_deadline: float | None = None) -> SweepOptions:
+    mem = int(args.mem_limit * 2**30) if args.mem_limit else default_mem_limit()
+    return SweepOptions(out_dir=out, timeout_s=args.timeout, mem_limit_bytes=mem, deadline=deadline,
+                        hard_deadline=hard_deadline, progress=not args.no_progress, tf32=args.tf32,
+                        mkl_amd=args.mkl_amd)
