@@ -18,8 +18,9 @@ from resnet_rosetta.common.canonical import load_canonical, random_weights, save
 from resnet_rosetta.common.datasets import load_dataset
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.tolerance import compare, tolerance
-from resnet_rosetta.common.training import confusion_matrix, interrupts_deferred, load_checkpoint, state_path
 from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.training.checkpoint import interrupts_deferred, load_checkpoint, state_path
+from resnet_rosetta.training.metrics import confusion_matrix
 
 from test_datasets import write_mnist
 
