@@ -85,13 +85,8 @@ def test_initial_weights_follow_torchvision() -> None:
 def trajectories() -> dict[str, dict[str, object]]:
     """resnet18_small (full width), 16x16, batch 4: gradients, then 5 SGD steps, in every framework.
 
-    Training on batches of 4 is only piecewise smooth: when a pre-ReLU value sits within rounding
-    of zero, a 1e-7 relative change of the weights flips it and moves the next gradients by ~1e-2.
-    Measured here: within 5 steps that happens for about half of all seeds at lr 1e-3 and for
-    every seed tried at lr 1e-2, and it reproduces in pure float64 torch with the weights perturbed
-    by 1e-7 (no framework involved). So this trajectory is pinned: seed 0, lr 1e-3, kink-free in
-    all three frameworks. If a kernel change ever lands it on a kink (all pairs jump to ~1e-2
-    together), pick another seed rather than widen the tolerance.
+    Pinned to seed 0 at lr 1e-3, a kink-free trajectory (no pre-ReLU value within rounding of zero)
+    in all three frameworks; why, and what to do if a kernel change lands it on a kink: docs/training.md.
     """
     spec = get_spec("resnet18_small").replace(in_channels=1, input_size=16)
     weights = initial_weights(spec, 0)

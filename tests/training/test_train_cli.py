@@ -18,8 +18,9 @@ from resnet_rosetta.common.canonical import load_canonical, random_weights, save
 from resnet_rosetta.common.datasets import load_dataset
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.tolerance import compare, tolerance
-from resnet_rosetta.common.training import confusion_matrix, interrupts_deferred, load_checkpoint, state_path
 from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.training.checkpoint import load_checkpoint, state_path
+from resnet_rosetta.training.metrics import confusion_matrix
 
 from test_datasets import write_mnist
 
@@ -143,18 +144,6 @@ def test_crash_while_writing_keeps_the_previous_pair(mnist: Path, tmp_path: Path
     monkeypatch.undo()
     assert main(["train", "--framework", "torch", "--resume", str(ckpt), "--epochs", "2"]) == 0
     assert load_checkpoint(ckpt)[2].epoch == 2
-
-
-def test_interrupts_are_deferred_while_a_checkpoint_is_written() -> None:
-    reached = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            with interrupts_deferred():  # nested: raised once, after the outer block
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)
-                reached.append("inner")
-            reached.append("outer")
-    assert reached == ["inner", "outer"]
 
 
 def test_non_finite_loss_stops_with_epoch_and_step(mnist: Path, tmp_path: Path,
