@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resnet_rosetta.common.datasets import DATASETS
+from resnet_rosetta.training.datasets import DATASETS
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.training.evaluate import evaluate
 

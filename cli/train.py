@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resnet_rosetta.common.datasets import DATASETS
+from resnet_rosetta.training.datasets import DATASETS
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.training.command import train_command
 from resnet_rosetta.training.config import DEFAULTS, LR_SCHEDULES, SETTINGS

@@ -10,7 +10,7 @@ import numpy as np
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.atomic import atomic_write_bytes, atomic_write_text
 from resnet_rosetta.common.canonical import check_weights, load_canonical
-from resnet_rosetta.common.datasets import CLASS_NAMES, load_dataset
+from .datasets import CLASS_NAMES, load_dataset
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
 from .checkpoint import CHECKPOINT_SUFFIX

@@ -17,7 +17,7 @@ import numpy as np
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.canonical import Weights
-from resnet_rosetta.common.datasets import Dataset, batches, epoch_order, load_dataset
+from .datasets import Dataset, batches, epoch_order, load_dataset
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.training import initial_weights
 from .checkpoint import Resume, TrainState, check_spec, interrupts_deferred, save_checkpoint, state_path

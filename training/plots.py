@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from resnet_rosetta.common.atomic import atomic_path
-from resnet_rosetta.common.datasets import Dataset
+from .datasets import Dataset
 
 
 def _pyplot() -> Any:

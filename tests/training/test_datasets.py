@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_rosetta.common import datasets
-from resnet_rosetta.common.datasets import IDX_FILES, epoch_order, load_dataset, read_idx, resize
+from resnet_rosetta.training import datasets
+from resnet_rosetta.training.datasets import IDX_FILES, epoch_order, load_dataset, read_idx, resize
 from resnet_rosetta.common.errors import UserError
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.canonical import load_canonical, random_weights, save_canonical
-from resnet_rosetta.common.datasets import load_dataset
+from resnet_rosetta.training.datasets import load_dataset
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.tolerance import compare, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_rosetta.common.datasets import load_dataset
+from resnet_rosetta.training.datasets import load_dataset
 from resnet_rosetta.training.compare import compare_table
 from resnet_rosetta.training.metrics import accuracy, confusion_matrix, format_confusion, predict_all
 from resnet_rosetta.training.plots import plot_confusion, plot_curves

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from resnet_rosetta.common.errors import UserError
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DIGITS_TEST_EVERY = 3  # every third image of each class is a test image
