@@ -128,19 +128,24 @@ def save_canonical(path: str | os.PathLike[str], weights: Mapping[str, np.ndarra
         save_file(ordered, str(tmp), metadata=meta)
 
 
-def load_canonical(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec | None]:
-    """Read a safetensors file; returns the tensors and the spec from its header, if it carries one."""
+def read_safetensors(path: Path, what: str = "safetensors file") -> tuple[Weights, dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file; a damaged one is a user error naming `what`."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     try:
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
-            weights = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from None
+        raise UserError(f"{path}: not a readable {what} ({_one_line(exc)})") from None
+
+
+def load_canonical(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec | None]:
+    """Read a safetensors file; returns the tensors and the spec from its header, if it carries one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    weights, meta = read_safetensors(path)
     version = meta.get("format_version")
     if version is not None and version != FORMAT_VERSION:
         raise UserError(f"{path}: canonical format version {version} is not supported (expected {FORMAT_VERSION})")

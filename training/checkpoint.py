@@ -27,7 +27,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 import numpy as np
 
 from resnet_rosetta.common.atomic import atomic_path
-from resnet_rosetta.common.canonical import Weights, load_canonical, save_canonical
+from resnet_rosetta.common.canonical import Weights, load_canonical, read_safetensors, save_canonical
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.common.training import trainable_keys
@@ -133,8 +133,6 @@ def save_checkpoint(path: str | os.PathLike[str], weights: Mapping[str, np.ndarr
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec, TrainState]:
     """Canonical weights, their spec and the training state beside them; refuses mismatched pairs."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     sidecar = state_path(path)
     weights, spec = load_canonical(path)
@@ -143,12 +141,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec, 
     if not sidecar.is_file():
         raise UserError(f"{path}: no training state {sidecar.name} beside it; it can be evaluated or "
                         "converted, but not resumed")
-    try:
-        with safe_open(str(sidecar), framework="np") as f:
-            meta = f.metadata() or {}
-            momentum = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise UserError(f"{sidecar}: not a readable training state ({' '.join(str(exc).split())})") from None
+    momentum, meta = read_safetensors(sidecar, "training state")
     if meta.get("format") != STATE_FORMAT or meta.get("format_version") != STATE_VERSION:
         raise UserError(f"{sidecar}: not a version-{STATE_VERSION} {STATE_FORMAT} file")
     if meta.get("weights_sha256") != _sha256(path):
