@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import importlib
 import json
 import os
 import platform
@@ -155,9 +154,7 @@ def layout_port(framework: str, select: Callable[[str], bool], mistake: Layout) 
 
 def same_padding_port(bench: Bench) -> Outputs:
     """Eval logits of Flax with padding='SAME' everywhere (a fresh adapter, traced inside the patch)."""
-    from .explain_flax import same_padding_everywhere
-
-    with same_padding_everywhere():
+    with demos("flax").same_padding_everywhere():
         adapter = load_framework("flax").Adapter(bench.spec, bench.weights)
         return {"logits": adapter.forward(bench.x)["logits"]}
 
@@ -217,8 +214,8 @@ PITFALLS: tuple[Pitfall, ...] = (
 # ---------------------------------------------------------------- per-framework measurement
 
 def demos(framework: str) -> ModuleType:
-    """The framework's demonstration module (cli/explain_<framework>.py)."""
-    return importlib.import_module(f"{__package__}.explain_{framework}")
+    """The framework's demonstration module (frameworks/<framework>/demos.py)."""
+    return load_framework(framework, "demos")
 
 
 def time_calls(call: Callable[[], object], repeats: int) -> list[float]:

@@ -66,7 +66,7 @@ class Topic:
 
 
 def _each(module: str, *qualnames: str) -> dict[str, tuple[Code, ...]]:
-    """The same names in each framework's mirrored module, e.g. `_each("cli.explain_{fw}", "seeded_model")`."""
+    """The same names in each framework's mirrored module, e.g. `_each("frameworks.{fw}.demos", "seeded_model")`."""
     return {fw: tuple(Code(module.format(fw=fw), q) for q in qualnames) for fw in FRAMEWORKS}
 
 
@@ -302,7 +302,7 @@ TOPICS: tuple[Topic, ...] = (
             Row("a new input shape", "one recompile that marks the size dynamic, then reused",
                 "a new program per shape", "a new trace and compile per shape", "test_new_shapes_recompile"),
         ),
-        code=_each("cli.explain_{fw}", "compile_model"),
+        code=_each("frameworks.{fw}.demos", "compile_model"),
         note="Only the first call pays, and it pays again for every new input shape (Paddle, JAX) or for the "
              "first change of shape (PyTorch, which then compiles a dynamic-shape graph). Benchmarks must "
              "therefore warm up with the exact shapes they time. PyTorch's default backend, Inductor, "
@@ -321,7 +321,7 @@ TOPICS: tuple[Topic, ...] = (
             Row("parameters", "stay float32", "stay float32", "stay float32; the cast copy is bf16",
                 "test_bf16_paths"),
         ),
-        code=_each("cli.explain_{fw}", "bf16_logits"),
+        code=_each("frameworks.{fw}.demos", "bf16_logits"),
         note="bf16 keeps float32's range with 8 mantissa bits (unit round-off 3.9e-3); through a whole ResNet "
              "that becomes an error of the order of 1e-2 at the logits, which is why common/tolerance.py scales "
              "its bf16 tolerances. Measured on the bench model:",
@@ -337,7 +337,7 @@ TOPICS: tuple[Topic, ...] = (
             Row("full float32", "set both flags to False", "`NVIDIA_TF32_OVERRIDE=0` before the first GPU op",
                 "`jax_default_matmul_precision = 'highest'`", "test_full_fp32_precision_switches"),
         ),
-        code=_each("cli.explain_{fw}", "full_fp32_precision"),
+        code=_each("frameworks.{fw}.demos", "full_fp32_precision"),
         note="TF32 rounds the inputs of matmuls and convolutions to a 10-bit mantissa (unit round-off 4.9e-4, "
              "against 6e-8 for float32), far above the 1e-5 tolerance of an fp32 parity check, so parity runs "
              "switch it off in every framework. Paddle's own L-BFGS warns that TF32 is on by default on NVIDIA "
@@ -354,7 +354,7 @@ TOPICS: tuple[Topic, ...] = (
                 "`FLAGS_cudnn_deterministic`, GPU builds only",
                 "`--xla_gpu_deterministic_ops=true` in `XLA_FLAGS`", "test_deterministic_switches"),
         ),
-        code=_each("cli.explain_{fw}", "seeded_model", "deterministic_kernels"),
+        code=_each("frameworks.{fw}.demos", "seeded_model", "deterministic_kernels"),
         note="A fixed seed gives the same initial weights run after run in all three; on GPUs, atomics in some "
              "reductions and autotuned kernel choices can still vary between runs, which is what the kernel "
              "switches address. The same initial weights across frameworks is a different problem, solved by "

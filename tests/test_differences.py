@@ -27,7 +27,6 @@ from flax import errors as flax_errors
 from flax import linen as nn
 from flax import traverse_util
 
-from resnet_rosetta.cli import explain_flax, explain_paddle, explain_torch
 from resnet_rosetta.cli.explain_measure import PITFALLS, TINY, TOLERANCE_KIND, Bench, Pitfall, demos
 from resnet_rosetta.cli.explain_topics import BLOCK_CLASSES
 from resnet_rosetta.common import rules
@@ -35,9 +34,12 @@ from resnet_rosetta.common.canonical import random_weights
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.tolerance import compare, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS, load
+from resnet_rosetta.frameworks.flax import demos as explain_flax
 from resnet_rosetta.frameworks.flax.files import flatten
 from resnet_rosetta.frameworks.flax.model import ResNet as FlaxResNet
+from resnet_rosetta.frameworks.paddle import demos as explain_paddle
 from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
+from resnet_rosetta.frameworks.torch import demos as explain_torch
 from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "differences.json"
