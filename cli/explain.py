@@ -15,7 +15,7 @@ from pathlib import Path
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
-from .explain_topics import TOPICS, get_topic
+from resnet_rosetta.guide.topics import TOPICS, get_topic
 
 DEFAULT_FIGURES = Path(__file__).resolve().parent.parent / "docs" / "differences.json"
 DEFAULT_ARCH = "resnet50"
@@ -37,12 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .explain_render import load_figures, render_markdown, render_text
+    from resnet_rosetta.guide.render import load_figures, render_markdown, render_text
 
     if args.topic is not None and (args.measure or args.markdown):
         raise UserError("give a TOPIC or --measure/--markdown, not both")
     if args.measure:
-        from .explain_measure import measure
+        from resnet_rosetta.guide.measure import measure
 
         measure(args.measure)
         print(f"wrote {args.measure}")

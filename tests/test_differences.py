@@ -1,7 +1,7 @@
 """Every fact in docs/differences.md (`resnet-rosetta explain`), proved on the frameworks as installed.
 
-Each test is named by a row of cli/explain_topics.py; tests/test_explain.py checks that every row
-names a test that exists here. Models are tiny (cli/explain_measure.py: TINY, 32x32, batch 4) so the
+Each test is named by a row of guide/topics.py; tests/test_explain.py checks that every row
+names a test that exists here. Models are tiny (guide/measure.py: TINY, 32x32, batch 4) so the
 whole file runs in about a minute on two cores.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ from flax import errors as flax_errors
 from flax import linen as nn
 from flax import traverse_util
 
-from resnet_rosetta.cli.explain_measure import PITFALLS, TINY, TOLERANCE_KIND, Bench, Pitfall, demos
-from resnet_rosetta.cli.explain_topics import BLOCK_CLASSES
+from resnet_rosetta.guide.measure import PITFALLS, TINY, TOLERANCE_KIND, Bench, Pitfall, demos
+from resnet_rosetta.guide.topics import BLOCK_CLASSES
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import random_weights
 from resnet_rosetta.common.errors import UserError

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.frameworks import FRAMEWORKS
-from .explain_source import Code
+from .source import Code
 
 FRAMEWORK_TITLES = {"torch": "PyTorch", "paddle": "Paddle", "flax": "Flax linen"}
 PROOFS = "tests/test_differences.py"
