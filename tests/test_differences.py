@@ -1,7 +1,7 @@
 """Every fact in docs/differences.md (`resnet-rosetta explain`), proved on the frameworks as installed.
 
 Each test is named by a row of guide/topics.py; tests/test_explain.py checks that every row
-names a test that exists here. Models are tiny (guide/measure.py: TINY, 32x32, batch 4) so the
+names a test that exists here. Models are tiny (guide/pitfalls.py: TINY, 32x32, batch 4) so the
 whole file runs in about a minute on two cores.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from flax import errors as flax_errors
 from flax import linen as nn
 from flax import traverse_util
 
-from resnet_rosetta.guide.measure import PITFALLS, TINY, TOLERANCE_KIND, Bench, Pitfall, demos
+from resnet_rosetta.guide.pitfalls import PITFALLS, TINY, TOLERANCE_KIND, Bench, Pitfall
 from resnet_rosetta.guide.topics import BLOCK_CLASSES
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import random_weights
@@ -605,7 +605,7 @@ def test_full_fp32_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
     try:
         for framework in FRAMEWORKS:
-            demos(framework).full_fp32_precision()
+            load(framework, "demos").full_fp32_precision()
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert jax.config.jax_default_matmul_precision == "highest"
         assert explain_paddle.os.environ["NVIDIA_TF32_OVERRIDE"] == "0"
@@ -617,7 +617,7 @@ def test_full_fp32_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_seeded_init_is_reproducible(framework: str) -> None:
     def weights(seed: int) -> dict[str, np.ndarray]:
-        model = demos(framework).seeded_model(INIT_SPEC, seed)
+        model = load(framework, "demos").seeded_model(INIT_SPEC, seed)
         if framework == "flax":
             return flatten(model)
         return {k: v.numpy() for k, v in model.state_dict().items()}

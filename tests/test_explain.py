@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
+from resnet_rosetta.guide.figures import load_figures
+from resnet_rosetta.guide.markdown import render_markdown
+from resnet_rosetta.guide.measure import tables
+from resnet_rosetta.guide.pitfalls import PITFALLS
+from resnet_rosetta.guide.source import PACKAGE, Code, SourceDrift
+from resnet_rosetta.guide.topics import TOPICS, get_topic
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.guide.measure import PITFALLS, tables
-from resnet_rosetta.guide.render import load_figures, render_markdown
-from resnet_rosetta.guide.source import PACKAGE, Code, SourceDrift
-from resnet_rosetta.guide.topics import FRAMEWORKS, TOPICS, get_topic
+from resnet_rosetta.frameworks import FRAMEWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "differences.md"
