@@ -22,7 +22,7 @@ from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.frameworks import FRAMEWORKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "differences.md"
 FIGURES = ROOT / "docs" / "differences.json"
 BLOCK_ARCHS = ("resnet50", "resnet18")
