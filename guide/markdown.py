@@ -61,7 +61,7 @@ def _table_markdown(columns: list[str], rows: list[list[str]]) -> list[str]:
 
 def _facts_markdown(rows: tuple[Row, ...]) -> list[str]:
     columns = ["", *(FRAMEWORK_TITLES[fw] for fw in FRAMEWORKS), "proof"]
-    body = [[r.label, *(r.cell(fw) for fw in FRAMEWORKS), f"[`{r.proof}`](../{PROOFS})"] for r in rows]
+    body = [[r.label, *(r.cell(fw) for fw in FRAMEWORKS), f"[`{r.proof_test}`](../{r.proof_file})"] for r in rows]
     return _table_markdown(columns, body)
 
 

@@ -3,7 +3,7 @@
 A pitfall is a real mistake on the way from canonical weights to a framework. Its naive port runs
 this repository's model with one convention ignored; its correct port runs the model as shipped.
 Both are compared with the oracle, relative to the reference's max magnitude (common/tolerance.py).
-tests/test_differences.py runs the same functions and asserts the claims.
+tests/guide/test_pitfalls.py runs the same functions and asserts the claims.
 """
 from __future__ import annotations
 

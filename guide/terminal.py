@@ -8,7 +8,7 @@ from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.frameworks import FRAMEWORKS
 from .figures import MEASURE_COMMAND, Figures, measured, measured_on
 from .source import Code
-from .topics import FRAMEWORK_TITLES, PROOFS, Row, Topic
+from .topics import FRAMEWORK_TITLES, Row, Topic
 
 MIN_CODE_COLUMN = 48  # narrower than this, code columns are stacked instead of wrapped side by side
 MIN_FACT_COLUMN = 12
@@ -31,7 +31,8 @@ def render_text(topic: Topic, spec: ResNetSpec, width: int, figures: Figures | N
         else:
             out += _grid(*table) + [""] + textwrap.wrap(measured_on(figures), width) + [""]
     if topic.rows:
-        out += textwrap.wrap(f"proofs ({PROOFS}): " + ", ".join(topic.proofs), width, subsequent_indent="  ")
+        proofs = "; ".join(f"({f}): " + ", ".join(tests) for f, tests in topic.proofs.items())
+        out += textwrap.wrap(f"proofs {proofs}", width, subsequent_indent="  ")
     return "\n".join(out).rstrip() + "\n"
 
 

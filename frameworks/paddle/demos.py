@@ -1,7 +1,7 @@
 """Paddle side of the guide's demonstrations; mirrored in frameworks/torch/demos.py and frameworks/flax/demos.py.
 
 The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
-tests/test_differences.py; the ones below it feed `explain --measure`.
+tests/guide/; the ones below it feed `explain --measure`.
 """
 from __future__ import annotations
 
