@@ -9,16 +9,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-from resnet_rosetta.common.atomic import atomic_write_text
-from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import get_spec
-from .explain_topics import TOPICS, get_topic
-
-DEFAULT_FIGURES = Path(__file__).resolve().parent.parent / "docs" / "differences.json"
-DEFAULT_ARCH = "resnet50"
+from resnet_rosetta.guide.explain import DEFAULT_ARCH, DEFAULT_FIGURES, explain
+from resnet_rosetta.guide.topics import TOPICS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,32 +31,5 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .explain_render import load_figures, render_markdown, render_text
-
-    if args.topic is not None and (args.measure or args.markdown):
-        raise UserError("give a TOPIC or --measure/--markdown, not both")
-    if args.measure:
-        from .explain_measure import measure
-
-        measure(args.measure)
-        print(f"wrote {args.measure}")
-    figures = load_figures(args.measure or args.figures)
-    if args.markdown:
-        if figures is None:
-            raise UserError(f"no measured figures at {args.figures}; run `resnet-rosetta explain --measure "
-                            f"{args.figures}` first")
-        atomic_write_text(args.markdown, render_markdown(figures))
-        print(f"wrote {args.markdown}")
-    if args.measure or args.markdown:
-        return 0
-    if args.topic is None:
-        print("topics (resnet-rosetta explain TOPIC):")
-        for t in TOPICS:
-            print(f"  {t.name:<16} {t.title}: {t.summary}")
-        return 0
-    topic = get_topic(args.topic)
-    if args.arch is not None and not topic.per_block:
-        raise UserError(f"--arch applies to the block topic only, not to {topic.name}")
-    width = args.width or shutil.get_terminal_size((120, 40)).columns
-    print(render_text(topic, get_spec(args.arch or DEFAULT_ARCH), width, figures), end="")
-    return 0
+    return explain(args.topic, arch=args.arch, width=args.width, figures=args.figures, measure=args.measure,
+                   markdown=args.markdown)

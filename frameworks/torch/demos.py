@@ -1,7 +1,7 @@
-"""PyTorch side of the guide's demonstrations; mirrored in explain_paddle.py and explain_flax.py.
+"""PyTorch side of the guide's demonstrations; mirrored in frameworks/paddle/demos.py and frameworks/flax/demos.py.
 
 The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
-tests/test_differences.py; the ones below it feed `explain --measure`.
+tests/guide/; the ones below it feed `explain --measure`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from resnet_rosetta.common.canonical import Weights
 from resnet_rosetta.common.spec import ResNetSpec
-from resnet_rosetta.frameworks.torch.adapter import Adapter
-from resnet_rosetta.frameworks.torch.model import ResNet
+from .adapter import Adapter
+from .model import ResNet
 
 
 def compile_model(model: nn.Module, backend: str | Callable = "inductor") -> Callable[[Tensor], Tensor]:

@@ -1,7 +1,7 @@
-"""Paddle side of the guide's demonstrations; mirrored in explain_torch.py and explain_flax.py.
+"""Paddle side of the guide's demonstrations; mirrored in frameworks/torch/demos.py and frameworks/flax/demos.py.
 
 The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
-tests/test_differences.py; the ones below it feed `explain --measure`.
+tests/guide/; the ones below it feed `explain --measure`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import paddle
 
 from resnet_rosetta.common.canonical import Weights
 from resnet_rosetta.common.spec import ResNetSpec
-from resnet_rosetta.frameworks.paddle.adapter import Adapter
-from resnet_rosetta.frameworks.paddle.model import ResNet
+from .adapter import Adapter
+from .model import ResNet
 
 
 def compile_model(model: paddle.nn.Layer) -> Callable[[paddle.Tensor], paddle.Tensor]:

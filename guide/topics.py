@@ -1,7 +1,7 @@
 """The guide's content as data: one `Topic` per difference between PyTorch, Paddle and Flax.
 
-Each topic has fact rows (every row names the test in tests/test_differences.py that fails if the
-fact stops being true), code cells read from this repository's source at run time (`Code`), a note,
+Each topic has fact rows (every row names the test in tests/guide/ that fails if the fact stops
+being true), code cells read from this repository's source at run time (`Code`), a note,
 and, where the guide quotes numbers, a table measured by `resnet-rosetta explain --measure`.
 `resnet-rosetta explain TOPIC` prints a topic; docs/differences.md is generated from all of them.
 """
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.frameworks import FRAMEWORKS
-from .explain_source import Code
+from .source import Code
 
 FRAMEWORK_TITLES = {"torch": "PyTorch", "paddle": "Paddle", "flax": "Flax linen"}
-PROOFS = "tests/test_differences.py"
+PROOFS = "tests/guide/"  # where the tests that prove the facts live
 # The residual-block class each framework builds for a spec's block type ({block} in code and rows).
 BLOCK_CLASSES = {
     "basic": {"torch": "BasicBlock", "paddle": "BasicBlock", "flax": "BasicBlock"},
@@ -25,7 +25,7 @@ BLOCK_CLASSES = {
 
 @dataclass(frozen=True)
 class Row:
-    """One fact in three frameworks, and the test that proves it."""
+    """One fact in three frameworks, and the test that proves it (a pytest node id: FILE::TEST)."""
 
     label: str
     torch: str
@@ -35,6 +35,14 @@ class Row:
 
     def cell(self, framework: str) -> str:
         return getattr(self, framework)
+
+    @property
+    def proof_file(self) -> str:
+        return self.proof.partition("::")[0]
+
+    @property
+    def proof_test(self) -> str:
+        return self.proof.partition("::")[2]
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,16 @@ class Topic:
                      for r in self.rows)
 
     @property
-    def proofs(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r.proof for r in self.rows))
+    def proofs(self) -> dict[str, tuple[str, ...]]:
+        """Test file -> the tests in it that prove this topic's facts, in order of first mention."""
+        files: dict[str, dict[str, None]] = {}
+        for r in self.rows:
+            files.setdefault(r.proof_file, {})[r.proof_test] = None
+        return {f: tuple(tests) for f, tests in files.items()}
 
 
 def _each(module: str, *qualnames: str) -> dict[str, tuple[Code, ...]]:
-    """The same names in each framework's mirrored module, e.g. `_each("cli.explain_{fw}", "seeded_model")`."""
+    """The same names in each framework's mirrored module, e.g. `_each("frameworks.{fw}.demos", "seeded_model")`."""
     return {fw: tuple(Code(module.format(fw=fw), q) for q in qualnames) for fw in FRAMEWORKS}
 
 
@@ -74,11 +86,12 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "layout", "Tensor layout", "NCHW in PyTorch and Paddle, NHWC in Flax",
         rows=(
-            Row("activations", "NCHW", "NCHW", "NHWC", "test_activation_layout"),
+            Row("activations", "NCHW", "NCHW", "NHWC", "tests/guide/test_layout.py::test_activation_layout"),
             Row("an NCHW batch given as is", "runs", "runs",
-                "rejected: `conv1` reads the width as channels", "test_flax_rejects_nchw"),
+                "rejected: `conv1` reads the width as channels", "tests/guide/test_layout.py::test_flax_rejects_nchw"),
             Row("at the boundary", "nothing to do", "nothing to do",
-                "`np.transpose(x, (0, 2, 3, 1))` in, `(0, 3, 1, 2)` out", "test_activation_layout"),
+                "`np.transpose(x, (0, 2, 3, 1))` in, `(0, 3, 1, 2)` out",
+                "tests/guide/test_layout.py::test_activation_layout"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "ResNet.forward_stages", "flatten"),),
@@ -94,13 +107,15 @@ TOPICS: tuple[Topic, ...] = (
         "weights", "Conv and Linear weight layouts", "OIHW vs HWIO kernels, [out, in] vs [in, out] Linear",
         rows=(
             Row("conv weight", "OIHW `[out, in/groups, kh, kw]`", "OIHW", "HWIO `[kh, kw, in/groups, out]`",
-                "test_native_weight_layouts"),
+                "tests/guide/test_weights.py::test_native_weight_layouts"),
             Row("Linear weight", "`[out, in]`: y = x Wᵀ + b", "`[in, out]`: y = x W + b", "Dense kernel `[in, out]`",
-                "test_native_weight_layouts"),
+                "tests/guide/test_weights.py::test_native_weight_layouts"),
             Row("from canonical (torchvision)", "as is", "Linear: `.T`",
-                "conv: `transpose(2, 3, 1, 0)`; Dense: `.T`", "test_rules_round_trip_exactly"),
+                "conv: `transpose(2, 3, 1, 0)`; Dense: `.T`",
+                "tests/guide/test_weights.py::test_rules_round_trip_exactly"),
             Row("un-transposed, non-square Linear", "—", "refused by the strict loader (shape)",
-                "refused by the strict loader (shape)", "test_untransposed_linear_is_refused"),
+                "refused by the strict loader (shape)",
+                "tests/guide/test_weights.py::test_untransposed_linear_is_refused"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "conv3x3"),
@@ -122,10 +137,10 @@ TOPICS: tuple[Topic, ...] = (
         "padding", "Padding: explicit vs 'SAME'", "why Flax must not use 'SAME' for stride-2 convolutions",
         rows=(
             Row("a 3x3 conv in this repository", "`padding=1`", "`padding=(filter_size - 1) // 2`",
-                "`padding=((1, 1), (1, 1))`", "test_pitfall[flax-same-padding]"),
+                "`padding=((1, 1), (1, 1))`", "tests/guide/test_pitfalls.py::test_pitfall[flax-same-padding]"),
             Row("'SAME' on a stride-2 conv, even input", "refused: 'same' is not supported for strided convolutions",
                 "pads (0, 1): bottom and right only", "pads (0, 1): bottom and right only",
-                "test_same_padding_with_stride_2"),
+                "tests/guide/test_padding.py::test_same_padding_with_stride_2"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "conv3x3"),
@@ -145,15 +160,17 @@ TOPICS: tuple[Topic, ...] = (
         "batchnorm", "Batch norm: momentum and running variance", "momentum conventions, biased vs unbiased variance",
         rows=(
             Row("`momentum` is the weight of", "the new batch statistic", "the old running value",
-                "the old running value", "test_bn_momentum_meaning"),
-            Row("default momentum", "0.1", "0.9", "0.99", "test_bn_defaults"),
+                "the old running value", "tests/guide/test_batchnorm.py::test_bn_momentum_meaning"),
+            Row("default momentum", "0.1", "0.9", "0.99", "tests/guide/test_batchnorm.py::test_bn_defaults"),
             Row("our spec's 0.1 becomes", "`momentum=0.1`", "`momentum=0.9`", "`m = 0.9` (old value's weight)",
-                "test_running_stats_match_oracle"),
+                "tests/guide/test_batchnorm.py::test_running_stats_match_oracle"),
             Row("`running_var` is fed", "the unbiased batch variance (× n/(n−1))", "the biased batch variance",
-                "the biased batch variance", "test_native_running_var_rule"),
-            Row("epsilon argument", "`eps`", "`epsilon`", "`epsilon`", "test_bn_defaults"),
+                "the biased batch variance", "tests/guide/test_batchnorm.py::test_native_running_var_rule"),
+            Row("epsilon argument", "`eps`", "`epsilon`", "`epsilon`",
+                "tests/guide/test_batchnorm.py::test_bn_defaults"),
             Row("eval forward with either mistake", "—", "unchanged: only the running statistics drift",
-                "unchanged: only the running statistics drift", "test_bn_mistakes_do_not_show_in_eval"),
+                "unchanged: only the running statistics drift",
+                "tests/guide/test_batchnorm.py::test_bn_mistakes_do_not_show_in_eval"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "BatchNorm2d"),),
@@ -170,16 +187,19 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "naming", "Parameter and buffer naming", "torchvision names, classic Paddle names, Flax paths",
         rows=(
-            Row("stem conv", "`conv1.weight`", "`conv._conv.weight`", "`params/conv1/kernel`", "test_native_names"),
+            Row("stem conv", "`conv1.weight`", "`conv._conv.weight`", "`params/conv1/kernel`",
+                "tests/guide/test_naming.py::test_native_names"),
             Row("shortcut BN variance of block 2.0", "`layer2.0.downsample.1.running_var`",
                 "`bb_1_0.short._batch_norm._variance`", "`batch_stats/layer2_0/downsample_bn/var`",
-                "test_native_names"),
+                "tests/guide/test_naming.py::test_native_names"),
             Row("classifier", "`fc.weight`, `fc.bias`", "`out.weight`, `out.bias`",
-                "`params/fc/kernel`, `params/fc/bias`", "test_native_names"),
-            Row("extra state per BN", "`num_batches_tracked`", "none", "none", "test_native_names"),
+                "`params/fc/kernel`, `params/fc/bias`", "tests/guide/test_naming.py::test_native_names"),
+            Row("extra state per BN", "`num_batches_tracked`", "none", "none",
+                "tests/guide/test_naming.py::test_native_names"),
             Row("running statistics are", "buffers: in `state_dict()`, not in `parameters()`",
                 "parameters with `stop_gradient=True`: in `parameters()`",
-                "the `batch_stats` collection, beside `params`", "test_where_running_statistics_live"),
+                "the `batch_stats` collection, beside `params`",
+                "tests/guide/test_naming.py::test_where_running_statistics_live"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "_downsample"),
@@ -200,13 +220,13 @@ TOPICS: tuple[Topic, ...] = (
         "state", "Train/eval switching and where state lives", "modules that mutate vs variables that are returned",
         rows=(
             Row("a freshly built model is in", "train mode", "train mode",
-                "no mode: `train` is an argument of `__call__`", "test_fresh_model_mode"),
+                "no mode: `train` is an argument of `__call__`", "tests/guide/test_state.py::test_fresh_model_mode"),
             Row("a train-mode forward updates", "the module's buffers, in place",
                 "the layer's `_mean`, `_variance`, in place", "nothing: it returns the new `batch_stats`",
-                "test_train_mode_updates_state"),
+                "tests/guide/test_state.py::test_train_mode_updates_state"),
             Row("updating state without asking", "—", "—",
                 "refused: `ModifyScopeVariableError` unless `mutable=['batch_stats']`",
-                "test_flax_refuses_hidden_state_update"),
+                "tests/guide/test_state.py::test_flax_refuses_hidden_state_update"),
         ),
         code={
             "torch": (Code("frameworks.torch.adapter", "Adapter.forward", "self.model.train"),
@@ -226,11 +246,12 @@ TOPICS: tuple[Topic, ...] = (
             Row("conv weights", "`kaiming_normal_(mode='fan_out')`: std √(2/fan_out), set explicitly",
                 "Paddle's default: Normal(0, √(2/fan_in)); the classic source sets none",
                 "`variance_scaling(2.0, 'fan_out', 'normal')`: std √(2/fan_out), set explicitly",
-                "test_conv_init_scale"),
+                "tests/guide/test_init.py::test_conv_init_scale"),
             Row("classifier weight", "PyTorch's default: U(±1/√fan_in)", "U(±1/√fan_in), set explicitly",
-                "Flax's default `lecun_normal`: std 1/√fan_in", "test_classifier_init"),
-            Row("classifier bias", "U(±1/√fan_in)", "zeros", "zeros", "test_classifier_init"),
-            Row("BN scale, shift, mean, var", "1, 0, 0, 1", "1, 0, 0, 1", "1, 0, 0, 1", "test_bn_init"),
+                "Flax's default `lecun_normal`: std 1/√fan_in", "tests/guide/test_init.py::test_classifier_init"),
+            Row("classifier bias", "U(±1/√fan_in)", "zeros", "zeros", "tests/guide/test_init.py::test_classifier_init"),
+            Row("BN scale, shift, mean, var", "1, 0, 0, 1", "1, 0, 0, 1", "1, 0, 0, 1",
+                "tests/guide/test_init.py::test_bn_init"),
         ),
         code={
             "torch": (Code("frameworks.torch.model", "ResNet._init_weights"),),
@@ -248,13 +269,14 @@ TOPICS: tuple[Topic, ...] = (
         "autograd", "Autograd: backward() vs jax.grad", "gradients as side effects vs as return values",
         rows=(
             Row("gradients come from", "`loss.backward()`, into `p.grad`", "`loss.backward()`, into `p.grad`",
-                "`jax.value_and_grad(loss_fn)`, returned as a tree", "test_gradients_agree"),
+                "`jax.value_and_grad(loss_fn)`, returned as a tree",
+                "tests/guide/test_autograd.py::test_gradients_agree"),
             Row("a second backward", "adds to `p.grad` (clear with `zero_grad`)",
                 "adds to `p.grad` (clear with `clear_grad`)", "nothing accumulates: a pure function",
-                "test_gradients_accumulate"),
+                "tests/guide/test_autograd.py::test_gradients_accumulate"),
             Row("batch statistics during the loss", "updated in place as a side effect",
                 "updated in place as a side effect", "returned as auxiliary output (`has_aux=True`)",
-                "test_train_mode_updates_state"),
+                "tests/guide/test_state.py::test_train_mode_updates_state"),
         ),
         code={
             "torch": (Code("frameworks.torch.training", "Trainer._backward"),),
@@ -268,13 +290,14 @@ TOPICS: tuple[Topic, ...] = (
         "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
         rows=(
             Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",
-                "`optax.sgd(lr, momentum=μ)`", "test_optimizer_update_rule"),
+                "`optax.sgd(lr, momentum=μ)`", "tests/guide/test_optimizer.py::test_optimizer_update_rule"),
             Row("update", "b = μ b + g; p −= lr b", "v = μ v + g; p −= lr v", "t = μ t + g; p −= lr t",
-                "test_optimizer_update_rule"),
+                "tests/guide/test_optimizer.py::test_optimizer_update_rule"),
             Row("L2 weight decay", "`weight_decay=wd`: g += wd p", "`weight_decay=L2Decay(wd)`: g += wd p",
-                "`add_decayed_weights(wd)` chained before `sgd`", "test_optimizer_update_rule"),
+                "`add_decayed_weights(wd)` chained before `sgd`",
+                "tests/guide/test_optimizer.py::test_optimizer_update_rule"),
             Row("decay chained after `sgd`", "—", "—", "p −= wd p, not scaled by lr: another optimizer",
-                "test_optax_chain_order_matters"),
+                "tests/guide/test_optimizer.py::test_optax_chain_order_matters"),
         ),
         code={
             "torch": (Code("frameworks.torch.training", "Trainer.__init__", "torch.optim.SGD"),
@@ -292,17 +315,18 @@ TOPICS: tuple[Topic, ...] = (
         "compilation", "Compilation: torch.compile, paddle.jit.to_static, jax.jit", "what the first call costs",
         rows=(
             Row("compile", "`torch.compile(model)`", "`paddle.jit.to_static(model)`", "`jax.jit(model.apply)`",
-                "test_first_call_compiles"),
+                "tests/guide/test_compilation.py::test_first_call_compiles"),
             Row("the first call", "TorchDynamo captures the graph, then the backend compiles it",
                 "dy2static converts the Python source into a static program",
-                "traces to a jaxpr, then XLA compiles it", "test_first_call_compiles"),
+                "traces to a jaxpr, then XLA compiles it", "tests/guide/test_compilation.py::test_first_call_compiles"),
             Row("the model passed in", "unchanged: a new wrapper is returned",
                 "converted in place: the same layer is returned", "unchanged: a new function is returned",
-                "test_what_compilation_returns"),
+                "tests/guide/test_compilation.py::test_what_compilation_returns"),
             Row("a new input shape", "one recompile that marks the size dynamic, then reused",
-                "a new program per shape", "a new trace and compile per shape", "test_new_shapes_recompile"),
+                "a new program per shape", "a new trace and compile per shape",
+                "tests/guide/test_compilation.py::test_new_shapes_recompile"),
         ),
-        code=_each("cli.explain_{fw}", "compile_model"),
+        code=_each("frameworks.{fw}.demos", "compile_model"),
         note="Only the first call pays, and it pays again for every new input shape (Paddle, JAX) or for the "
              "first change of shape (PyTorch, which then compiles a dynamic-shape graph). Benchmarks must "
              "therefore warm up with the exact shapes they time. PyTorch's default backend, Inductor, "
@@ -314,14 +338,15 @@ TOPICS: tuple[Topic, ...] = (
         rows=(
             Row("mechanism", "`torch.autocast(device, dtype=torch.bfloat16)` context",
                 "`paddle.amp.auto_cast(dtype='bfloat16')` context",
-                "no autocast: cast the arrays, or `dtype=jnp.bfloat16` on modules", "test_bf16_paths"),
+                "no autocast: cast the arrays, or `dtype=jnp.bfloat16` on modules",
+                "tests/guide/test_mixed_precision.py::test_bf16_paths"),
             Row("on this CPU", "convolutions and matmuls run in bf16",
                 "no effect: warns and stays float32 (no bf16 conv kernel on CPU)", "runs in bf16",
-                "test_bf16_paths"),
+                "tests/guide/test_mixed_precision.py::test_bf16_paths"),
             Row("parameters", "stay float32", "stay float32", "stay float32; the cast copy is bf16",
-                "test_bf16_paths"),
+                "tests/guide/test_mixed_precision.py::test_bf16_paths"),
         ),
-        code=_each("cli.explain_{fw}", "bf16_logits"),
+        code=_each("frameworks.{fw}.demos", "bf16_logits"),
         note="bf16 keeps float32's range with 8 mantissa bits (unit round-off 3.9e-3); through a whole ResNet "
              "that becomes an error of the order of 1e-2 at the logits, which is why common/tolerance.py scales "
              "its bf16 tolerances. Measured on the bench model:",
@@ -331,13 +356,14 @@ TOPICS: tuple[Topic, ...] = (
         rows=(
             Row("matmul", "`torch.backends.cuda.matmul.allow_tf32` is False", "no TF32 flag in the CPU wheel",
                 "`jax_default_matmul_precision` is None: XLA's default, TF32 on Ampere and later",
-                "test_tf32_defaults"),
+                "tests/guide/test_tf32.py::test_tf32_defaults"),
             Row("convolution", "`torch.backends.cudnn.allow_tf32` is True", "no TF32 flag in the CPU wheel",
-                "the same setting as matmul", "test_tf32_defaults"),
+                "the same setting as matmul", "tests/guide/test_tf32.py::test_tf32_defaults"),
             Row("full float32", "set both flags to False", "`NVIDIA_TF32_OVERRIDE=0` before the first GPU op",
-                "`jax_default_matmul_precision = 'highest'`", "test_full_fp32_precision_switches"),
+                "`jax_default_matmul_precision = 'highest'`",
+                "tests/guide/test_tf32.py::test_full_fp32_precision_switches"),
         ),
-        code=_each("cli.explain_{fw}", "full_fp32_precision"),
+        code=_each("frameworks.{fw}.demos", "full_fp32_precision"),
         note="TF32 rounds the inputs of matmuls and convolutions to a 10-bit mantissa (unit round-off 4.9e-4, "
              "against 6e-8 for float32), far above the 1e-5 tolerance of an fp32 parity check, so parity runs "
              "switch it off in every framework. Paddle's own L-BFGS warns that TF32 is on by default on NVIDIA "
@@ -347,14 +373,17 @@ TOPICS: tuple[Topic, ...] = (
         "determinism", "Determinism switches", "global seeds vs explicit keys, deterministic kernels",
         rows=(
             Row("seeding", "`torch.manual_seed(s)`: one global generator", "`paddle.seed(s)`: one global generator",
-                "`jax.random.key(s)`, passed to `init`", "test_seeded_init_is_reproducible"),
+                "`jax.random.key(s)`, passed to `init`",
+                "tests/guide/test_determinism.py::test_seeded_init_is_reproducible"),
             Row("another draw before building", "changes the weights", "changes the weights",
-                "cannot happen: keys are explicit", "test_global_generators_are_shared"),
+                "cannot happen: keys are explicit",
+                "tests/guide/test_determinism.py::test_global_generators_are_shared"),
             Row("deterministic kernels", "`torch.use_deterministic_algorithms(True)`, off by default",
                 "`FLAGS_cudnn_deterministic`, GPU builds only",
-                "`--xla_gpu_deterministic_ops=true` in `XLA_FLAGS`", "test_deterministic_switches"),
+                "`--xla_gpu_deterministic_ops=true` in `XLA_FLAGS`",
+                "tests/guide/test_determinism.py::test_deterministic_switches"),
         ),
-        code=_each("cli.explain_{fw}", "seeded_model", "deterministic_kernels"),
+        code=_each("frameworks.{fw}.demos", "seeded_model", "deterministic_kernels"),
         note="A fixed seed gives the same initial weights run after run in all three; on GPUs, atomics in some "
              "reductions and autotuned kernel choices can still vary between runs, which is what the kernel "
              "switches address. The same initial weights across frameworks is a different problem, solved by "
@@ -362,14 +391,14 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "block", "The residual block, side by side", "BasicBlock / Bottleneck in the three frameworks (--arch)",
         rows=(
-            Row("class", "`{block}`", "`{block}`", "`{block}`", "test_block_structure"),
+            Row("class", "`{block}`", "`{block}`", "`{block}`", "tests/guide/test_block.py::test_block_structure"),
             Row("conv + BN pairs", "`convK` + `bnK`, K from 1",
                 "`convK`: ConvBNLayer(`_conv`, `_batch_norm`), K from 0", "`convK` + `bnK`, K from 1",
-                "test_block_structure"),
+                "tests/guide/test_block.py::test_block_structure"),
             Row("projection shortcut", "`downsample`: Sequential(1x1 conv, BN)", "`short`: ConvBNLayer (1x1)",
-                "`downsample_conv` + `downsample_bn`", "test_block_structure"),
+                "`downsample_conv` + `downsample_bn`", "tests/guide/test_block.py::test_block_structure"),
             Row("stride sits on", "the first 3x3 conv (v1.5)", "the first 3x3 conv (v1.5)",
-                "the first 3x3 conv (v1.5)", "test_block_structure"),
+                "the first 3x3 conv (v1.5)", "tests/guide/test_block.py::test_block_structure"),
         ),
         code={"torch": (Code("frameworks.torch.model", "{block}"),),
               "paddle": (Code("frameworks.paddle.model", "ConvBNLayer"), Code("frameworks.paddle.model", "{block}")),

@@ -1,7 +1,7 @@
-"""Flax side of the guide's demonstrations; mirrored in explain_torch.py and explain_paddle.py.
+"""Flax side of the guide's demonstrations; mirrored in frameworks/torch/demos.py and frameworks/paddle/demos.py.
 
 The functions above the line are shown in the guide (`resnet-rosetta explain`) and run by
-tests/test_differences.py; the ones below it feed `explain --measure` and the pitfall tests.
+tests/guide/; the ones below it feed `explain --measure` and the pitfall tests.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from flax import linen as nn
 
 from resnet_rosetta.common.canonical import Weights
 from resnet_rosetta.common.spec import ResNetSpec
-from resnet_rosetta.frameworks.flax import model as flax_model
-from resnet_rosetta.frameworks.flax.adapter import Adapter
-from resnet_rosetta.frameworks.flax.model import ResNet
+from . import model as flax_model
+from .adapter import Adapter
+from .model import ResNet
 
 
 def compile_model(model: nn.Module) -> Callable[..., Any]:

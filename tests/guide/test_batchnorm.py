@@ -1,0 +1,75 @@
+"""Batch norm: momentum and running variance (`resnet-rosetta explain batchnorm`): every fact of guide/topics.py's 'batchnorm' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import paddle
+import pytest
+import torch
+from flax import linen as nn
+
+from resnet_rosetta.common.tolerance import compare, tolerance
+from resnet_rosetta.frameworks import FRAMEWORKS, load
+from resnet_rosetta.guide.pitfalls import TOLERANCE_KIND, Bench
+
+
+def _one_bn_step(framework: str, momentum: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(running mean, running var) of the framework's own BatchNorm after one train step from (0, 1)."""
+    if framework == "torch":
+        bn = torch.nn.BatchNorm2d(x.shape[1], momentum=momentum).train()
+        bn(torch.from_numpy(x))
+        return bn.running_mean.numpy(), bn.running_var.numpy()
+    if framework == "paddle":
+        bn = paddle.nn.BatchNorm2D(x.shape[1], momentum=momentum)
+        bn.train()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bn(paddle.to_tensor(x))
+        return bn._mean.numpy(), bn._variance.numpy()
+    x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
+    layer = nn.BatchNorm(use_running_average=False, momentum=momentum)
+    _, state = layer.apply(layer.init(jax.random.key(0), x_nhwc), x_nhwc, mutable=["batch_stats"])
+    return np.asarray(state["batch_stats"]["mean"]), np.asarray(state["batch_stats"]["var"])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_bn_momentum_meaning(framework: str) -> None:
+    x = np.random.default_rng(0).normal(1.0, 1.0, size=(4, 3, 5, 5)).astype(np.float32)
+    mean, _ = _one_bn_step(framework, 0.25, x)
+    new_weight = 0.25 if framework == "torch" else 0.75  # running mean starts at 0
+    np.testing.assert_allclose(mean, new_weight * x.mean(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_bn_defaults() -> None:
+    torch_args = inspect.signature(torch.nn.BatchNorm2d).parameters
+    paddle_args = inspect.signature(paddle.nn.BatchNorm2D).parameters
+    flax_args = inspect.signature(nn.BatchNorm).parameters
+    assert torch_args["momentum"].default == 0.1 and "eps" in torch_args
+    assert paddle_args["momentum"].default == 0.9 and "epsilon" in paddle_args
+    assert flax_args["momentum"].default == 0.99 and "epsilon" in flax_args
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_running_stats_match_oracle(framework: str, bench: Bench) -> None:
+    assert bench.correct_error(framework, "running_stats") < tolerance(TOLERANCE_KIND["running_stats"])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_native_running_var_rule(framework: str) -> None:
+    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype(np.float32)  # n = 8 per channel
+    only_new = 1.0 if framework == "torch" else 0.0  # running var = the fed batch variance
+    _, var = _one_bn_step(framework, only_new, x)
+    ddof = 1 if framework == "torch" else 0
+    np.testing.assert_allclose(var, x.var(axis=(0, 2, 3), ddof=ddof), rtol=1e-5)
+
+
+@pytest.mark.parametrize("framework", ["paddle", "flax"])
+def test_bn_mistakes_do_not_show_in_eval(framework: str, bench: Bench) -> None:
+    naive = bench.spec.replace(bn_momentum=0.9, bn_running_var="native")  # both mistakes at once
+    logits = load(framework).Adapter(naive, bench.weights).forward(bench.x)["logits"]
+    assert compare(logits, bench.eval_reference["logits"], 0).max_rel < tolerance("eval")

@@ -1,0 +1,66 @@
+"""The residual block, side by side (`resnet-rosetta explain block`): every fact of guide/topics.py's 'block' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import linen as nn
+
+from resnet_rosetta.frameworks.flax.model import ResNet as FlaxResNet
+from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
+from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
+from resnet_rosetta.guide.pitfalls import TINY
+from resnet_rosetta.guide.topics import BLOCK_CLASSES
+
+
+TINY50 = TINY.replace(name="tiny50", block="bottleneck", num_classes=10)
+
+
+def _flax_modules(spec: Any) -> dict[tuple[str, ...], nn.Module]:
+    """Every Flax submodule called in a forward, by path (the model builds them lazily)."""
+    seen: dict[tuple[str, ...], nn.Module] = {}
+
+    def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        seen[context.module.path] = context.module
+        return next_fun(*args, **kwargs)
+
+    x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels))
+    with nn.intercept_methods(record):
+        jax.eval_shape(FlaxResNet(spec).init, jax.random.key(0), x)
+    return seen
+
+
+@pytest.mark.parametrize("spec", [TINY, TINY50], ids=lambda s: s.block)
+def test_block_structure(spec: Any) -> None:
+    names = BLOCK_CLASSES[spec.block]
+    n_convs = 2 if spec.block == "basic" else 3
+    first_3x3 = 0 if spec.block == "basic" else 1
+
+    block = TorchResNet(spec).layer2[0]
+    assert type(block).__name__ == names["torch"]
+    convs = [getattr(block, f"conv{k}") for k in range(1, n_convs + 1)]
+    assert all(hasattr(block, f"bn{k}") for k in range(1, n_convs + 1))
+    assert [c.stride[0] for c in convs] == [2 if i == first_3x3 else 1 for i in range(n_convs)]
+    assert convs[first_3x3].kernel_size == (3, 3)
+    assert [type(m).__name__ for m in block.downsample] == ["Conv2d", "BatchNorm2d"]
+    assert block.downsample[0].kernel_size == (1, 1)
+
+    layer = getattr(PaddleResNet(spec), "bb_1_0")
+    assert type(layer).__name__ == names["paddle"]
+    pairs = [getattr(layer, f"conv{k}") for k in range(n_convs)]
+    assert all(type(p).__name__ == "ConvBNLayer" and hasattr(p, "_batch_norm") for p in pairs)
+    assert [p._conv._stride[0] for p in pairs] == [2 if i == first_3x3 else 1 for i in range(n_convs)]
+    assert list(pairs[first_3x3]._conv._kernel_size) == [3, 3]
+    assert type(layer.short).__name__ == "ConvBNLayer" and list(layer.short._conv._kernel_size) == [1, 1]
+
+    modules = _flax_modules(spec)
+    assert type(modules[("layer2_0",)]).__name__ == names["flax"]
+    flax_convs = [modules[("layer2_0", f"conv{k}")] for k in range(1, n_convs + 1)]
+    assert all(("layer2_0", f"bn{k}") in modules for k in range(1, n_convs + 1))
+    strides = [c.strides if isinstance(c.strides, int) else c.strides[0] for c in flax_convs]
+    assert strides == [2 if i == first_3x3 else 1 for i in range(n_convs)]
+    assert tuple(flax_convs[first_3x3].kernel_size) == (3, 3)
+    assert ("layer2_0", "downsample_conv") in modules and ("layer2_0", "downsample_bn") in modules

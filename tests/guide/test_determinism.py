@@ -1,0 +1,68 @@
+"""Determinism switches (`resnet-rosetta explain determinism`): every fact of guide/topics.py's 'determinism' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import paddle
+import pytest
+import torch
+
+from resnet_rosetta.frameworks import FRAMEWORKS, load
+from resnet_rosetta.frameworks.flax import demos as flax_demos
+from resnet_rosetta.frameworks.flax.files import flatten
+from resnet_rosetta.frameworks.paddle import demos as paddle_demos
+from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
+from resnet_rosetta.frameworks.torch import demos as torch_demos
+from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
+
+from guide_helpers import INIT_SPEC, paddle_flag
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_seeded_init_is_reproducible(framework: str) -> None:
+    def weights(seed: int) -> dict[str, np.ndarray]:
+        model = load(framework, "demos").seeded_model(INIT_SPEC, seed)
+        if framework == "flax":
+            return flatten(model)
+        return {k: v.numpy() for k, v in model.state_dict().items()}
+
+    first, again, other = weights(3), weights(3), weights(4)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first[next(iter(first))], other[next(iter(other))])
+
+
+def test_global_generators_are_shared() -> None:
+    seeded = torch_demos.seeded_model(INIT_SPEC, 3).conv1.weight
+    torch.manual_seed(3)
+    torch.rand(1)  # anyone else drawing first
+    assert not torch.equal(TorchResNet(INIT_SPEC).conv1.weight, seeded)
+    seeded_paddle = paddle_demos.seeded_model(INIT_SPEC, 3).conv._conv.weight.numpy()
+    paddle.seed(3)
+    paddle.rand([1])
+    assert not np.array_equal(PaddleResNet(INIT_SPEC).conv._conv.weight.numpy(), seeded_paddle)
+    first = flax_demos.seeded_model(INIT_SPEC, 3)
+    jax.random.normal(jax.random.key(3), (1,))  # draws nothing from anyone else's key
+    np.testing.assert_array_equal(flatten(flax_demos.seeded_model(INIT_SPEC, 3))["params/conv1/kernel"],
+                                  flatten(first)["params/conv1/kernel"])
+
+
+def test_deterministic_switches(fresh_defaults: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fresh_defaults["torch_deterministic"] is False and fresh_defaults["torch_cudnn_benchmark"] is False
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    monkeypatch.setenv("XLA_FLAGS", "")
+    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        torch_demos.deterministic_kernels()
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark = saved[1]
+    flax_demos.deterministic_kernels()
+    assert "--xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
+    if not paddle.is_compiled_with_cuda():
+        assert paddle_flag("FLAGS_cudnn_deterministic") == "absent"
+        paddle_demos.deterministic_kernels()  # a no-op on the CPU wheel, not an error

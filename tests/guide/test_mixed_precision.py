@@ -1,0 +1,53 @@
+"""Mixed precision (`resnet-rosetta explain mixed-precision`): every fact of guide/topics.py's 'mixed-precision' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import paddle
+import pytest
+import torch
+from flax import linen as nn
+
+from resnet_rosetta.common.tolerance import compare
+from resnet_rosetta.frameworks import FRAMEWORKS, load
+from resnet_rosetta.frameworks.flax import demos as flax_demos
+from resnet_rosetta.frameworks.paddle import demos as paddle_demos
+from resnet_rosetta.frameworks.torch import demos as torch_demos
+from resnet_rosetta.guide.pitfalls import TINY, Bench
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_bf16_paths(framework: str, bench: Bench) -> None:
+    adapter = load(framework).Adapter(TINY, bench.weights)
+    if framework == "torch":
+        logits = torch_demos.bf16_logits(adapter.model.eval(), torch.from_numpy(bench.x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert adapter.model.conv1(torch.from_numpy(bench.x)).dtype == torch.bfloat16
+        assert logits.dtype == torch.bfloat16  # the classifier's matmul
+        assert all(p.dtype == torch.float32 for p in adapter.model.parameters())
+        logits = logits.float().numpy()
+    elif framework == "paddle":
+        if paddle.is_compiled_with_cuda():
+            pytest.skip("the claim is about the CPU wheel")
+        adapter.model.eval()
+        with pytest.warns(UserWarning, match="amp_guard can only be enabled on CUDAPlace"):
+            out = paddle_demos.bf16_logits(adapter.model, paddle.to_tensor(bench.x))
+        assert out.dtype == paddle.float32 and all(p.dtype == paddle.float32 for p in adapter.model.parameters())
+        np.testing.assert_array_equal(out.numpy(), adapter.forward(bench.x)["logits"])
+        with pytest.raises(Exception, match="bfloat16"):  # no bf16 conv kernel on CPU
+            paddle.nn.functional.conv2d(paddle.to_tensor(bench.x).astype("bfloat16"),
+                                        paddle.ones([2, 3, 3, 3], dtype="bfloat16"))
+        return
+    else:
+        x = jnp.asarray(bench.x.transpose(0, 2, 3, 1))
+        out = jax.jit(flax_demos.bf16_logits, static_argnums=0)(adapter.model, adapter.variables, x)
+        assert out.dtype == jnp.bfloat16
+        assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(adapter.variables))
+        conv = nn.Conv(4, (3, 3), dtype=jnp.bfloat16)  # or a compute dtype per module, float32 parameters
+        conv_out, conv_vars = conv.init_with_output(jax.random.key(0), x[:1])
+        assert conv_out.dtype == jnp.bfloat16 and conv_vars["params"]["kernel"].dtype == jnp.float32
+        logits = np.asarray(out, np.float32)
+    error = compare(logits, bench.eval_reference["logits"], 0).max_rel
+    assert 1e-3 < error < 5e-2  # clearly bf16, clearly the same network

@@ -1,0 +1,45 @@
+"""Parameter and buffer naming (`resnet-rosetta explain naming`): every fact of guide/topics.py's 'naming' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import pytest
+from flax import traverse_util
+
+from resnet_rosetta.common import rules
+from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
+from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
+from resnet_rosetta.guide.pitfalls import TINY
+
+from guide_helpers import flax_shapes, native_state
+
+
+CLAIMED_NAMES = {
+    "conv1.weight": {"torch": "conv1.weight", "paddle": "conv._conv.weight", "flax": "params/conv1/kernel"},
+    "layer2.0.downsample.1.running_var": {"torch": "layer2.0.downsample.1.running_var",
+                                          "paddle": "bb_1_0.short._batch_norm._variance",
+                                          "flax": "batch_stats/layer2_0/downsample_bn/var"},
+    "fc.weight": {"torch": "fc.weight", "paddle": "out.weight", "flax": "params/fc/kernel"},
+    "fc.bias": {"torch": "fc.bias", "paddle": "out.bias", "flax": "params/fc/bias"},
+}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_native_names(framework: str) -> None:
+    state = native_state(framework)
+    table = rules.key_map(TINY, framework)
+    for canonical, names in CLAIMED_NAMES.items():
+        assert names[framework] in state and table[canonical][0] == names[framework]
+    counters = [k for k in state if k.endswith("num_batches_tracked")]
+    assert (len(counters) > 0) == (framework == "torch")
+
+
+def test_where_running_statistics_live() -> None:
+    model = TorchResNet(TINY)
+    assert "bn1.running_mean" in dict(model.named_buffers())
+    assert "bn1.running_mean" not in dict(model.named_parameters())
+    params = dict(PaddleResNet(TINY).named_parameters())
+    assert params["conv._batch_norm._mean"].stop_gradient and params["conv._batch_norm._variance"].stop_gradient
+    variables = traverse_util.unflatten_dict(flax_shapes(TINY), sep="/")
+    assert set(variables) == {"params", "batch_stats"}
+    assert set(variables["batch_stats"]["bn1"]) == {"mean", "var"} and "mean" not in variables["params"]["bn1"]

@@ -1,0 +1,77 @@
+"""Optimizer semantics: momentum and weight decay (`resnet-rosetta explain optimizer`): every fact of guide/topics.py's 'optimizer' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import paddle
+import pytest
+import torch
+
+from resnet_rosetta.frameworks import FRAMEWORKS
+
+
+LR, MU, WD = 0.1, 0.9, 0.05
+P0 = np.array([1.0, -2.0, 0.5], np.float32)
+GRADS = np.array([[0.3, -0.1, 0.2], [0.1, 0.4, -0.3], [-0.2, 0.2, 0.1]], np.float32)
+
+
+def sgd_reference(decay_scaled_by_lr: bool = True) -> np.ndarray:
+    """b = mu b + (g + wd p); p -= lr b, in float64 (or with decay outside the lr scaling)."""
+    p, b = P0.astype(np.float64), np.zeros(3)
+    for g in GRADS:
+        if decay_scaled_by_lr:
+            b = MU * b + g + WD * p
+            p = p - LR * b
+        else:
+            b = MU * b + g
+            p = p - LR * b - WD * p
+    return p
+
+
+def sgd_native(framework: str) -> np.ndarray:
+    """Three steps of the framework's momentum SGD with coupled L2 decay, as the Trainers build it."""
+    if framework == "torch":
+        p = torch.nn.Parameter(torch.from_numpy(P0.copy()))
+        opt = torch.optim.SGD([p], lr=LR, momentum=MU, weight_decay=WD, dampening=0.0, nesterov=False)
+        for g in GRADS:
+            p.grad = torch.from_numpy(g.copy())
+            opt.step()
+        return p.detach().numpy()
+    if framework == "paddle":
+        p = paddle.create_parameter([3], "float32", default_initializer=paddle.nn.initializer.Assign(P0))
+        opt = paddle.optimizer.Momentum(learning_rate=LR, momentum=MU, parameters=[p], use_nesterov=False,
+                                        weight_decay=paddle.regularizer.L2Decay(WD))
+        for g in GRADS:
+            (paddle.to_tensor(g) * p).sum().backward()  # gradient exactly g
+            opt.step()
+            opt.clear_grad()
+        return p.numpy()
+    tx = optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR, MU, nesterov=False))
+    return _optax_steps(tx)
+
+
+def _optax_steps(tx: optax.GradientTransformation) -> np.ndarray:
+    params = jnp.asarray(P0)
+    state = tx.init(params)
+    for g in GRADS:
+        updates, state = tx.update(jnp.asarray(g), state, params)
+        params = optax.apply_updates(params, updates)
+    return np.asarray(params)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_optimizer_update_rule(framework: str) -> None:
+    np.testing.assert_allclose(sgd_native(framework), sgd_reference(), rtol=1e-6)
+
+
+def test_optax_chain_order_matters() -> None:
+    decay_after = _optax_steps(optax.chain(optax.sgd(LR, MU), optax.add_decayed_weights(WD)))
+    # add_decayed_weights adds wd * p to the *update*, which apply_updates adds: p += -lr b + wd p
+    p, b = P0.astype(np.float64), np.zeros(3)
+    for g in GRADS:
+        b = MU * b + g
+        p = p - LR * b + WD * p
+    np.testing.assert_allclose(decay_after, p, rtol=1e-6)
+    assert np.abs(decay_after - sgd_reference()).max() > 1e-2

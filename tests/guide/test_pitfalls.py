@@ -1,0 +1,32 @@
+"""Pitfalls at a glance (`resnet-rosetta explain pitfalls`): every fact of guide/topics.py's 'pitfalls' topic, proved on
+the frameworks as installed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_rosetta.common.tolerance import tolerance
+from resnet_rosetta.guide.pitfalls import PITFALLS, Bench, Pitfall
+
+from guide_helpers import FIGURES
+
+
+@pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: f"{p.framework}-{p.name}")
+def test_pitfall(pitfall: Pitfall, bench: Bench) -> None:
+    naive, correct = pitfall.errors(bench)
+    assert naive > pitfall.threshold, f"the naive port is no longer wrong: {naive:.2e}"
+    assert correct < pitfall.tolerance
+
+
+def test_measured_figures_support_the_claims() -> None:
+    """docs/differences.json, which the guide quotes, agrees with the claims these tests make."""
+    tables = json.loads(FIGURES.read_text())["tables"]
+    rows = tables["pitfalls"]["rows"]
+    assert sorted((r[1], r[0]) for r in rows) == sorted((p.framework, p.mistake) for p in PITFALLS)
+    for mistake, _, naive, threshold, correct, tol in rows:
+        assert naive > threshold and correct < tol, mistake
+    for framework, _, _, first, steady, _ in tables["compilation"]["rows"]:
+        assert first > steady, framework
+    bf16 = dict(tables["mixed-precision"]["rows"])
+    assert 1e-3 < bf16["torch"] < 5e-2 and 1e-3 < bf16["flax"] < 5e-2 and bf16["paddle"] < tolerance("eval")
