@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .atomic import atomic_write_text
 
 POLL_S = 0.2
+INTERRUPT_GRACE_S = 10.0  # after Ctrl-C, how long a child may take to clean up (e.g. finish a checkpoint)
 RESULT_ENV = "RESNET_ROSETTA_RESULT_FILE"  # where the child's save_result writes
 
 Watch = Callable[[int], "str | None"]  # called with the child's pid while it runs; a reason stops it
@@ -95,9 +96,12 @@ def run_module(module: str, args: Sequence[str] = (), *, timeout: float | None =
                     stopped = watch(proc.pid)
                 if stopped is None and timeout is not None and elapsed > timeout:
                     stopped = f"stopped after {elapsed:.0f} s (time limit {timeout:g} s)"
+        except KeyboardInterrupt:  # the child is in its own session: pass Ctrl-C on, let it clean up
+            _stop_group(proc, grace_s=INTERRUPT_GRACE_S)
+            raise
         finally:
-            if proc.poll() is None:  # stopped, or Ctrl-C / an error here: never leave the child running
-                _kill_group(proc)
+            if proc.poll() is None:  # stopped, or an error here: never leave the child running
+                _stop_group(proc)
         output = ""
         if out is not None:
             out.flush()
@@ -141,14 +145,26 @@ def _output_file(log: Path | None, inherit: bool) -> Any:
     return tempfile.TemporaryFile()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child's own group: started by us, nothing else
-    except (ProcessLookupError, PermissionError):
-        pass
+def _stop_group(proc: subprocess.Popen, grace_s: float = 0.0) -> None:
+    """End the child's process group (started by us, nothing else): with `grace_s`, SIGINT first so
+    the child can clean up, then SIGKILL for whatever is left of the group."""
+    if grace_s:
+        _signal_group(proc, signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc, signal.SIGKILL)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
         pass
 
 

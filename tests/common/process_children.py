@@ -29,6 +29,16 @@ def save_then_hang() -> None:
     time.sleep(60)
 
 
+def clean_up_on_interrupt(marker: str) -> None:
+    """Wait; on Ctrl-C (SIGINT) write `marker` before exiting, as train's checkpointing does."""
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        with open(marker, "w") as f:
+            f.write("cleaned up")
+        raise
+
+
 def executable() -> str:
     return sys.executable
 

@@ -61,6 +61,21 @@ def test_a_watch_verdict_stops_the_child_and_an_early_result_survives() -> None:
     assert len(set(seen)) == 1
 
 
+def test_ctrl_c_reaches_the_child_which_may_clean_up(tmp_path: Path) -> None:
+    marker = tmp_path / "cleaned"
+    calls = 0
+
+    def ctrl_c_after_a_while(pid: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 10:  # about 2 s: the child is inside its sleep by then
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process.run_function("process_children:clean_up_on_interrupt", str(marker), watch=ctrl_c_after_a_while)
+    assert marker.read_text() == "cleaned up"
+
+
 def test_a_missing_python_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(process.ProcessFailed, match="python .*no-python does not exist"):
         process.run_module("json.tool", python=str(tmp_path / "no-python"))
