@@ -1,6 +1,6 @@
 """The one way this project runs work in a fresh Python process: with a time limit, in its own
-process group (so a timeout, a watcher's verdict or Ctrl-C stops it and everything it spawned),
-and with a clear one-line error when it fails.
+process group (a timeout or a watcher's verdict kills it and everything it spawned; Ctrl-C is
+passed on as SIGINT, with time to clean up), and with a clear one-line error when it fails.
 
 Parent side: `run_module` (`python -m MODULE ARGS`), `run_function` (call `module:function` with
 JSON arguments; its JSON return value comes back) and `call` (the same, raising `ProcessFailed`
