@@ -96,7 +96,8 @@ def write_outputs(out: Path, records: list[dict], meta: dict, *, markdown_name: 
     atomic_write_text(out / "results.csv", results.to_csv(records))
     written = []
     try:
-        written = plots.throughput_plots(records, out) + plots.best_plot(derived["best"], out)
+        written = (plots.throughput_plots(records, out) + plots.ratio_plot(derived["ratios"], results.RATIO_BOUND, out)
+                   + plots.best_plot(derived["best"], out))
     except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose the tables
         meta.setdefault("notes", []).append(f"plots failed: {type(exc).__name__}: {exc}")
     derived["plots"] = written

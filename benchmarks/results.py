@@ -59,12 +59,18 @@ def paired_reference_rows(records: Iterable[dict]) -> list[dict]:
     """The reference model's side of every measured pair, shaped like a model record (for the
     throughput tables and plots; marked `paired`, and without a memory figure: the process held
     both models)."""
+    return paired_rows(records, "reference")
+
+
+def paired_rows(records: Iterable[dict], side: str) -> list[dict]:
+    """One side ("ours" or "reference") of every measured pair, shaped like a model record and
+    marked `paired`: the two sides of a pair were timed interleaved, so only they compare fairly."""
     rows = []
     for r in model_records(records):
         pair = measured_pair(r)
         if pair:
-            m = {**pair["reference"], "steal_fraction": pair.get("steal_fraction")}
-            rows.append({**r, "cell": {**r["cell"], "impl": "reference", "with_reference": False}, "metrics": m,
+            m = {**pair[side], "steal_fraction": pair.get("steal_fraction")}
+            rows.append({**r, "cell": {**r["cell"], "impl": side, "with_reference": False}, "metrics": m,
                          "paired": True})
     return rows
 

@@ -11,6 +11,7 @@ from resnet_rosetta.benchmarks.config import Cell
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.counting import macs
 from resnet_rosetta.common.spec import get_spec
+from bench_records import make_paired, make_peak, make_record
 
 
 class FakeDevice:
@@ -133,49 +134,10 @@ def test_cell_roundtrips_through_json():
     assert Cell.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
-def _record(fw, impl, img_s, *, arch="resnet50", mode="infer", precision="fp32", spread=0.01, status="ok", batch=16):
-    c = Cell(framework=fw, arch=arch, impl=impl, mode=mode, precision=precision, batch=batch, threads=2)
-    rec = {"cell": c.to_dict(), "status": status, "message": "" if status == "ok" else "boom", "settings": {},
-           "env": {"framework_version": "1.0", "threads": 2, "cpu_model": "test cpu", "cpu_flags": ["avx2"]}}
-    if status == "ok":
-        rec["metrics"] = {"img_s_median": img_s, "img_s_q25": img_s * 0.99, "img_s_q75": img_s * 1.0, "spread": spread,
-                          "ms_step_median": 1000 * batch / img_s, "first_call_s": 1.0, "gflop_s": img_s * 8.2,
-                          "peak_memory_bytes": 2**30}
-    else:
-        rec["metrics"] = {}
-    return rec
-
-
-def _paired(fw, ours_img_s, ref_img_s, *, status="ok", round_ratios=None, pair_status="ok"):
-    """Our model's record with the ours/reference pair measured in its cell."""
-    rec = _record(fw, "ours", ours_img_s, status=status)
-    rec["cell"]["with_reference"] = True
-    if status == "ok":
-        pair = {"status": pair_status, "message": "" if pair_status == "ok" else "boom"}
-        if pair_status == "ok":
-            per = round_ratios or [ours_img_s / ref_img_s] * 4
-            q25, q50, q75 = timing.quartiles(per)
-            pair.update(ours=_record(fw, "ours", ours_img_s)["metrics"],
-                        reference=_record(fw, "reference", ref_img_s)["metrics"],
-                        ratio={"median": q50, "q25": q25, "q75": q75, "per_round": per}, rounds=len(per),
-                        steal_fraction=0.002)
-        rec["metrics"]["pair"] = pair
-    return rec
-
-
-def _peak(fw, fp32, bf16, noise_spread=None):
-    rec = {"cell": Cell(framework=fw, kind="peak").to_dict(), "status": "ok", "env": {},
-           "metrics": {"matmul_peak": {"fp32": {"gflop_s": fp32}, "bf16": {"gflop_s": bf16}}}}
-    if noise_spread is not None:
-        rec["metrics"]["matmul_peak"]["fp32"]["host_noise"] = {"n": 1024, "spread": noise_spread, "gflop_s": 0.9 * fp32,
-                                                               "repeats": 5, "iters": 80}
-    return rec
-
-
 def test_derived_peaks_fractions_ratios_and_best():
-    recs = [_peak("torch", 200.0, 1.0), _peak("flax", 150.0, 120.0),
-            _paired("torch", 10.0, 10.0, round_ratios=[0.93, 0.95, 0.96, 1.05]), _paired("paddle", 5.0, 5.0),
-            _paired("flax", 12.0, 0, pair_status="error"), _paired("flax", 0, 0, status="oom")]
+    recs = [make_peak("torch", 200.0, 1.0), make_peak("flax", 150.0, 120.0),
+            make_paired("torch", 10.0, 10.0, round_ratios=[0.93, 0.95, 0.96, 1.05]), make_paired("paddle", 5.0, 5.0),
+            make_paired("flax", 12.0, 0, pair_status="error"), make_paired("flax", 0, 0, status="oom")]
     recs[-1]["cell"]["batch"] = 64
     d = results.derive(recs)
     assert d["peaks"]["fp32"]["gflop_s"] == 200.0 and d["peaks"]["bf16"]["by"] == "flax"
@@ -196,8 +158,8 @@ def test_derived_peaks_fractions_ratios_and_best():
 
 
 def test_markdown_marks_the_fastest_and_lists_failures():
-    recs = [_paired("torch", 10.0, 11.0), _paired("paddle", 5.0, 0, pair_status="oom"), _record("flax", "ours", 12.0),
-            _record("flax", "ours", 0, status="oom", batch=64)]
+    recs = [make_paired("torch", 10.0, 11.0), make_paired("paddle", 5.0, 0, pair_status="oom"), make_record("flax", "ours", 12.0),
+            make_record("flax", "ours", 0, status="oom", batch=64)]
     d = results.derive(recs)
     text = report_md.bench_markdown(recs, d, {"command": "test"}, [])
     table = text.split("### resnet50 infer (224x224)")[1].split("\n\n")[1]
@@ -217,8 +179,8 @@ def test_markdown_marks_the_fastest_and_lists_failures():
 
 
 def test_index_summary_states_parity_and_bounds():
-    recs = [_peak("torch", 100.0, 50.0, noise_spread=0.031), _paired("torch", 7.0, 7.0),
-            _paired("paddle", 5.0, 5.0, round_ratios=[0.9, 0.92, 0.95, 1.0])]
+    recs = [make_peak("torch", 100.0, 50.0, noise_spread=0.031), make_paired("torch", 7.0, 7.0),
+            make_paired("paddle", 5.0, 5.0, round_ratios=[0.9, 0.92, 0.95, 1.0])]
     d = results.derive(recs)
     parity = {"status": "failed", "doc": {"passed": False, "checks": [
         {"passed": True, "status": "pass"}, {"passed": False, "status": "FAIL"},
