@@ -121,6 +121,18 @@ class Cell:
         f = 2 * macs(get_spec(self.arch), self.size)
         return 3 * f if self.mode == "train" else f
 
+    @property
+    def model(self) -> str | None:
+        """The network a model cell times: ours (its framework's model.py) or the framework's reference."""
+        if self.kind != "model":
+            return None
+        return f"frameworks/{self.framework}/model.py" if self.impl == "ours" else REFERENCE_NAME[self.framework]
+
+    @property
+    def reference_model(self) -> str | None:
+        """The reference timed beside ours in this cell's pair, if it has one."""
+        return REFERENCE_NAME[self.framework] if self.kind == "model" and self.with_reference else None
+
     def workload_config(self, impl: str | None = None) -> WorkloadConfig:
         """What the runner builds for this cell: our model, or the reference with impl="reference"."""
         return WorkloadConfig(arch=self.arch, impl=impl or self.impl, mode=self.mode, batch=self.batch,

@@ -16,7 +16,7 @@ RATIO_BOUND = 0.97
 SPREAD_BOUND = 0.05
 
 CSV_FIELDS = (
-    "status", "kind", "arch", "framework", "impl", "mode", "batch", "precision", "exec", "layout", "size",
+    "status", "kind", "arch", "framework", "impl", "model", "reference_model", "mode", "batch", "precision", "exec", "layout", "size",
     "device", "threads", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
     "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
@@ -70,8 +70,9 @@ def paired_rows(records: Iterable[dict], side: str) -> list[dict]:
         pair = measured_pair(r)
         if pair:
             m = {**pair[side], "steal_fraction": pair.get("steal_fraction")}
+            model = r.get("reference_model") if side == "reference" else r.get("model")
             rows.append({**r, "cell": {**r["cell"], "impl": side, "with_reference": False}, "metrics": m,
-                         "paired": True})
+                         "model": model, "reference_model": None, "paired": True})
     return rows
 
 
@@ -165,7 +166,8 @@ def flat_row(r: dict) -> dict:
                                     "layout", "size", "device", "threads", "warmup", "repeats")},
            **{k: m.get(k) for k in CSV_FIELDS if k in m},
            "iters": m.get("iters", c.get("iters")),
-           "status": r.get("status"), "message": r.get("message", ""),
+           "status": r.get("status"), "message": r.get("message", ""), "model": r.get("model"),
+           "reference_model": r.get("reference_model"),
            "framework_version": env.get("framework_version"), "device_name": env.get("device_name"),
            "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
            "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}

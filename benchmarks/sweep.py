@@ -62,8 +62,9 @@ def _gib(n: float | None) -> str:
 
 
 def base_record(cell: Cell) -> dict:
-    return {"schema": SCHEMA_VERSION, "cell": cell.to_dict(), "status": "not_run", "message": "",
-            "metrics": {}, "settings": {}, "env": {}}
+    return {"schema": SCHEMA_VERSION, "cell": cell.to_dict(), "model": cell.model,
+            "reference_model": cell.reference_model, "status": "not_run", "message": "", "metrics": {},
+            "settings": {}, "env": {}}
 
 
 def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:

@@ -8,7 +8,7 @@ from resnet_rosetta.benchmarks.config import Cell
 
 def make_record(fw, impl, img_s, *, arch="resnet50", mode="infer", precision="fp32", spread=0.01, status="ok", batch=16):
     c = Cell(framework=fw, arch=arch, impl=impl, mode=mode, precision=precision, batch=batch, threads=2)
-    rec = {"cell": c.to_dict(), "status": status, "message": "" if status == "ok" else "boom", "settings": {},
+    rec = {"cell": c.to_dict(), "model": c.model, "reference_model": c.reference_model, "status": status, "message": "" if status == "ok" else "boom", "settings": {},
            "env": {"framework_version": "1.0", "threads": 2, "cpu_model": "test cpu", "cpu_flags": ["avx2"]}}
     if status == "ok":
         rec["metrics"] = {"img_s_median": img_s, "img_s_q25": img_s * 0.99, "img_s_q75": img_s * 1.0, "spread": spread,
@@ -23,6 +23,7 @@ def make_paired(fw, ours_img_s, ref_img_s, *, status="ok", round_ratios=None, pa
     """Our model's record with the ours/reference pair measured in its cell."""
     rec = make_record(fw, "ours", ours_img_s, status=status)
     rec["cell"]["with_reference"] = True
+    rec["reference_model"] = Cell.from_dict(rec["cell"]).reference_model
     if status == "ok":
         pair = {"status": pair_status, "message": "" if pair_status == "ok" else "boom"}
         if pair_status == "ok":

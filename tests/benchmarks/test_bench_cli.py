@@ -72,6 +72,8 @@ def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     recs = records(out)
     assert [(r["cell"]["kind"], r["cell"]["with_reference"]) for r in recs] == [("peak", False), ("model", True)]
     ours, pair = recs[1], recs[1]["metrics"]["pair"]
+    assert (ours["model"], ours["reference_model"]) == ("frameworks/torch/model.py", "torchvision.models")
+    assert recs[0]["model"] is None and recs[0]["reference_model"] is None  # the peak probe times no model
     assert pair["status"] == "ok", pair["message"]
     ratio = pair["ratio"]
     assert len(ratio["per_round"]) == pair["rounds"] == 4 and ratio["q25"] <= ratio["median"] <= ratio["q75"]
@@ -89,6 +91,7 @@ def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == len(recs) and {"img_s_median", "peak_fraction", "cpu_model"} <= set(rows[0])
     assert float(rows[1]["ratio_median"]) == pytest.approx(ratio["median"], rel=1e-5)
+    assert (rows[1]["model"], rows[1]["reference_model"]) == ("frameworks/torch/model.py", "torchvision.models")
     report = (out / "report.md").read_text()
     assert "### resnet18 infer (32x32)" in report and "★" in report
     assert report.count("| resnet18 | torch | torchvision.models | infer |") == 1  # the ratio row

@@ -155,6 +155,9 @@ def test_derived_peaks_fractions_ratios_and_best():
     assert d["best"][("resnet50", "infer")]["flax"] is recs[4]  # our model's own figures survive the pair's error
     rows = {r["cell"]["framework"]: r for r in results.paired_reference_rows(recs)}
     assert set(rows) == {"torch", "paddle"} and rows["torch"]["cell"]["impl"] == "reference" and rows["torch"]["paired"]
+    assert rows["torch"]["model"] == "torchvision.models" and rows["paddle"]["model"] == "paddle.vision.models"
+    ours = {r["cell"]["framework"]: r for r in results.paired_rows(recs, "ours")}
+    assert ours["torch"]["model"] == "frameworks/torch/model.py" and ours["torch"]["metrics"]["img_s_median"] == 10.0
 
 
 def test_markdown_marks_the_fastest_and_lists_failures():
