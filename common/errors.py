@@ -1,4 +1,11 @@
-"""The one exception type for user errors: the CLI prints it on one line and exits non-zero."""
+"""The one exception type for user errors: the CLI prints it on one line and exits non-zero; `note`
+for one-line remarks on stderr about what was done with an input (a wrapper unwrapped, a dtype widened)."""
+import sys
+
+
+def note(message: str) -> None:
+    """One line on stderr saying what was done with the user's input; never an error."""
+    print(f"resnet-rosetta: note: {message}", file=sys.stderr)
 
 
 class UserError(Exception):

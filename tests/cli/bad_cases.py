@@ -1,0 +1,155 @@
+"""Bad inputs as data: every case builds its files in a fresh folder and names the CLI call that must be
+refused, and a fragment of the one-line message. `tests/cli/test_bad_input_cases.py` runs them under the
+contract (exit 2, one stderr line, no traceback or ANSI code, nothing written, nothing left behind) and
+writes docs/bad-input.md from what they print."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from resnet_rosetta.cli.main import main
+from resnet_rosetta.common.canonical import random_weights
+from resnet_rosetta.common.spec import get_spec
+
+SPEC = get_spec("resnet18_small")
+PRECIOUS = b"an earlier good result"
+ANSI = re.compile(r"\x1b\[")
+
+
+@functools.lru_cache(maxsize=None)
+def base_weights() -> dict[str, np.ndarray]:
+    return random_weights(SPEC, seed=0)
+
+
+def weights() -> dict[str, np.ndarray]:
+    return dict(base_weights())
+
+
+def raw_safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]],
+                    metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written byte by byte, so any dtype string, shape or header can be stored."""
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    data, offset = b"", 0
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(raw)]}
+        data += raw
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def canonical_with(path: Path, ws: dict[str, np.ndarray], spec_json: str | None,
+                   extra: dict[str, tuple[str, tuple[int, ...], bytes]] | None = None) -> None:
+    codes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.float64): "F64"}
+    tensors = {k: (codes[v.dtype], v.shape, np.ascontiguousarray(v).tobytes()) for k, v in ws.items()}
+    tensors.update(extra or {})
+    meta = {"format": "resnet-rosetta-canonical", "format_version": "1"}
+    if spec_json is not None:
+        meta["spec"] = spec_json
+    raw_safetensors(path, tensors, meta)
+
+
+def spec_json(**changes: object) -> str:
+    fields = json.loads(SPEC.to_json())
+    fields.update(changes)
+    return json.dumps(fields)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: `build(folder)` writes its files and returns the CLI arguments and the output path."""
+
+    id: str
+    kind: str  # the doc's section
+    what: str  # one line for the doc
+    build: Callable[[Path], tuple[list[str], Path | None]]
+    expect: str  # a fragment the message must contain
+
+
+def run_refused(case: Case, folder: Path, capsys) -> str:  # type: ignore[no-untyped-def]
+    """Run `case` in `folder`; assert the whole contract; return the message with the folder removed."""
+    argv, out = case.build(folder)
+    if out is not None and not out.is_dir():
+        out.write_bytes(PRECIOUS)
+    before = set(folder.rglob("*"))
+    capsys.readouterr()
+    rc = main(argv)
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert rc == 2, (rc, err)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and not ANSI.search(err), err
+    assert case.expect in err, err
+    if out is not None and out.is_file():
+        assert out.read_bytes() == PRECIOUS
+    assert set(folder.rglob("*")) == before  # nothing created, no temporary file left
+    return err.replace(str(folder) + os.sep, "")
+
+
+# ------------------------------------------------------------------------------------------ cases
+CASES: list[Case] = []
+
+
+def _convert(src_name: str, write: Callable[[Path], None], dst_name: str = "out.pth",
+             extra: tuple[str, ...] = ()) -> Callable[[Path], tuple[list[str], Path | None]]:
+    def build(folder: Path) -> tuple[list[str], Path | None]:
+        write(folder / src_name)
+        return ["convert", str(folder / src_name), str(folder / dst_name), *extra], folder / dst_name
+    return build
+
+
+for _dtype in ("F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F4"):
+    CASES.append(Case(f"safetensors-{_dtype}", "weights", f"a safetensors tensor stored as {_dtype}",
+                      _convert("w.safetensors", lambda p, d=_dtype: canonical_with(
+                          p, {k: v for k, v in weights().items() if k != "fc.bias"}, SPEC.to_json(),
+                          {"fc.bias": (d, (10,), bytes(10 if d != "F4" else 5))})),
+                      f"key fc.bias: dtype {_dtype} cannot be read"))
+
+for _field, _value, _fragment in [("groups", 0, "field groups"), ("depths", [2, 2.5, 2, 2], "field depths"),
+                                  ("in_channels", "3", "field in_channels"), ("num_classes", -1, "field num_classes"),
+                                  ("bn_eps", "x", "field bn_eps"), ("bn_eps", -1, "field bn_eps"),
+                                  ("bn_eps", float("nan"), "field bn_eps"), ("width_per_group", 0, "width_per_group"),
+                                  ("stem", "huge", "field stem"), ("depths", 2, "field depths"),
+                                  ("colour", "red", "unknown fields colour")]:
+    CASES.append(Case(f"header-spec-{_field}-{_value}", "weights",
+                      f"a safetensors header spec with {_field} = {json.dumps(_value)}",
+                      _convert("w.safetensors", lambda p, f=_field, v=_value: canonical_with(
+                          p, weights(), spec_json(**{f: v}))), _fragment))
+CASES.append(Case("header-spec-not-json", "weights", "a safetensors header spec that is not JSON",
+                  _convert("w.safetensors", lambda p: canonical_with(p, weights(), "{depths: oops")),
+                  "header: spec is not valid JSON"))
+
+
+def _torch_file(path: Path, state: dict[str, object]) -> None:
+    import torch
+
+    torch.save({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}, path)
+
+
+def _zero(key: str, shape: tuple[int, ...]) -> Callable[[Path], None]:
+    return lambda p: _torch_file(p, dict(weights(), **{key: np.zeros(shape, np.float32)}))
+
+
+CASES += [
+    Case("zero-sized-fc", "weights", "a .pth whose fc.weight is (0, 512)", _convert("w.pth", _zero("fc.weight", (0, 512)),
+         "out.safetensors"), "key fc.weight: zero-sized tensor of shape (0, 512)"),
+    Case("zero-sized-conv", "weights", "a .pth whose conv1.weight is (64, 0, 3, 3)",
+         _convert("w.pth", _zero("conv1.weight", (64, 0, 3, 3)), "out.safetensors"),
+         "key conv1.weight: zero-sized tensor of shape (64, 0, 3, 3)"),
+    Case("msgpack-int-keys", "weights", "a .msgpack with non-string keys ({1: {2: 3}})",
+         _convert("w.msgpack", lambda p: p.write_bytes(__import__("msgpack").packb({1: {2: 3}}))),
+         "w.msgpack: key 1: expected a string key"),
+    Case("pdparams-unknown-keys", "weights", "a .pdparams whose keys are neither Paddle naming",
+         _convert("w.pdparams", lambda p: p.write_bytes(__import__("pickle").dumps({"foo": np.zeros(3, np.float32)}))),
+         "w.pdparams: holds neither this suite's Paddle names"),
+]
