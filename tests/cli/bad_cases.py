@@ -153,3 +153,60 @@ CASES += [
          _convert("w.pdparams", lambda p: p.write_bytes(__import__("pickle").dumps({"foo": np.zeros(3, np.float32)}))),
          "w.pdparams: holds neither this suite's Paddle names"),
 ]
+
+
+def _torch_with(key: str, make: Callable[[np.ndarray], object]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import torch
+
+        state: dict[str, object] = {k: torch.from_numpy(v) for k, v in weights().items()}
+        state[key] = make(weights()[key])
+        torch.save(state, path)
+    return write
+
+
+def _float8(name: str) -> Callable[[np.ndarray], object]:
+    import torch
+
+    return lambda a: torch.from_numpy(a).to(getattr(torch, name))
+
+
+def _quantized(a: np.ndarray) -> object:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(torch.from_numpy(a), 0.01, 0, torch.qint8)
+
+
+CASES += [Case(f"pth-{n}", "weights", f"a .pth tensor of dtype {n}", _convert("w.pth", _torch_with("fc.bias", _float8(n)),
+                                                                           "out.safetensors"),
+               f"key fc.bias: dtype {n} cannot be converted") for n in ("float8_e4m3fn", "float8_e5m2")]
+CASES += [
+    Case("pth-quantized", "weights", "a .pth with a quantized (qint8) tensor",
+         _convert("w.pth", _torch_with("fc.weight", _quantized), "out.safetensors"),
+         "key fc.weight: quantized tensor (torch.qint8) is not supported"),
+    Case("pth-sparse", "weights", "a .pth with a sparse tensor",
+         _convert("w.pth", _torch_with("fc.weight", lambda a: __import__("torch").from_numpy(a).to_sparse()),
+                  "out.safetensors"), "key fc.weight: sparse tensor (torch.sparse_coo) is not supported"),
+    Case("pth-unknown-wrapper", "weights", "a .pth holding {'net': state_dict, 'epoch': 3} (no known wrapper)",
+         _convert("w.pth", lambda p: __import__("torch").save({"net": {"a": __import__("torch").zeros(1)}, "epoch": 3}, p),
+                  "out.safetensors"), "key net: expected a tensor, found dict"),
+]
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: what a malicious checkpoint does (the marker must never appear)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+CASES.append(Case("pth-unsafe-pickle", "weights", "a .pth whose pickle calls os.system (torch's refusal, in full)",
+                  _convert("w.pth", lambda p: __import__("torch").save({"a": _RunsCode(p.parent / "pwned")}, p),
+                           "out.safetensors"), "unsupported GLOBAL posix.system whose module posix is blocked"))
