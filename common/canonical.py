@@ -111,6 +111,11 @@ def check_weights(weights: Mapping[str, np.ndarray], spec: ResNetSpec, source: s
             raise UserError(f"{source}: key {key}: contains non-finite values (NaN or Inf)")
 
 
+def as_float32(weights: Mapping[str, np.ndarray]) -> Weights:
+    """The weights as the models compute with them: float32 (fp16 and fp64 files are cast on the way in)."""
+    return {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+
+
 def few_keys(keys: list[str], limit: int = 4) -> str:
     """The first few keys of a long list, and how many more there are."""
     shown = ", ".join(keys[:limit])

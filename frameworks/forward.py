@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.canonical import as_float32
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.inputs import load_batch
 from . import load
@@ -22,8 +23,7 @@ def forward_file(framework: str, weights_path: str, input_path: str, output_path
                         + (" (--stages writes an .npz)" if stages else ""))
     weights, spec, _ = read_weights(weights_path, arch)
     x = load_batch(input_path, spec.in_channels)
-    fp32 = {k: v.astype(np.float32) for k, v in weights.items()}  # the models compute in fp32
-    outputs = load(framework).Adapter(spec, fp32).forward(x, train=False)
+    outputs = load(framework).Adapter(spec, as_float32(weights)).forward(x, train=False)
     with atomic_path(output_path) as tmp:
         with open(tmp, "wb") as f:
             if stages:

@@ -9,7 +9,7 @@ import numpy as np
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.atomic import atomic_write_bytes, atomic_write_text
-from resnet_rosetta.common.canonical import check_weights, load_canonical
+from resnet_rosetta.common.canonical import as_float32, check_weights, load_canonical
 from .datasets import CLASS_NAMES, load_dataset
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
@@ -48,7 +48,7 @@ def evaluate(weights_path: Path, framework: str, *, dataset: str = "digits", dat
                         f"{dataset} has {data.in_channels}")
     check_weights(weights, spec, str(weights_path))
 
-    adapter = frameworks.load(framework, "adapter").Adapter(spec, weights)
+    adapter = frameworks.load(framework, "adapter").Adapter(spec, as_float32(weights))
     logits = predict_all(lambda x: adapter.forward(x)["logits"], data.x_test)
     predictions = np.argmax(logits, axis=1)
     acc = accuracy(logits, data.y_test)

@@ -210,3 +210,48 @@ class _RunsCode:
 CASES.append(Case("pth-unsafe-pickle", "weights", "a .pth whose pickle calls os.system (torch's refusal, in full)",
                   _convert("w.pth", lambda p: __import__("torch").save({"a": _RunsCode(p.parent / "pwned")}, p),
                            "out.safetensors"), "unsupported GLOBAL posix.system whose module posix is blocked"))
+
+
+def _forward(write_input: Callable[[Path], None], input_name: str = "x.npy", framework: str = "torch",
+             extra: tuple[str, ...] = ()) -> Callable[[Path], tuple[list[str], Path | None]]:
+    def build(folder: Path) -> tuple[list[str], Path | None]:
+        from resnet_rosetta.common.canonical import save_canonical
+
+        save_canonical(folder / "w.safetensors", base_weights(), SPEC)
+        write_input(folder / input_name)
+        return ["forward", "--framework", framework, "--weights", str(folder / "w.safetensors"), "--input",
+                str(folder / input_name), "--output", str(folder / "y.npy"), *extra], folder / "y.npy"
+    return build
+
+
+CASES += [Case(f"forward-empty-{fw}", "forward input", f"a (2, 3, 0, 0) input batch ({fw})",
+               _forward(lambda p: np.save(p, np.zeros((2, 3, 0, 0), np.float32)), framework=fw),
+               "x.npy: expected a non-empty batch (every dimension >= 1), found shape (2, 3, 0, 0)")
+          for fw in ("torch", "paddle", "flax")]
+CASES += [
+    Case("forward-npz-input", "forward input", "an .npz file as --input",
+         _forward(lambda p: np.savez(p, x=np.zeros((2, 3, 32, 32), np.float32)), "x.npz"),
+         "x.npz: expected a .npy array (one NCHW batch), found extension '.npz'"),
+    Case("forward-npz-named-npy", "forward input", "an .npz archive renamed to .npy",
+         _forward(lambda p: p.write_bytes(_npz_bytes())),
+         "x.npy: not a readable .npy array"),
+    Case("forward-truncated-huge", "forward input", "a truncated .npy whose header claims a huge shape",
+         _forward(lambda p: _huge_header(p)), "x.npy: truncated: shape (99999, 3, 3299, 3299)"),
+]
+
+
+def _npz_bytes() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((2, 3, 32, 32), np.float32))
+    return buf.getvalue()
+
+
+def _huge_header(path: Path) -> None:
+    """A real .npy header claiming (99999, 3, 3299, 3299) float32 (13 TB), followed by 100 bytes."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (99999, 3, 3299, 3299)})
+    path.write_bytes(buf.getvalue() + bytes(100))

@@ -78,3 +78,17 @@ def test_torch_refusal_is_shown_in_full_on_one_line(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and not ANSI.search(err)
     assert "Weights only load failed." in err and err.endswith("unsupported GLOBAL posix.system here)")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_evaluate_in_paddle_casts_half_and_double_weights(dtype: type, tmp_path: Path) -> None:
+    from resnet_rosetta.common.canonical import random_weights, save_canonical
+
+    spec = SPEC.replace(widths=(4, 8, 16, 32), in_channels=1, input_size=8)
+    ws = {k: v.astype(dtype) for k, v in random_weights(spec, seed=1).items()}
+    save_canonical(tmp_path / "w.safetensors", ws, spec)
+    save_canonical(tmp_path / "w32.safetensors", {k: v.astype(np.float32) for k, v in ws.items()}, spec)
+    for name in ("w", "w32"):
+        assert main(["evaluate", "--framework", "paddle", "--weights", str(tmp_path / f"{name}.safetensors"),
+                     "--out", str(tmp_path / f"eval-{name}")]) == 0
+    assert np.array_equal(np.load(tmp_path / "eval-w.logits.npy"), np.load(tmp_path / "eval-w32.logits.npy"))
