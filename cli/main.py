@@ -1,15 +1,18 @@
 """`resnet-rosetta`: one entry point, one module per subcommand (`cli/<command>.py`).
 
 Each command module defines `add_parser(subparsers)` and `run(args) -> int`. User errors
-(`UserError`) print one line on stderr and exit with status 2; checks that fail exit with 1.
+(`UserError`) print one line on stderr and exit with status 2; checks that fail exit with 1; Ctrl-C
+exits 130 and SIGTERM 143, both after every temporary file is removed (SIGTERM becomes an exception).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
-from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.errors import Terminated, UserError
 
 COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 
@@ -25,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
@@ -35,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"resnet-rosetta {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"resnet-rosetta {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point() -> None:

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import save_safetensors
 from .errors import UserError, note
 from .spec import ResNetSpec, block_plan, stem_geometry
 
@@ -124,13 +124,10 @@ def few_keys(keys: list[str], limit: int = 4) -> str:
 
 def save_canonical(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], spec: ResNetSpec) -> None:
     """Write a canonical safetensors file atomically, spec and format version in the header."""
-    from safetensors.numpy import save_file
-
     check_weights(weights, spec, str(path))
     ordered = {k: np.ascontiguousarray(weights[k]) for k in canonical_shapes(spec)}
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "spec": spec.to_json()}
-    with atomic_path(path) as tmp:
-        save_file(ordered, str(tmp), metadata=meta)
+    save_safetensors(path, ordered, meta)
 
 
 _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",

@@ -15,3 +15,8 @@ class UserError(Exception):
 class Unsupported(Exception):
     """A framework cannot run what was asked on this device (e.g. no bf16 kernels); the message says
     which framework, version and operation. Reported as not run, not as a failure."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised by the CLI's handler so that every `finally` (temporary files) runs; a
+    BaseException, like KeyboardInterrupt, so no `except Exception` swallows it."""

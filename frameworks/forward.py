@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.atomic import atomic_path, check_writable
 from resnet_rosetta.common.canonical import as_float32
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.inputs import load_batch
@@ -21,6 +21,7 @@ def forward_file(framework: str, weights_path: str, input_path: str, output_path
     if Path(output_path).suffix.lower() != out_ext:
         raise UserError(f"{output_path}: expected a {out_ext} output path"
                         + (" (--stages writes an .npz)" if stages else ""))
+    check_writable(output_path)
     weights, spec, _ = read_weights(weights_path, arch)
     x = load_batch(input_path, spec.in_channels)
     outputs = load(framework).Adapter(spec, as_float32(weights)).forward(x, train=False)

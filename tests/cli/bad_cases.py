@@ -255,3 +255,49 @@ def _huge_header(path: Path) -> None:
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (99999, 3, 3299, 3299)})
     path.write_bytes(buf.getvalue() + bytes(100))
+
+
+def _weights_file(path: Path) -> None:
+    from resnet_rosetta.common.canonical import save_canonical
+
+    save_canonical(path, base_weights(), SPEC)
+
+
+def _dir_dst(dst_name: str) -> Callable[[Path], tuple[list[str], Path | None]]:
+    def build(folder: Path) -> tuple[list[str], Path | None]:
+        _weights_file(folder / "w.safetensors")
+        (folder / dst_name).mkdir()
+        return ["convert", str(folder / "w.safetensors"), str(folder / dst_name)], folder / dst_name
+    return build
+
+
+def _under_file(folder: Path) -> tuple[list[str], Path | None]:
+    _weights_file(folder / "w.safetensors")
+    (folder / "notes.txt").write_text("a file, not a folder")
+    return ["convert", str(folder / "w.safetensors"), str(folder / "notes.txt" / "out.pth")], None
+
+
+def _forward_into_dir(folder: Path) -> tuple[list[str], Path | None]:
+    argv, _ = _forward(lambda p: np.save(p, np.zeros((1, 3, 32, 32), np.float32)))(folder)
+    (folder / "y.npy").mkdir()
+    return argv, folder / "y.npy"
+
+
+READ_ONLY = Path("/sys/kernel")  # read-only even for root in a container; the test skips where it is not
+
+
+def _read_only(folder: Path) -> tuple[list[str], Path | None]:
+    _weights_file(folder / "w.safetensors")
+    return ["convert", str(folder / "w.safetensors"), str(READ_ONLY / "out.pth")], None
+
+
+CASES += [
+    Case("dst-is-directory", "output paths", "convert to a DST that is a directory (out.pth/)", _dir_dst("out.pth"),
+         "out.pth: output path is a directory; expected a file name"),
+    Case("dst-under-a-file", "output paths", "convert to a DST whose folder is a file", _under_file,
+         "notes.txt/out.pth: cannot create the output: "),
+    Case("forward-output-directory", "output paths", "forward --output naming a directory", _forward_into_dir,
+         "y.npy: output path is a directory"),
+    Case("dst-read-only", "output paths", "convert to a DST in a read-only folder", _read_only,
+         "out.pth: cannot write the output in /sys/kernel"),
+]
