@@ -11,14 +11,22 @@ import importlib
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from resnet_rosetta.common.errors import Terminated, UserError
 
 COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`resnet-rosetta convert: error: ...`, exit 2), no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="resnet-rosetta",
         description="ResNet in PyTorch, Paddle and Flax from one spec: port weights, check parity, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,7 +41,14 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:  # an option's value refused by its type (common/options.py)
+        command = next((a for a in (sys.argv[1:] if argv is None else argv) if a in COMMANDS), "")
+        print(f"resnet-rosetta {command}: error: {exc}".replace(" :", ":"), file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # argparse: --help (0) or a one-line usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:

@@ -31,7 +31,7 @@ from resnet_rosetta.common.canonical import Weights, load_canonical, read_safete
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.common.training import trainable_keys
-from .config import TrainConfig
+from .config import TrainConfig, check_config
 
 STATE_FORMAT = "resnet-rosetta-train-state"
 STATE_VERSION = "1"
@@ -146,6 +146,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec, 
                         f"writing the two); the weights load, but the run cannot be resumed from them")
     try:
         config = TrainConfig(**json.loads(meta["config"]))
+        check_config(config, sidecar)
         state = TrainState(config, int(meta["epoch"]), json.loads(meta["history"]), momentum)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{sidecar}: damaged header ({exc})") from None

@@ -85,7 +85,7 @@ def to_state_dict(native: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """torchvision-loadable state_dict; BN layers get `num_batches_tracked = 0` (not in canonical)."""
     state: dict[str, torch.Tensor] = {}
     for key, arr in native.items():
-        state[key] = torch.from_numpy(np.ascontiguousarray(arr))
+        state[key] = torch.from_numpy(np.array(arr, order="C"))  # a copy: read-only arrays warn
         if key.endswith(".running_var"):
             state[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     return state

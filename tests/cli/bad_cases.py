@@ -301,3 +301,65 @@ CASES += [
     Case("dst-read-only", "output paths", "convert to a DST in a read-only folder", _read_only,
          "out.pth: cannot write the output in /sys/kernel"),
 ]
+
+
+def _options(command: list[str], out_flag: str | None, out_name: str) -> Callable[[Path], tuple[list[str], Path | None]]:
+    def build(folder: Path) -> tuple[list[str], Path | None]:
+        out = folder / out_name
+        return [*command, *([out_flag, str(out)] if out_flag else [])], (out if out_flag and "." in out_name else None)
+    return build
+
+
+TRAIN = ["train", "--framework", "torch", "--width", "4", "--image-size", "8", "--epochs", "1"]
+BENCH = ["bench", "--frameworks", "torch", "--arch", "resnet18", "--size", "32", "--no-progress"]
+for _cmd, _flag, _value, _expect in [
+    (TRAIN, "--momentum", "-5", "--momentum must be a finite number in [0, 1), found -5.0"),
+    (TRAIN, "--momentum", "nan", "--momentum must be a finite number in [0, 1), found nan"),
+    (TRAIN, "--weight-decay", "inf", "--weight-decay must be a finite number in [0, inf), found inf"),
+    (TRAIN, "--seed", "-1", "--seed must be at least 0, found -1"),
+    (TRAIN, "--lr", "nan", "--lr must be a positive number, found nan"),
+    (BENCH, "--mem-limit", "nan", "--mem-limit: expected a finite number in (0, 1e+06], found 'nan'"),
+    (BENCH, "--timeout", "nan", "--timeout: expected a finite number in (0, 1e+07], found 'nan'"),
+    (BENCH, "--repeat-s", "inf", "--repeat-s: expected a finite number in (0, 86400], found 'inf'"),
+    (BENCH, "--threads", "0", "--threads: expected an integer in [1, 4096], found 0"),
+    (["parity", "--arch", "resnet18_small"], "--lr", "nan", "--lr: expected a finite number in (0, 10], found 'nan'"),
+    (["report", "--frameworks", "torch"], "--budget-min", "0", "--budget-min: expected a finite number in (0, 1e+06], found '0'"),
+    (TRAIN, "--batch-size", "many", "argument --batch-size: invalid int value: 'many'"),
+]:
+    _is_train = _cmd is TRAIN
+    CASES.append(Case(f"option-{_cmd[0]}{_flag}={_value}", "options", f"`{_cmd[0]} {_flag} {_value}`",
+                      _options([*_cmd, _flag, _value], "--out", "run.safetensors" if _is_train else "results"),
+                      _expect))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained() -> tuple[bytes, bytes]:
+    """A real one-epoch training checkpoint pair (tiny), as bytes, made once."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        assert main([*TRAIN, "--batch-size", "64", "--out", f"{d}/run.safetensors"]) == 0
+        return Path(f"{d}/run.safetensors").read_bytes(), Path(f"{d}/run.train.safetensors").read_bytes()
+
+
+def _tampered_resume(**changes: object) -> Callable[[Path], tuple[list[str], Path | None]]:
+    def build(folder: Path) -> tuple[list[str], Path | None]:
+        from resnet_rosetta.common.atomic import save_safetensors
+        from resnet_rosetta.common.canonical import read_safetensors
+
+        ckpt, state = _trained()
+        (folder / "run.safetensors").write_bytes(ckpt)
+        (folder / "run.train.safetensors").write_bytes(state)
+        tensors, meta = read_safetensors(folder / "run.train.safetensors")
+        meta["config"] = json.dumps(dict(json.loads(meta["config"]), **changes))
+        save_safetensors(folder / "run.train.safetensors", tensors, meta)
+        return ["train", "--framework", "torch", "--resume", str(folder / "run.safetensors"), "--epochs", "2"], None
+    return build
+
+
+for _field, _value, _expect in [("batch_size", 0, "stored setting batch_size must be at least 2"),
+                                ("lr", "fast", "stored setting lr must be a positive number, found 'fast'"),
+                                ("lr_schedule", "warp", "stored setting lr_schedule must be one of cosine, constant"),
+                                ("momentum", float("nan"), "stored setting momentum must be a finite number")]:
+    CASES.append(Case(f"resume-{_field}-{_value}", "options", f"`train --resume` whose stored {_field} is "
+                      f"{json.dumps(_value)}", _tampered_resume(**{_field: _value}), _expect))
