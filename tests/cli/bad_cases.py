@@ -115,16 +115,22 @@ for _dtype in ("F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F
                           {"fc.bias": (d, (10,), bytes(10 if d != "F4" else 5))})),
                       f"key fc.bias: dtype {_dtype} cannot be read"))
 
-for _field, _value, _fragment in [("groups", 0, "field groups"), ("depths", [2, 2.5, 2, 2], "field depths"),
-                                  ("in_channels", "3", "field in_channels"), ("num_classes", -1, "field num_classes"),
-                                  ("bn_eps", "x", "field bn_eps"), ("bn_eps", -1, "field bn_eps"),
-                                  ("bn_eps", float("nan"), "field bn_eps"), ("width_per_group", 0, "width_per_group"),
-                                  ("stem", "huge", "field stem"), ("depths", 2, "field depths"),
-                                  ("colour", "red", "unknown fields colour")]:
+_S = "spec resnet18_small: field"
+for _field, _value, _fragment in [("groups", 0, f"{_S} groups: expected an integer in [1, 4096], found 0"),
+                                  ("depths", [2, 2.5, 2, 2], f"{_S} depths: expected a non-empty list of integers"),
+                                  ("in_channels", "3", f"{_S} in_channels: expected an integer in [1, 4096], found '3'"),
+                                  ("num_classes", -1, f"{_S} num_classes: expected an integer in [1, 10000000], found -1"),
+                                  ("bn_eps", "x", f"{_S} bn_eps: expected a finite number in (0, 1), found 'x'"),
+                                  ("bn_eps", -1, f"{_S} bn_eps: expected a finite number in (0, 1), found -1"),
+                                  ("bn_eps", float("nan"), f"{_S} bn_eps: expected a finite number in (0, 1), found nan"),
+                                  ("width_per_group", 0, f"{_S} width_per_group: expected an integer"),
+                                  ("stem", "huge", f"{_S} stem: expected imagenet or small, found 'huge'"),
+                                  ("depths", 2, "spec field depths: expected a list of integers, found 2"),
+                                  ("colour", "red", "spec: unknown fields colour")]:
     CASES.append(Case(f"header-spec-{_field}-{_value}", "weights",
                       f"a safetensors header spec with {_field} = {json.dumps(_value)}",
                       _convert("w.safetensors", lambda p, f=_field, v=_value: canonical_with(
-                          p, weights(), spec_json(**{f: v}))), _fragment))
+                          p, weights(), spec_json(**{f: v}))), f"w.safetensors: header: {_fragment}"))
 CASES.append(Case("header-spec-not-json", "weights", "a safetensors header spec that is not JSON",
                   _convert("w.safetensors", lambda p: canonical_with(p, weights(), "{depths: oops")),
                   "header: spec is not valid JSON"))
