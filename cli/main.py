@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import NoReturn
 
-from resnet_rosetta.common.errors import Terminated, UserError
+from resnet_rosetta.common.errors import Terminated, UserError, take_notes
 
 COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 
@@ -51,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    take_notes()
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        for line in take_notes():
+            print(f"resnet-rosetta {args.command}: note: {line}", file=sys.stderr)
+        return status
     except UserError as exc:
+        take_notes()  # a refusal is one line: what was noted on the way does not matter any more
         print(f"resnet-rosetta {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

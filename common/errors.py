@@ -1,11 +1,21 @@
 """The one exception type for user errors: the CLI prints it on one line and exits non-zero; `note`
 for one-line remarks on stderr about what was done with an input (a wrapper unwrapped, a dtype widened)."""
-import sys
+
+_NOTES: list[str] = []
 
 
 def note(message: str) -> None:
-    """One line on stderr saying what was done with the user's input; never an error."""
-    print(f"resnet-rosetta: note: {message}", file=sys.stderr)
+    """A one-line remark on what was done with the user's input, never an error. Held until the
+    command ends: the CLI prints the notes of a command that succeeded (`take_notes`), so a refusal
+    stays one line."""
+    _NOTES.append(message)
+
+
+def take_notes() -> list[str]:
+    """The notes so far, emptied."""
+    notes = list(_NOTES)
+    _NOTES.clear()
+    return notes
 
 
 class UserError(Exception):

@@ -116,7 +116,8 @@ def _convert_contract(src_name: str, data: bytes | None, native: dict[str, objec
         if rc == 0:  # a correct result: DST holds exactly what SRC holds
             got, spec, _ = read_weights(dst)
             want, want_spec, _ = read_weights(src)
-            assert spec == want_spec and got.keys() == want.keys()
+            assert got.keys() == want.keys()
+            assert spec == want_spec or dst_ext != ".safetensors"  # native files carry no spec (input_size, bn_eps)
             assert all(np.array_equal(got[k].astype(np.float64), want[k].astype(np.float64)) for k in want)
 
 
