@@ -22,12 +22,7 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
     """Check the options every sweep shares; (installed frameworks, threads, notes)."""
     explicit = args.frameworks is not None
     frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
-    if args.size < 16:
-        raise UserError(f"--size must be >= 16, found {args.size}")
-    if args.warmup < 0 or args.iters < 0 or args.repeats < 1 or args.rounds < 1 or args.repeat_s <= 0:
-        raise UserError("--warmup and --iters must be >= 0, --repeats and --rounds >= 1, --repeat-s > 0")
-    if args.timeout <= 0 or (args.mem_limit is not None and args.mem_limit <= 0):
-        raise UserError("--timeout and --mem-limit must be positive")
+    # sizes, timer settings and limits are checked where they enter (cli/bench.py, common/options.py)
     threads = args.threads if args.threads is not None else config.default_threads()
     if not 1 <= threads <= config.default_threads():
         raise UserError(f"--threads must be between 1 and {config.default_threads()} (the cores available)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 
+from resnet_rosetta.common.options import integer, number
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.frameworks import FRAMEWORKS
@@ -50,9 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="input size of the gradient checks grad, step, steps (default 64; the oracle's "
                         "backward costs about 1-2 s per step at 64 px here)")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, inputs and labels (default 0)")
+    p.add_argument("--seed", type=integer("--seed", 0, 2**32 - 1), default=0, help="seed for weights, inputs and labels (default 0)")
     p.add_argument("--steps", type=int, default=5, help="SGD steps for the `steps` check (default 5)")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
+    p.add_argument("--lr", type=number("--lr", 0, 10, low_open=True), default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     p.add_argument("--bn-running-var", choices=RUNNING_VAR_FEEDS, default="unbiased",
                    help="batch variance fed to the running variance in every framework and the oracle; "
                         "'native' lets each framework follow its own rule and reports the difference")
@@ -63,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--python", default="", metavar="FW=PATH,...",
                    help="per-framework Python for isolated workers, e.g. torch=/envs/cuda/bin/python, with "
                         "resnet-rosetta installed there (implies --isolate)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per worker process (default 900)")
+    p.add_argument("--timeout", type=number("--timeout", 0, 10**7, low_open=True), default=900, help="seconds per worker process (default 900)")
     p.add_argument("--run-dir", help="keep the isolated run's exchange files in this folder")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown tables")

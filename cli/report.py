@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from resnet_rosetta.common.options import number
 from resnet_rosetta.benchmarks import presets
 from .bench import add_sweep_arguments
 
@@ -25,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output folder (default %(default)s); must not exist unless --overwrite")
     p.add_argument("--skip-parity", action="store_true", help="do not run the parity checks")
     p.add_argument("--parity-args", default="", help="extra arguments for `resnet-rosetta parity`, one string")
-    p.add_argument("--parity-timeout", type=float, default=None,
+    p.add_argument("--parity-timeout", type=number("--parity-timeout", 0, 10**7, low_open=True), default=None,
                    help="seconds before parity is stopped (default: 240 quick, 420 default, none full)")
-    p.add_argument("--budget-min", type=float, default=None,
+    p.add_argument("--budget-min", type=number("--budget-min", 0, 10**6, low_open=True), default=None,
                    help="minutes after which no new benchmark cell starts (default: 5 quick, 14.5 default, none full)")
     add_sweep_arguments(p, {"arch": None, "mode": None, "batch": None, "precision": None, "exec": None,
                             "warmup": 1, "timeout": 300.0, "rounds": presets.REPORT_ROUNDS})

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import UserError
+from .atomic import save_safetensors
+from .errors import UserError, note
 from .spec import ResNetSpec, block_plan, stem_geometry
 
 FORMAT_NAME = "resnet-rosetta-canonical"
@@ -111,6 +111,11 @@ def check_weights(weights: Mapping[str, np.ndarray], spec: ResNetSpec, source: s
             raise UserError(f"{source}: key {key}: contains non-finite values (NaN or Inf)")
 
 
+def as_float32(weights: Mapping[str, np.ndarray]) -> Weights:
+    """The weights as the models compute with them: float32 (fp16 and fp64 files are cast on the way in)."""
+    return {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+
+
 def few_keys(keys: list[str], limit: int = 4) -> str:
     """The first few keys of a long list, and how many more there are."""
     shown = ", ".join(keys[:limit])
@@ -119,25 +124,72 @@ def few_keys(keys: list[str], limit: int = 4) -> str:
 
 def save_canonical(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], spec: ResNetSpec) -> None:
     """Write a canonical safetensors file atomically, spec and format version in the header."""
-    from safetensors.numpy import save_file
-
     check_weights(weights, spec, str(path))
     ordered = {k: np.ascontiguousarray(weights[k]) for k in canonical_shapes(spec)}
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "spec": spec.to_json()}
-    with atomic_path(path) as tmp:
-        save_file(ordered, str(tmp), metadata=meta)
+    save_safetensors(path, ordered, meta)
+
+
+_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+                 "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
 
 
 def read_safetensors(path: Path, what: str = "safetensors file") -> tuple[Weights, dict[str, str]]:
-    """(tensors, header metadata) of a safetensors file; a damaged one is a user error naming `what`."""
+    """(tensors, header metadata) of a safetensors file; a damaged one is a user error naming `what`.
+
+    BF16 tensors become float32 (exact: bf16 is the top half of a float32); dtypes NumPy has no type
+    for (F8_*, F4, F6_*, ...) and zero-sized tensors are refused by name, from the header alone."""
     from safetensors import SafetensorError, safe_open
 
+    header, data_start = _header(path, what)
+    bf16 = []
+    for key, entry in header.items():
+        if key == "__metadata__" or not isinstance(entry, dict):
+            continue
+        dtype, shape = entry.get("dtype"), entry.get("shape")
+        if dtype == "BF16":
+            bf16.append(key)
+        elif dtype not in _NUMPY_DTYPES:
+            raise UserError(f"{path}: key {key}: dtype {dtype} cannot be read (NumPy has no such type; "
+                            "store float16, bfloat16, float32 or float64)")
+        if isinstance(shape, list) and 0 in shape:
+            raise UserError(f"{path}: key {key}: zero-sized tensor of shape {tuple(shape)}")
     try:
+        out: Weights = {}
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+            for k in f.keys():
+                out[k] = _bf16_as_float32(path, header[k], data_start) if k in bf16 else f.get_tensor(k)
+        if bf16:
+            note(f"{path}: {len(bf16)} bfloat16 tensors widened to float32 (exact; NumPy has no bfloat16)")
+        return out, meta
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as exc:
         raise UserError(f"{path}: not a readable {what} ({_one_line(exc)})") from None
+
+
+def _header(path: Path, what: str) -> tuple[dict, int]:
+    """The JSON header of a safetensors file and where its data starts; a one-line error if unreadable."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size > 100_000_000 or size > path.stat().st_size:
+                raise ValueError(f"header length {size} exceeds the file")
+            header = json.loads(f.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable {what} ({_one_line(exc)})") from None
+    return header, 8 + size
+
+
+def _bf16_as_float32(path: Path, entry: dict, data_start: int) -> np.ndarray:
+    begin, end = entry["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(data_start + begin)
+        raw = np.frombuffer(f.read(end - begin), dtype="<u2")
+    return (raw.astype("<u4") << 16).view("<f4").reshape(entry["shape"]).astype(np.float32)
 
 
 def load_canonical(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec | None]:
@@ -149,7 +201,7 @@ def load_canonical(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec | 
     version = meta.get("format_version")
     if version is not None and version != FORMAT_VERSION:
         raise UserError(f"{path}: canonical format version {version} is not supported (expected {FORMAT_VERSION})")
-    spec = ResNetSpec.from_json(meta["spec"]) if "spec" in meta else None
+    spec = ResNetSpec.from_json(meta["spec"], f"{path}: header") if "spec" in meta else None
     return weights, spec
 
 

@@ -1,4 +1,21 @@
-"""The one exception type for user errors: the CLI prints it on one line and exits non-zero."""
+"""The one exception type for user errors: the CLI prints it on one line and exits non-zero; `note`
+for one-line remarks on stderr about what was done with an input (a wrapper unwrapped, a dtype widened)."""
+
+_NOTES: list[str] = []
+
+
+def note(message: str) -> None:
+    """A one-line remark on what was done with the user's input, never an error. Held until the
+    command ends: the CLI prints the notes of a command that succeeded (`take_notes`), so a refusal
+    stays one line."""
+    _NOTES.append(message)
+
+
+def take_notes() -> list[str]:
+    """The notes so far, emptied."""
+    notes = list(_NOTES)
+    _NOTES.clear()
+    return notes
 
 
 class UserError(Exception):
@@ -8,3 +25,8 @@ class UserError(Exception):
 class Unsupported(Exception):
     """A framework cannot run what was asked on this device (e.g. no bf16 kernels); the message says
     which framework, version and operation. Reported as not run, not as a failure."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised by the CLI's handler so that every `finally` (temporary files) runs; a
+    BaseException, like KeyboardInterrupt, so no `except Exception` swallows it."""

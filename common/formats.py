@@ -53,8 +53,11 @@ def from_native(native: Mapping[str, np.ndarray], fmt: str, source: str, spec: R
     in_channels read off the tensors), else inferred from keys and shapes when unambiguous. A
     .pdparams file is told apart as this suite's Paddle model or paddle.vision's by its keys.
     """
+    for key, arr in native.items():
+        if 0 in np.shape(arr):
+            raise UserError(f"{source}: key {key}: zero-sized tensor of shape {tuple(np.shape(arr))}")
     if fmt == "paddle":
-        fmt = rules.detect_paddle_flavour(native)
+        fmt = rules.detect_paddle_flavour(native, source)
     if spec is not None and arch is not None and spec.name != arch:
         raise UserError(f"{source}: checkpoint is {spec.name}, but --arch says {arch}")
     if spec is None:

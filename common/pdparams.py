@@ -52,6 +52,8 @@ def read_pdparams(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: expected a state dict (name -> array), found {type(obj).__name__}")
     tensors = {k: v for k, v in obj.items() if k != STRUCTURE_KEY}
     for key, value in tensors.items():
+        if not isinstance(key, str):
+            raise UserError(f"{path}: key {key!r}: expected a string key, found {type(key).__name__}")
         if not isinstance(value, np.ndarray) or value.dtype == object:
             raise UserError(f"{path}: key {key}: expected a numeric array, found {type(value).__name__}")
     return tensors

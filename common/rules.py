@@ -195,14 +195,14 @@ def _native_shape(shape: tuple[int, ...], to_n: Layout) -> tuple[int, ...]:
     return tuple(to_n(np.empty(shape, dtype=np.uint8)).shape)
 
 
-def detect_paddle_flavour(native: Mapping[str, np.ndarray]) -> str:
+def detect_paddle_flavour(native: Mapping[str, np.ndarray], source: str = ".pdparams") -> str:
     """This suite's classic-source names (`conv._conv.weight`) or paddle.vision's (`conv1.weight`)."""
     if "conv._conv.weight" in native:
         return "paddle"
     if "conv1.weight" in native:
         return "paddle-vision"
-    raise UserError("pdparams holds neither this suite's Paddle names (conv._conv.weight) "
-                    "nor paddle.vision's (conv1.weight)")
+    raise UserError(f"{source}: holds neither this suite's Paddle names (conv._conv.weight) "
+                    f"nor paddle.vision's (conv1.weight); found keys {', '.join(list(map(str, native))[:4])}")
 
 
 def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: str) -> ResNetSpec | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -48,19 +49,7 @@ class ResNetSpec:
     input_size: int = 224
 
     def __post_init__(self) -> None:
-        if self.block not in EXPANSION:
-            raise UserError(f"spec {self.name}: block must be basic or bottleneck, found {self.block!r}")
-        if self.stem not in ("imagenet", "small"):
-            raise UserError(f"spec {self.name}: stem must be imagenet or small, found {self.stem!r}")
-        if self.bn_running_var not in ("unbiased", "biased", "native"):
-            raise UserError(f"spec {self.name}: bn_running_var must be unbiased, biased or native, "
-                            f"found {self.bn_running_var!r}")
-        if len(self.depths) != len(self.widths) or not self.depths:
-            raise UserError(f"spec {self.name}: depths {self.depths} and widths {self.widths} differ in length")
-        if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):
-            raise UserError(f"spec {self.name}: BasicBlock supports only groups=1 and width_per_group=64")
-        if not 0.0 < self.bn_momentum <= 1.0:
-            raise UserError(f"spec {self.name}: bn_momentum must be in (0, 1], found {self.bn_momentum}")
+        validate_spec(self)
 
     @property
     def expansion(self) -> int:
@@ -75,17 +64,80 @@ class ResNetSpec:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ResNetSpec":
+    def from_json(cls, text: str, source: str | None = None) -> "ResNetSpec":
+        """The spec in `text`, every field validated; errors name `source` (a file) when given."""
+        where = f"{source}: " if source else ""
         try:
             fields = json.loads(text)
-            fields["depths"] = tuple(fields["depths"])
-            fields["widths"] = tuple(fields["widths"])
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{where}spec is not valid JSON ({exc})") from None
+        if not isinstance(fields, dict):
+            raise UserError(f"{where}spec: expected a JSON object, found {type(fields).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise UserError(f"{where}spec: unknown fields {', '.join(map(str, unknown))}")
+        missing = [k for k in ("name", "block", "depths") if k not in fields]
+        if missing:
+            raise UserError(f"{where}spec: missing fields {', '.join(missing)}")
+        for key in ("depths", "widths"):
+            if key in fields:
+                if not isinstance(fields[key], list):
+                    raise UserError(f"{where}spec field {key}: expected a list of integers, "
+                                    f"found {fields[key]!r}")
+                fields[key] = tuple(fields[key])
+        try:
             return cls(**fields)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"spec JSON is not a valid ResNetSpec: {exc}") from None
+        except UserError as exc:
+            raise UserError(f"{where}{exc}") from None
 
     def replace(self, **changes: object) -> "ResNetSpec":
         return dataclasses.replace(self, **changes)
+
+
+_INT_RANGES = {"groups": 4096, "width_per_group": 1 << 16, "num_classes": 10**7, "in_channels": 4096,
+               "stem_width": 1 << 16, "input_size": 1 << 16}  # upper bounds: sanity caps, not limits of ResNet
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_spec(spec: ResNetSpec) -> None:
+    """Every field of `spec` of the right type and in range; a UserError naming the field otherwise.
+
+    The one check of a spec, wherever it comes from (a preset, a file header, a training config)."""
+    def bad(field: str, expected: str) -> UserError:
+        return UserError(f"spec {spec.name}: field {field}: expected {expected}, found {getattr(spec, field)!r}")
+
+    if not isinstance(spec.name, str) or not spec.name:
+        raise UserError(f"spec: field name: expected a non-empty string, found {spec.name!r}")
+    choices = {"block": tuple(EXPANSION), "stem": ("imagenet", "small"),
+               "bn_running_var": ("unbiased", "biased", "native")}
+    for field, allowed in choices.items():
+        if getattr(spec, field) not in allowed:
+            raise bad(field, " or ".join(allowed))
+    for field, cap in (("depths", 1000), ("widths", 1 << 16)):
+        value = getattr(spec, field)
+        if not isinstance(value, tuple) or not value or not all(_is_int(v) and 1 <= v <= cap for v in value):
+            raise bad(field, f"a non-empty list of integers in [1, {cap}]")
+    if len(spec.depths) != len(spec.widths):
+        raise UserError(f"spec {spec.name}: depths {spec.depths} and widths {spec.widths} differ in length")
+    for field, cap in _INT_RANGES.items():
+        value = getattr(spec, field)
+        if not _is_int(value) or not 1 <= value <= cap:
+            raise bad(field, f"an integer in [1, {cap}]")
+    for field, low, high, closed in (("bn_eps", 0.0, 1.0, False), ("bn_momentum", 0.0, 1.0, True)):
+        value = getattr(spec, field)
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or not low < value <= high or (value == high and not closed)):
+            raise bad(field, f"a finite number in ({low:g}, {high:g}{']' if closed else ')'}")
+    if not isinstance(spec.zero_init_residual, bool):
+        raise bad("zero_init_residual", "true or false")
+    if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
+        raise UserError(f"spec {spec.name}: BasicBlock supports only groups=1 and width_per_group=64")
+    if spec.block == "bottleneck" and any(int(w * spec.width_per_group / 64.0) < 1 for w in spec.widths):
+        raise bad("width_per_group", "widths * width_per_group / 64 >= 1 in every stage")
 
 
 @dataclass(frozen=True)

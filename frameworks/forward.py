@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.atomic import atomic_path, check_writable
+from resnet_rosetta.common.canonical import as_float32
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.inputs import load_batch
 from . import load
@@ -20,10 +21,10 @@ def forward_file(framework: str, weights_path: str, input_path: str, output_path
     if Path(output_path).suffix.lower() != out_ext:
         raise UserError(f"{output_path}: expected a {out_ext} output path"
                         + (" (--stages writes an .npz)" if stages else ""))
+    check_writable(output_path)
     weights, spec, _ = read_weights(weights_path, arch)
     x = load_batch(input_path, spec.in_channels)
-    fp32 = {k: v.astype(np.float32) for k, v in weights.items()}  # the models compute in fp32
-    outputs = load(framework).Adapter(spec, fp32).forward(x, train=False)
+    outputs = load(framework).Adapter(spec, as_float32(weights)).forward(x, train=False)
     with atomic_path(output_path) as tmp:
         with open(tmp, "wb") as f:
             if stages:

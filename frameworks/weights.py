@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from resnet_rosetta.common import formats, rules
+from resnet_rosetta.common.atomic import check_writable
 from resnet_rosetta.common.canonical import Weights, check_weights, load_canonical, save_canonical
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
@@ -43,6 +44,7 @@ def write_weights(path: str | Path, weights: Mapping[str, np.ndarray], spec: Res
 def convert(src: str | Path, dst: str | Path, arch: str | None = None, to: str | None = None) -> str:
     """SRC in any format -> DST in the format its extension (and `to`) names; a one-line summary."""
     fmt = formats.format_for_output(dst, to)
+    check_writable(dst)
     weights, spec, src_fmt = read_weights(src, arch)
     write_weights(dst, weights, spec, fmt)
     return f"{src} ({src_fmt}) -> {dst} ({fmt}): {spec.name}, {len(weights)} tensors"

@@ -26,12 +26,12 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-from resnet_rosetta.common.atomic import atomic_path
+from resnet_rosetta.common.atomic import save_safetensors
 from resnet_rosetta.common.canonical import Weights, load_canonical, read_safetensors, save_canonical
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.common.training import trainable_keys
-from .config import TrainConfig
+from .config import TrainConfig, check_config
 
 STATE_FORMAT = "resnet-rosetta-train-state"
 STATE_VERSION = "1"
@@ -116,8 +116,6 @@ def interrupts_deferred() -> Iterator[None]:
 def save_checkpoint(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], spec: ResNetSpec,
                     state: TrainState) -> None:
     """Write the canonical weights, then the training state that points at them, each atomically."""
-    from safetensors.numpy import save_file
-
     path = Path(path)
     sidecar = state_path(path)
     momentum = {k: np.ascontiguousarray(state.momentum[k], dtype=np.float32) for k in trainable_keys(spec)}
@@ -127,8 +125,7 @@ def save_checkpoint(path: str | os.PathLike[str], weights: Mapping[str, np.ndarr
                 "config": json.dumps(dataclasses.asdict(state.config), sort_keys=True),
                 "epoch": str(state.epoch), "history": json.dumps(state.history),
                 "weights_file": path.name, "weights_sha256": _sha256(path)}
-        with atomic_path(sidecar) as tmp:
-            save_file(momentum, str(tmp), metadata=meta)
+        save_safetensors(sidecar, momentum, meta)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec, TrainState]:
@@ -149,6 +146,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Weights, ResNetSpec, 
                         f"writing the two); the weights load, but the run cannot be resumed from them")
     try:
         config = TrainConfig(**json.loads(meta["config"]))
+        check_config(config, sidecar)
         state = TrainState(config, int(meta["epoch"]), json.loads(meta["history"]), momentum)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{sidecar}: damaged header ({exc})") from None

@@ -55,14 +55,45 @@ def new_config(given: Mapping[str, Any], framework: str) -> TrainConfig:
         raise UserError("--data-dir is for mnist and fashion-mnist; digits is embedded")
     config = TrainConfig(framework=framework, data_dir=str(data_dir) if data_dir else None,
                          image_size=given.get("image_size") or IMAGE_SIZE[values["dataset"]], **values)
-    for name in ("epochs", "batch_size", "image_size", "width"):
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, found {getattr(config, name)}")
-    if config.batch_size < 2:
-        raise UserError("--batch-size must be at least 2 (batch norm needs batch statistics)")
-    if not (config.lr > 0 and math.isfinite(config.lr)):
-        raise UserError(f"--lr must be a positive number, found {config.lr}")
+    check_config(config)
     return config
+
+
+_INTS = {"epochs": (1, 10**6), "batch_size": (2, 10**6), "image_size": (1, 4096), "width": (1, 4096),
+         "seed": (0, 2**32 - 1)}
+_FLOATS = {"lr": (0.0, False, math.inf), "momentum": (0.0, True, 1.0), "weight_decay": (0.0, True, math.inf)}
+
+
+def check_config(config: TrainConfig, source: Path | None = None) -> None:
+    """Every setting of the right type, finite and in range: the command line's and, with `source`,
+    the one stored in a training state (so `--resume` trusts nothing it reads)."""
+    def name(field: str) -> str:
+        return f"{source}: stored setting {field}" if source else f"--{field.replace('_', '-')}"
+
+    for field, (low, high) in _INTS.items():
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            extra = " (batch norm needs batch statistics)" if field == "batch_size" else ""
+            raise UserError(f"{name(field)} must be at least {low}{extra}, found {value!r}" if
+                            isinstance(value, int) and not isinstance(value, bool) and value < low else
+                            f"{name(field)} must be an integer in [{low}, {high}]{extra}, found {value!r}")
+    for field, (low, closed_low, high) in _FLOATS.items():
+        value = getattr(config, field)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if field == "lr" and not (number and math.isfinite(value) and value > 0):
+            raise UserError(f"{name(field)} must be a positive number, found {value!r}")
+        if not (number and math.isfinite(value) and (value >= low if closed_low else value > low)
+                and (value < high or math.isinf(high))):
+            raise UserError(f"{name(field)} must be a finite number in [{low:g}, {high:g}), found {value!r}")
+    choices = {"lr_schedule": LR_SCHEDULES, "dataset": tuple(IMAGE_SIZE)}
+    for field, allowed in choices.items():
+        if getattr(config, field) not in allowed:
+            raise UserError(f"{name(field)} must be one of {', '.join(allowed)}, found {getattr(config, field)!r}")
+    for field in ("framework", "arch"):
+        if not isinstance(getattr(config, field), str):
+            raise UserError(f"{name(field)} must be a name, found {getattr(config, field)!r}")
+    if config.data_dir is not None and not isinstance(config.data_dir, str):
+        raise UserError(f"{name('data_dir')} must be a path, found {config.data_dir!r}")
 
 
 def resumed_config(given: Mapping[str, Any], stored: TrainConfig, source: Path) -> TrainConfig:
@@ -75,7 +106,9 @@ def resumed_config(given: Mapping[str, Any], stored: TrainConfig, source: Path) 
     if conflicts:
         raise UserError(f"{source}: --resume continues with the stored settings; conflicting: "
                         + ", ".join(conflicts))
-    return dataclasses.replace(stored, **{k: v for k, v in given.items() if k in RESUMABLE})
+    config = dataclasses.replace(stored, **{k: v for k, v in given.items() if k in RESUMABLE})
+    check_config(config)
+    return config
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:

@@ -20,6 +20,7 @@ The order of training batches is a pure function of (seed, epoch): `epoch_order`
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ def load_dataset(name: str, image_size: int, data_dir: str | os.PathLike[str] | 
         raise UserError(f"image size must be positive, found {image_size}")
     x_train, x_test = resize(x_train, image_size), resize(x_test, image_size)
     mean, std = float(x_train.mean(dtype=np.float64)), float(x_train.std(dtype=np.float64))
+    if not std > 0:
+        raise UserError(f"{source}: every training image pixel is {mean:g} (zero variance): nothing to learn, "
+                        "and standardising would divide by zero")
     return Dataset(name, _standardise(x_train, mean, std), y_train, _standardise(x_test, mean, std), y_test,
                    CLASS_NAMES[name], source)
 
@@ -154,8 +158,10 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise UserError(f"{path}: IDX header truncated ({len(data)} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims))
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if ndim == 3 and 0 in dims[1:]:
+        raise UserError(f"{path}: IDX header says images of {dims[1]}x{dims[2]} pixels; expected at least 1x1")
+    expected = header + math.prod(dims)  # Python integers: a huge header cannot overflow
     if len(data) != expected:
         raise UserError(f"{path}: IDX header promises {'x'.join(map(str, dims))} bytes of data "
                         f"({expected} bytes in all) but the file has {len(data)} bytes")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from resnet_rosetta import frameworks
-from resnet_rosetta.common.atomic import atomic_write_bytes, atomic_write_text
-from resnet_rosetta.common.canonical import check_weights, load_canonical
+from resnet_rosetta.common.atomic import atomic_write_bytes, atomic_write_text, check_writable
+from resnet_rosetta.common.canonical import as_float32, check_weights, load_canonical
 from .datasets import CLASS_NAMES, load_dataset
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import get_spec
@@ -25,6 +25,9 @@ def evaluate(weights_path: Path, framework: str, *, dataset: str = "digits", dat
 
     The images are resized to the checkpoint's input size (its spec; `arch` and `image_size` only
     for files without one) and standardised as in `train`. Returns the exit status."""
+    prefix = out or weights_path.with_name(
+        weights_path.name.removesuffix(CHECKPOINT_SUFFIX) + f".eval-{dataset}-{framework}")
+    check_writable(f"{prefix}.txt")
     weights, spec = load_canonical(weights_path)
     if dataset == "digits" and data_dir is not None:
         raise UserError("--data-dir is for mnist and fashion-mnist; digits is embedded")
@@ -48,14 +51,12 @@ def evaluate(weights_path: Path, framework: str, *, dataset: str = "digits", dat
                         f"{dataset} has {data.in_channels}")
     check_weights(weights, spec, str(weights_path))
 
-    adapter = frameworks.load(framework, "adapter").Adapter(spec, weights)
+    adapter = frameworks.load(framework, "adapter").Adapter(spec, as_float32(weights))
     logits = predict_all(lambda x: adapter.forward(x)["logits"], data.x_test)
     predictions = np.argmax(logits, axis=1)
     acc = accuracy(logits, data.y_test)
     counts = confusion_matrix(data.y_test, predictions, data.num_classes)
 
-    prefix = out or weights_path.with_name(
-        weights_path.name.removesuffix(CHECKPOINT_SUFFIX) + f".eval-{dataset}-{framework}")
     report = (f"{weights_path} ({spec.name}) evaluated in {framework} on {dataset} test "
               f"({len(data.y_test)} images, {data.image_size} px)\n"
               f"top-1 accuracy: {100 * acc:.2f}% ({int((predictions == data.y_test).sum())}/{len(data.y_test)})\n\n"

@@ -20,6 +20,7 @@ from resnet_rosetta.common.canonical import Weights
 from .datasets import Dataset, batches, epoch_order, load_dataset
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.training import initial_weights
+from resnet_rosetta.common.atomic import check_writable
 from .checkpoint import Resume, TrainState, check_spec, interrupts_deferred, save_checkpoint, state_path
 from .config import TrainConfig, learning_rate, run_spec
 from .metrics import accuracy, predict_all
@@ -41,6 +42,7 @@ class Trainer(Protocol):
 def train(config: TrainConfig, out: Path, resume: Resume | None = None) -> list[dict[str, Any]]:
     """Train up to `config.epochs` epochs (from scratch or from `resume`), checkpointing to `out` every epoch."""
     state_path(out)  # validates the name before any work
+    check_writable(out)
     data = load_dataset(config.dataset, config.image_size, config.data_dir)
     spec = run_spec(config, data.in_channels, data.num_classes)
     if resume is None:

@@ -33,11 +33,21 @@ def read_native(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: truncated or corrupt .msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(tree, dict):
         raise UserError(f"{path}: expected a {{params, batch_stats}} tree, found {type(tree).__name__}")
+    _check_keys(tree, path, "")
     flat = flatten(tree)
     for key, value in flat.items():
         if not isinstance(value, np.ndarray) or value.dtype == object:
             raise UserError(f"{path}: key {key}: expected a numeric array, found {type(value).__name__}")
     return flat
+
+
+def _check_keys(tree: Mapping[Any, Any], path: Path, where: str) -> None:
+    """Every key of the nested tree a string (flax paths are strings); names the first that is not."""
+    for key, value in tree.items():
+        if not isinstance(key, str):
+            raise UserError(f"{path}: key {where}{key!r}: expected a string key, found {type(key).__name__}")
+        if isinstance(value, dict):
+            _check_keys(value, path, f"{where}{key}/")
 
 
 def write_native(path: str | os.PathLike[str], native: Mapping[str, np.ndarray]) -> None:

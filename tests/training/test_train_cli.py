@@ -126,17 +126,18 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_is_exact(mnist: Path, tmp_p
 
 def test_crash_while_writing_keeps_the_previous_pair(mnist: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import safetensors.numpy
+    from resnet_rosetta.common import atomic
 
     ckpt = tmp_path / "crash.safetensors"
     assert _train(mnist, ckpt, "--epochs", "1") == 0
     before = ckpt.read_bytes(), state_path(ckpt).read_bytes()
 
-    def half_write(tensors: dict, filename: str, metadata: dict | None = None) -> None:
-        Path(filename).write_bytes(b"partial")
-        raise OSError("disk full")
+    def half_write(dest: str, data: bytes) -> None:
+        with atomic.atomic_path(dest) as tmp:
+            tmp.write_bytes(data[:7])
+            raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", half_write)
+    monkeypatch.setattr(atomic, "atomic_write_bytes", half_write)
     with pytest.raises(OSError, match="disk full"):
         main(["train", "--framework", "torch", "--resume", str(ckpt), "--epochs", "2"])
     assert (ckpt.read_bytes(), state_path(ckpt).read_bytes()) == before
