@@ -18,19 +18,24 @@ from .model import ResNet
 
 
 def compile_model(model: paddle.nn.Layer) -> Callable[[paddle.Tensor], paddle.Tensor]:
-    """dy2static rewrites forward's Python source into a static program on the first call per input shape."""
+    """full_graph=True: dy2static rewrites forward's Python source into a static program, one per input shape
+    (the default, SOT, translates bytecode and makes the batch dynamic after the first new shape)."""
     model.eval()
     return paddle.jit.to_static(model, full_graph=True)
 
 
 def bf16_logits(model: paddle.nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
-    """auto_cast works on CUDA, XPU and custom devices; on a CPU it warns and everything stays float32."""
+    """auto_cast works on CUDA, XPU and custom devices; on a CPU it warns, switches itself off, and
+    everything stays float32."""
     with paddle.no_grad(), paddle.amp.auto_cast(dtype="bfloat16"):
         return model(x)
 
 
 def full_fp32_precision() -> None:
-    """The CPU wheel has no TF32 flag; on GPUs NVIDIA's libraries honour this variable when they load."""
+    """TF32 off for cuBLAS and cuDNN (both on by default in GPU builds; the CPU wheel has the switches but
+    no kernel reads them); NVIDIA's libraries also honour the variable when they load."""
+    paddle.base.core.set_cublas_switch(False)
+    paddle.base.core.set_cudnn_switch(False)
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
 

@@ -30,6 +30,35 @@ def test_conv_init_scale(framework: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_grouped_conv_init(framework: str) -> None:
+    """A depthwise 3x3 conv, 32 -> 32 channels in 32 groups: each filter sees 9 inputs (fan_in 9)."""
+    channels, groups = 32, 32
+    if framework == "torch":
+        import torch  # noqa: PLC0415
+
+        torch.manual_seed(0)
+        w = torch.nn.Conv2d(channels, channels, 3, groups=groups, bias=False).weight
+        torch.nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")  # as the torch model does
+        expected = np.sqrt(2.0 / (channels * 9))
+    elif framework == "paddle":
+        import paddle  # noqa: PLC0415
+
+        paddle.seed(0)
+        w = paddle.nn.Conv2D(channels, channels, 3, groups=groups, bias_attr=False).weight
+        assert w.shape[1] == 1  # in/groups
+        expected = np.sqrt(2.0 / (channels * 9))  # the whole input counted, not in/groups = 1
+    else:
+        import jax  # noqa: PLC0415
+
+        from resnet_rosetta.frameworks.flax.model import conv_init  # noqa: PLC0415
+        w = conv_init(jax.random.key(0), (3, 3, 1, channels))
+        expected = np.sqrt(2.0 / (channels * 9))
+    w = np.asarray(w.detach().numpy() if framework == "torch" else w.numpy() if framework == "paddle" else w)
+    assert rel_std(w, expected) < 0.1
+    assert rel_std(w, np.sqrt(2.0 / 9)) > 0.5  # not the per-group fan_in
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_classifier_init(framework: str) -> None:
     spec = INIT_SPEC
     weights = _init_weights(framework, spec)

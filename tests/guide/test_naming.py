@@ -34,6 +34,15 @@ def test_native_names(framework: str) -> None:
     assert (len(counters) > 0) == (framework == "torch")
 
 
+def test_paddle_vision_names() -> None:
+    """paddle.vision's ResNet (not this repository's classic-source model) uses torchvision's names."""
+    import paddle  # noqa: PLC0415 (only this test needs paddle.vision)
+
+    names = set(paddle.vision.models.resnet18(num_classes=10).state_dict())
+    assert {"conv1.weight", "layer2.0.downsample.1._variance", "fc.weight", "fc.bias"} <= names
+    assert not any(k.startswith(("conv._conv", "bb_", "out.")) for k in names)
+
+
 def test_where_running_statistics_live() -> None:
     model = TorchResNet(TINY)
     assert "bn1.running_mean" in dict(model.named_buffers())

@@ -67,6 +67,11 @@ def test_optimizer_update_rule(framework: str) -> None:
 
 
 def test_optax_chain_order_matters() -> None:
+    # the guide's example: p = 1, g = 0, wd = 0.05 after one step of sgd then add_decayed_weights
+    tx = optax.chain(optax.sgd(LR), optax.add_decayed_weights(0.05))
+    p1 = jnp.ones(1)
+    updates, _ = tx.update(jnp.zeros(1), tx.init(p1), p1)
+    np.testing.assert_allclose(np.asarray(optax.apply_updates(p1, updates)), [1.05], rtol=1e-6)  # grows
     decay_after = _optax_steps(optax.chain(optax.sgd(LR, MU), optax.add_decayed_weights(WD)))
     # add_decayed_weights adds wd * p to the *update*, which apply_updates adds: p += -lr b + wd p
     p, b = P0.astype(np.float64), np.zeros(3)
