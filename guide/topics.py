@@ -310,6 +310,43 @@ TOPICS: tuple[Topic, ...] = (
              "(common/tolerance.py); Flax returns them under native paths and HWIO layouts, which the rule "
              "table maps back to canonical names."),
     Topic(
+        "no-grad", "Gradients off, in-place ops and immutability",
+        "no_grad and detach vs stop_gradient; in-place updates vs `.at[].set`",
+        rows=(
+            Row("a forward without a graph", "`with torch.no_grad():`", "`with paddle.no_grad():`",
+                "nothing to switch off: no graph exists outside `jax.grad`",
+                "tests/guide/test_no_grad.py::test_no_grad_forward"),
+            Row("cut one value from the graph", "`t.detach()`", "`t.detach()`", "`jax.lax.stop_gradient(x)`",
+                "tests/guide/test_no_grad.py::test_detach"),
+            Row("a tensor made from data", "`requires_grad=False` unless asked",
+                "`stop_gradient=True` (a layer's parameters: False)",
+                "no flag: `jax.grad` differentiates its arguments", "tests/guide/test_no_grad.py::test_new_tensor_defaults"),
+            Row("`y += 1` on a value the backward needs", "in place: the backward raises (version counter)",
+                "rebinds `y` to a new tensor: the backward works", "rebinds `y`: arrays are immutable",
+                "tests/guide/test_no_grad.py::test_augmented_assignment"),
+            Row("an explicit in-place op", "`y.add_(1)`: the backward raises (version counter)",
+                "`y.add_(1)`: the backward raises (version counter)",
+                "`x[0] = 1` raises TypeError; `x.at[0].set(1)` returns a new array",
+                "tests/guide/test_no_grad.py::test_explicit_in_place"),
+            Row("the residual add here", "`out += identity`: in place (no backward needs the BN output)",
+                "`paddle.add(short, conv1)`: a new tensor", "`y + shortcut`: a new array",
+                "tests/guide/test_no_grad.py::test_residual_add"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "inference_logits"), Code("frameworks.torch.demos", "frozen_features"),
+                      Code("frameworks.torch.model", "BasicBlock.forward")),
+            "paddle": (Code("frameworks.paddle.demos", "inference_logits"),
+                       Code("frameworks.paddle.demos", "frozen_features"),
+                       Code("frameworks.paddle.model", "BasicBlock.forward")),
+            "flax": (Code("frameworks.flax.demos", "inference_logits"), Code("frameworks.flax.demos", "frozen_features"),
+                     Code("frameworks.flax.model", "BasicBlock.__call__", "nn.relu(y +")),
+        },
+        note="PyTorch and Paddle record a graph as operations run, so turning gradients off is a mode; JAX "
+             "differentiates a function when asked, so there is nothing to turn off and `stop_gradient` marks "
+             "a constant inside that function. Both tape-based frameworks keep a version counter per tensor: "
+             "an in-place change to a value the backward saved makes the backward raise instead of computing "
+             "a wrong gradient. The same `+=` is in place in PyTorch and a new tensor in Paddle."),
+    Topic(
         "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
         rows=(
             Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",

@@ -40,6 +40,17 @@ def full_fp32_precision() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
+def inference_logits(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
+    """Nothing to switch off: no graph is recorded outside `jax.grad`; a forward is a function call."""
+    logits, _ = model.apply(variables, x)
+    return logits
+
+
+def frozen_features(features: jax.Array) -> jax.Array:
+    """stop_gradient: the same values, a constant for `jax.grad` (identity forward, zero backward)."""
+    return jax.lax.stop_gradient(features)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> Any:
     """Initialisation is a pure function of an explicit key (and returns the variables): nothing global to seed."""
     x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels), jnp.float32)

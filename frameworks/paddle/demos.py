@@ -39,6 +39,18 @@ def full_fp32_precision() -> None:
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
 
+def inference_logits(model: paddle.nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
+    """Inside no_grad nothing is recorded: the logits have stop_gradient=True and keep no activations alive."""
+    model.eval()
+    with paddle.no_grad():
+        return model(x)
+
+
+def frozen_features(features: paddle.Tensor) -> paddle.Tensor:
+    """detach: the same values, cut from the graph (stop_gradient=True): no gradient flows back through them."""
+    return features.detach()
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     paddle.seed(seed)

@@ -35,6 +35,17 @@ def full_fp32_precision() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+def inference_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Inside no_grad nothing is recorded: the logits do not require grad and keep no activations alive."""
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def frozen_features(features: Tensor) -> Tensor:
+    """detach: the same values (sharing storage), cut from the graph: no gradient flows back through them."""
+    return features.detach()
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     torch.manual_seed(seed)
