@@ -347,6 +347,36 @@ TOPICS: tuple[Topic, ...] = (
              "an in-place change to a value the backward saved makes the backward raise instead of computing "
              "a wrong gradient. The same `+=` is in place in PyTorch and a new tensor in Paddle."),
     Topic(
+        "randomness", "Random numbers, dropout and train/eval", "global generators and one mode flag vs explicit "
+        "keys and one switch per layer",
+        rows=(
+            Row("dropout's mask comes from", "the global generator (`torch.manual_seed`)",
+                "the global generator (`paddle.seed`)", "the key passed as `apply(..., rngs={'dropout': key})`",
+                "tests/guide/test_randomness.py::test_dropout_mask_source"),
+            Row("a train-mode call without a seed or key", "draws from the global state",
+                "draws from the global state", "refused: `InvalidRngError` (no 'dropout' key)",
+                "tests/guide/test_randomness.py::test_flax_dropout_needs_a_key"),
+            Row("kept values are scaled by", "1/(1−p) in training", "1/(1−p) in training ('upscale_in_train')",
+                "1/(1−rate) in training", "tests/guide/test_randomness.py::test_dropout_scaling"),
+            Row("dropout off for evaluation", "`eval()`", "`eval()`", "`deterministic=True`",
+                "tests/guide/test_randomness.py::test_dropout_off_in_eval"),
+            Row("batch norm follows", "the same `train()`/`eval()` flag", "the same `train()`/`eval()` flag",
+                "its own switch, `use_running_average` (here: `not train`)",
+                "tests/guide/test_randomness.py::test_one_flag_or_one_switch_per_layer"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "dropout_features"),),
+            "paddle": (Code("frameworks.paddle.demos", "dropout_features"),),
+            "flax": (Code("frameworks.flax.demos", "dropout_features"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "use_running_average")),
+        },
+        note="The ResNets here have no dropout, but the classifier heads students add usually do. In PyTorch "
+             "and Paddle one `train()`/`eval()` flag switches dropout and batch norm together and the mask "
+             "comes from the same global generator as the initial weights, so an extra draw anywhere changes "
+             "every later mask. In Flax every random layer asks for a named key and every mode is an argument: "
+             "`deterministic` for dropout and `use_running_average` for batch norm are separate, and forgetting "
+             "one of them is the Flax version of forgetting `eval()`."),
+    Topic(
         "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
         rows=(
             Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",

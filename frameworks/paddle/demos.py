@@ -51,6 +51,14 @@ def frozen_features(features: paddle.Tensor) -> paddle.Tensor:
     return features.detach()
 
 
+def dropout_features(x: paddle.Tensor, rate: float, train: bool) -> paddle.Tensor:
+    """nn.Dropout draws its mask from the global generator and ('upscale_in_train', the default) scales kept
+    values by 1/(1-rate); in eval() it is the identity, switched by the same flag as batch norm."""
+    layer = paddle.nn.Dropout(rate)
+    layer.train() if train else layer.eval()
+    return layer(x)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     paddle.seed(seed)

@@ -46,6 +46,13 @@ def frozen_features(features: Tensor) -> Tensor:
     return features.detach()
 
 
+def dropout_features(x: Tensor, rate: float, train: bool) -> Tensor:
+    """nn.Dropout draws its mask from the global generator and scales kept values by 1/(1-rate); in eval()
+    it is the identity, switched by the same flag as batch norm."""
+    layer = nn.Dropout(rate).train(train)
+    return layer(x)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     torch.manual_seed(seed)
