@@ -377,6 +377,34 @@ TOPICS: tuple[Topic, ...] = (
              "`deterministic` for dropout and `use_running_average` for batch norm are separate, and forgetting "
              "one of them is the Flax version of forgetting `eval()`."),
     Topic(
+        "memory-format", "Memory layout and its cost", "channels_last strides, per-layer data_format, XLA's "
+        "own choice, and the copies at the boundary",
+        rows=(
+            Row("asking for NHWC in memory", "`x.to(memory_format=torch.channels_last)`: the shape stays "
+                "`[N, C, H, W]`, the strides become NHWC's", "`data_format='NHWC'` on every conv, BN and pool: "
+                "the tensors are `[N, H, W, C]`", "nothing to ask: arrays are `[N, H, W, C]`",
+                "tests/guide/test_memory_format.py::test_asking_for_nhwc"),
+            Row("conv weights then", "OIHW shape (NHWC strides once the model is converted)", "OIHW, unchanged",
+                "HWIO", "tests/guide/test_memory_format.py::test_nhwc_weights"),
+            Row("who picks the physical layout", "the strides (you)", "`data_format` (you)",
+                "XLA: a `jax.Array` exposes no strides", "tests/guide/test_memory_format.py::test_asking_for_nhwc"),
+            Row("a transpose at the boundary", "`permute`: a strided view; `.contiguous()` copies",
+                "`transpose`: a strided view (Paddle 3); `.contiguous()` copies",
+                "`np.transpose`: a view; `jnp.asarray` copies it to the device",
+                "tests/guide/test_memory_format.py::test_boundary_transposes"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "channels_last"),),
+            "paddle": (Code("frameworks.paddle.demos", "nhwc_conv_bn"),),
+            "flax": (Code("frameworks.flax.adapter", "_to_nhwc"),),
+        },
+        note="The layout topic is about the logical axis order; this one is about memory. channels_last is "
+             "a stride trick that CPU and tensor-core kernels favour, so a PyTorch model can switch without "
+             "touching its code; Paddle's NHWC changes the shapes every layer sees; JAX leaves the physical "
+             "layout to XLA's layout assignment. Every transpose at a boundary is free as a view and costs a "
+             "full copy of the batch as soon as something needs it contiguous or on a device, which is why "
+             "the Flax adapter here converts once on the way in and once on the way out."),
+    Topic(
         "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
         rows=(
             Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",

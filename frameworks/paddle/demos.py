@@ -59,6 +59,13 @@ def dropout_features(x: paddle.Tensor, rate: float, train: bool) -> paddle.Tenso
     return layer(x)
 
 
+def nhwc_conv_bn(in_channels: int, out_channels: int) -> paddle.nn.Layer:
+    """NHWC is a per-layer argument: every conv, batch norm and pool must say it; the weights stay OIHW."""
+    return paddle.nn.Sequential(
+        paddle.nn.Conv2D(in_channels, out_channels, 3, padding=1, bias_attr=False, data_format="NHWC"),
+        paddle.nn.BatchNorm2D(out_channels, data_format="NHWC"))
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     paddle.seed(seed)

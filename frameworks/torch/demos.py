@@ -53,6 +53,11 @@ def dropout_features(x: Tensor, rate: float, train: bool) -> Tensor:
     return layer(x)
 
 
+def channels_last(model: nn.Module, x: Tensor) -> tuple[nn.Module, Tensor]:
+    """NHWC in memory, NCHW in shape: only the strides change, and every later op keeps them."""
+    return model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     torch.manual_seed(seed)
