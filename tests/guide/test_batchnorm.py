@@ -18,6 +18,14 @@ from resnet_rosetta.frameworks import FRAMEWORKS, load
 from resnet_rosetta.guide.pitfalls import TOLERANCE_KIND, Bench
 
 
+# The claims these tests hold the frameworks to (test_flipped_claims.py flips each and expects a failure).
+CLAIMS = {
+    "new_batch_weight": {"torch": 0.25, "paddle": 0.75, "flax": 0.75},  # at momentum 0.25, from a zero start
+    "default_momentum": {"torch": 0.1, "paddle": 0.9, "flax": 0.99},
+    "running_var_ddof": {"torch": 1, "paddle": 0, "flax": 0},  # on CPU
+}
+
+
 def _one_bn_step(framework: str, momentum: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(running mean, running var) of the framework's own BatchNorm after one train step from (0, 1)."""
     if framework == "torch":
@@ -41,7 +49,7 @@ def _one_bn_step(framework: str, momentum: float, x: np.ndarray) -> tuple[np.nda
 def test_bn_momentum_meaning(framework: str) -> None:
     x = np.random.default_rng(0).normal(1.0, 1.0, size=(4, 3, 5, 5)).astype(np.float32)
     mean, _ = _one_bn_step(framework, 0.25, x)
-    new_weight = 0.25 if framework == "torch" else 0.75  # running mean starts at 0
+    new_weight = CLAIMS["new_batch_weight"][framework]  # running mean starts at 0
     np.testing.assert_allclose(mean, new_weight * x.mean(axis=(0, 2, 3)), rtol=1e-5)
 
 
@@ -49,9 +57,10 @@ def test_bn_defaults() -> None:
     torch_args = inspect.signature(torch.nn.BatchNorm2d).parameters
     paddle_args = inspect.signature(paddle.nn.BatchNorm2D).parameters
     flax_args = inspect.signature(nn.BatchNorm).parameters
-    assert torch_args["momentum"].default == 0.1 and "eps" in torch_args
-    assert paddle_args["momentum"].default == 0.9 and "epsilon" in paddle_args
-    assert flax_args["momentum"].default == 0.99 and "epsilon" in flax_args
+    momentum = CLAIMS["default_momentum"]
+    assert torch_args["momentum"].default == momentum["torch"] and "eps" in torch_args
+    assert paddle_args["momentum"].default == momentum["paddle"] and "epsilon" in paddle_args
+    assert flax_args["momentum"].default == momentum["flax"] and "epsilon" in flax_args
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -64,7 +73,7 @@ def test_native_running_var_rule(framework: str) -> None:
     x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype(np.float32)  # n = 8 per channel
     only_new = 1.0 if framework == "torch" else 0.0  # running var = the fed batch variance
     _, var = _one_bn_step(framework, only_new, x)
-    ddof = 1 if framework == "torch" else 0
+    ddof = CLAIMS["running_var_ddof"][framework]
     np.testing.assert_allclose(var, x.var(axis=(0, 2, 3), ddof=ddof), rtol=1e-5)
 
 

@@ -18,9 +18,13 @@ from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 
+CLAIMS = {"bf16_stored_mantissa_bits": 7}
+
+
 def test_bf16_stored_mantissa_bits() -> None:
     """bf16 stores 7 mantissa bits (float32 23): 1 + 2**-8 rounds to 1, 1 + 2**-7 survives."""
-    assert jnp.finfo(jnp.bfloat16).nmant == 7 and torch.finfo(torch.bfloat16).eps == 2.0 ** -7
+    bits = CLAIMS["bf16_stored_mantissa_bits"]
+    assert jnp.finfo(jnp.bfloat16).nmant == bits and torch.finfo(torch.bfloat16).eps == 2.0 ** -bits
     x = torch.tensor([1 + 2.0 ** -7, 1 + 2.0 ** -8 + 2.0 ** -10], dtype=torch.float32)
     assert x.to(torch.bfloat16).float().tolist() == [1 + 2.0 ** -7, 1 + 2.0 ** -7]  # round to nearest
     assert float(abs(torch.tensor(1 + 2.0 ** -9).to(torch.bfloat16).float() - 1)) == 0  # unit round-off 2**-8
