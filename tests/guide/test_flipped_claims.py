@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from resnet_rosetta.frameworks import FRAMEWORKS
+
+from test_naming import CLAIMED_NAMES
+
 # (test module, test, path into CLAIMS, false value, test arguments)
 FLIPS: list[tuple[str, str, tuple[str, ...], Any, dict[str, Any]]] = [
     ("test_batchnorm", "test_bn_momentum_meaning", ("new_batch_weight", "torch"), 0.75, {"framework": "torch"}),
@@ -37,7 +41,20 @@ FLIPS: list[tuple[str, str, tuple[str, ...], Any, dict[str, Any]]] = [
     ("test_init", "test_grouped_conv_init", ("grouped_fan_ignores_groups", "torch"), False, {"framework": "torch"}),
     ("test_init", "test_grouped_conv_init", ("grouped_fan_ignores_groups", "paddle"), False, {"framework": "paddle"}),
     ("test_init", "test_grouped_conv_init", ("grouped_fan_ignores_groups", "flax"), False, {"framework": "flax"}),
+    ("test_naming", "test_native_names", ("num_batches_tracked", "torch"), False, {"framework": "torch"}),
+    ("test_naming", "test_native_names", ("num_batches_tracked", "paddle"), True, {"framework": "paddle"}),
+    ("test_naming", "test_native_names", ("num_batches_tracked", "flax"), True, {"framework": "flax"}),
+    ("test_tf32", "test_torch_fp32_precision_api", ("torch_fp32_precision",), ["none", "tf32", "read"], {}),
+    ("test_no_grad", "test_detach", ("cut_factor_is_constant", "torch"), False, {"framework": "torch"}),
+    ("test_no_grad", "test_detach", ("cut_factor_is_constant", "paddle"), False, {"framework": "paddle"}),
+    ("test_no_grad", "test_detach", ("cut_factor_is_constant", "flax"), False, {"framework": "flax"}),
+    ("test_no_grad", "test_new_tensor_defaults", ("paddle_data_stop_gradient",), False, {}),
+    ("test_memory_format", "test_boundary_transposes", ("paddle_transpose_is_a_view",), False, {}),
 ]
+# each claimed native name, flipped to the next framework's name for the same tensor
+FLIPS += [("test_naming", "test_native_names", ("names", canonical, fw), names[FRAMEWORKS[(i + 1) % 3]],
+           {"framework": fw})
+          for canonical, names in CLAIMED_NAMES.items() for i, fw in enumerate(FRAMEWORKS)]
 
 
 def _leaves(claims: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -16,6 +16,7 @@ from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 from guide_helpers import flax_shapes
 
+CLAIMS = {"paddle_transpose_is_a_view": True}
 X = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
 
 
@@ -54,9 +55,10 @@ def test_boundary_transposes() -> None:
     assert view.contiguous().data_ptr() != x.data_ptr()  # a copy of the whole batch
     p = paddle.to_tensor(X)
     t = paddle.transpose(p, [0, 2, 3, 1])
-    assert not t.is_contiguous()
-    p.add_(paddle.ones_like(p))  # the view sees the change: no copy was made
-    np.testing.assert_allclose(t.numpy(), X.transpose(0, 2, 3, 1) + 1, rtol=1e-6)
+    view = CLAIMS["paddle_transpose_is_a_view"]
+    assert t.is_contiguous() != view
+    p.add_(paddle.ones_like(p))  # a view sees the change: no copy was made
+    np.testing.assert_allclose(t.numpy(), X.transpose(0, 2, 3, 1) + (1 if view else 0), rtol=1e-6)
     copy = t.contiguous()
     assert copy.is_contiguous()
     n = X.copy()

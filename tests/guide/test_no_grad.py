@@ -16,6 +16,8 @@ from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 A = np.array([0.5, -1.0, 2.0], np.float32)
+CLAIMS = {"cut_factor_is_constant": {"torch": True, "paddle": True, "flax": True},  # d/da a*cut(a) = a, not 2a
+          "paddle_data_stop_gradient": True}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -49,12 +51,13 @@ def test_detach(framework: str) -> None:
         grad = a.grad.numpy()
     else:
         grad = np.asarray(jax.grad(lambda a: (a * flax_demos.frozen_features(a)).sum())(jnp.asarray(A)))
-    np.testing.assert_allclose(grad, A, rtol=1e-6)
+    np.testing.assert_allclose(grad, A if CLAIMS["cut_factor_is_constant"][framework] else 2 * A, rtol=1e-6)
 
 
 def test_new_tensor_defaults() -> None:
     assert not torch.tensor(A).requires_grad and torch.nn.Linear(2, 2).weight.requires_grad
-    assert paddle.to_tensor(A).stop_gradient and not paddle.nn.Linear(2, 2).weight.stop_gradient
+    assert paddle.to_tensor(A).stop_gradient == CLAIMS["paddle_data_stop_gradient"]
+    assert not paddle.nn.Linear(2, 2).weight.stop_gradient
     # JAX: which argument is differentiated is an argument of grad, not a property of the array
     f = lambda a, b: (a * b).sum()  # noqa: E731
     a, b = jnp.asarray(A), jnp.asarray(2 * A)

@@ -14,6 +14,7 @@ import torch
 
 from resnet_rosetta.frameworks import FRAMEWORKS, load
 
+CLAIMS = {"torch_fp32_precision": ["none", "tf32", "raised"]}  # matmul default, conv default, mixing APIs
 FP32_PRECISION_SCRIPT = """
 import torch
 defaults = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
@@ -57,7 +58,7 @@ def test_tf32_defaults_on_gpu() -> None:
 def test_torch_fp32_precision_api() -> None:
     """In a fresh process: the torch 2.9+ defaults, and reading the legacy flag after using both APIs raises."""
     done = subprocess.run([sys.executable, "-c", FP32_PRECISION_SCRIPT], capture_output=True, text=True, check=True)
-    assert done.stdout.split()[-3:] == ["none", "tf32", "raised"]
+    assert done.stdout.split()[-3:] == CLAIMS["torch_fp32_precision"]
 
 
 def test_full_fp32_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
