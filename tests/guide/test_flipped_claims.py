@@ -51,6 +51,12 @@ FLIPS: list[tuple[str, str, tuple[str, ...], Any, dict[str, Any]]] = [
     ("test_no_grad", "test_new_tensor_defaults", ("paddle_data_stop_gradient",), False, {}),
     ("test_memory_format", "test_boundary_transposes", ("paddle_transpose_is_a_view",), False, {}),
 ]
+FLIPS += [(module, test, (key, fw), false, {"framework": fw}) for fw in FRAMEWORKS
+          for module, test, key, false in [
+              ("test_init", "test_conv_init_scale", "conv_fan", "fan_in" if fw != "paddle" else "fan_out"),
+              ("test_init", "test_classifier_init", "classifier_bias_zero", fw == "torch"),
+              ("test_optimizer", "test_optimizer_update_rule", "decay_scaled_by_lr", False),
+              ("test_randomness", "test_dropout_off_in_eval", "identity_in_eval", False)]]
 # each claimed native name, flipped to the next framework's name for the same tensor
 FLIPS += [("test_naming", "test_native_names", ("names", canonical, fw), names[FRAMEWORKS[(i + 1) % 3]],
            {"framework": fw})

@@ -13,7 +13,9 @@ from resnet_rosetta.frameworks import FRAMEWORKS
 from guide_helpers import INIT_SPEC, native_state
 
 
-CLAIMS = {"grouped_fan_ignores_groups": {"torch": True, "paddle": True, "flax": True}}  # see the rows
+CLAIMS = {"grouped_fan_ignores_groups": {"torch": True, "paddle": True, "flax": True},  # see the rows
+          "conv_fan": {"torch": "fan_out", "paddle": "fan_in", "flax": "fan_out"},
+          "classifier_bias_zero": {"torch": False, "paddle": True, "flax": True}}
 
 
 def rel_std(a: np.ndarray, expected: float) -> float:
@@ -28,7 +30,7 @@ def _init_weights(framework: str, spec: Any) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_conv_init_scale(framework: str) -> None:
     w = _init_weights(framework, INIT_SPEC)["layer4.0.conv1.weight"]  # 3x3, 8 -> 32: fan_in 72, fan_out 288
-    fan = w.shape[1] * 9 if framework == "paddle" else w.shape[0] * 9
+    fan = w.shape[1] * 9 if CLAIMS["conv_fan"][framework] == "fan_in" else w.shape[0] * 9
     assert rel_std(w, np.sqrt(2.0 / fan)) < 0.05
 
 
@@ -72,7 +74,7 @@ def test_classifier_init(framework: str) -> None:
         assert rel_std(w, bound) < 0.1 and np.abs(w).max() > bound
     else:  # uniform in +-bound: std bound / sqrt(3)
         assert rel_std(w, bound / np.sqrt(3)) < 0.1 and np.abs(w).max() <= bound
-    if framework == "torch":
+    if not CLAIMS["classifier_bias_zero"][framework]:
         assert 0 < np.abs(b).max() <= bound
     else:
         assert not b.any()
