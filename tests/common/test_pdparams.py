@@ -133,3 +133,37 @@ def test_a_plain_state_dict_loads(tmp_path: Path, dtype: type) -> None:
     loaded = read_pdparams(tmp_path / "w.pdparams")
     assert loaded.keys() == arrays.keys()
     assert all(loaded[k].dtype == dtype and np.array_equal(loaded[k], arrays[k]) for k in arrays)
+
+
+def test_paddle_save_structure_table_is_dropped(tmp_path: Path) -> None:
+    """paddle.save adds a name-structure table of strings; it is not a tensor and is dropped, the rest kept."""
+    arrays = {"a.weight": np.ones(2, np.float32), "z.weight": np.zeros(3, np.float32)}
+    path = tmp_path / "w.pdparams"
+    path.write_bytes(pickle.dumps({**arrays, "StructuredToParameterName@@": {"a.weight": "linear_0.w_0"}}, protocol=4))
+    loaded = read_pdparams(path)
+    assert sorted(loaded) == sorted(arrays) and all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
+
+
+@pytest.mark.parametrize("content,message", [
+    (pickle.dumps({"w": np.ones(3, np.float32)}, protocol=4)[:-20], "unsafe or corrupt pickle: pickle data was truncated"),
+    (b"", "truncated or corrupt .pdparams \\(EOFError"),
+    (b"\x80\x02Iabc\n.", "truncated or corrupt .pdparams \\(ValueError"),  # an int that is not one
+    (b"\x80\x04K\x01)R.", "truncated or corrupt .pdparams \\(TypeError"),  # calls an int
+    (b"\x80\x02K\x01}b.", "truncated or corrupt .pdparams \\(AttributeError"),  # sets state on an int
+    (b"\x80\x04\x8e" + struct.pack("<Q", 2 ** 62) + b".", "truncated or corrupt .pdparams \\(MemoryError"),
+    (pickle.dumps([np.ones(3, np.float32)], protocol=4), "expected a state dict \\(name -> array\\), found list"),
+    (pickle.dumps({"w": [1.0, 2.0]}, protocol=4), "key w: expected a numeric array, found list"),
+    (pickle.dumps({"w": np.ones(2), "v": 3.0}, protocol=4), "key v: expected a numeric array, found float"),
+    (pickle.dumps({"w": np.array([1, "x"], dtype=object)}, protocol=4), "key w: expected a numeric array, found ndarray"),
+], ids=["truncated", "empty", "bad int", "calls an int", "state on an int", "huge bytes", "a list", "a list value",
+        "a float value", "an object array"])
+def test_corrupt_files_are_user_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pdparams"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=f"bad.pdparams: {message}"):
+        read_pdparams(path)
+
+
+def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="gone.pdparams: no such file"):
+        read_pdparams(tmp_path / "gone.pdparams")
