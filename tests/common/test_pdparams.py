@@ -130,6 +130,7 @@ def test_object_arrays_are_refused(tmp_path: Path) -> None:
 def test_a_plain_state_dict_loads(tmp_path: Path, dtype: type) -> None:
     arrays = {"conv._conv.weight": np.arange(24, dtype=dtype).reshape(2, 3, 2, 2), "out.bias": np.ones(3, dtype)}
     write_pdparams(tmp_path / "w.pdparams", arrays)
+    assert (tmp_path / "w.pdparams").read_bytes()[:2] == b"\x80\x04"  # pickle protocol 4, as paddle.save writes
     loaded = read_pdparams(tmp_path / "w.pdparams")
     assert loaded.keys() == arrays.keys()
     assert all(loaded[k].dtype == dtype and np.array_equal(loaded[k], arrays[k]) for k in arrays)
@@ -137,9 +138,9 @@ def test_a_plain_state_dict_loads(tmp_path: Path, dtype: type) -> None:
 
 def test_paddle_save_structure_table_is_dropped(tmp_path: Path) -> None:
     """paddle.save adds a name-structure table of strings; it is not a tensor and is dropped, the rest kept."""
-    arrays = {"a.weight": np.ones(2, np.float32), "z.weight": np.zeros(3, np.float32)}
+    arrays = {"A.weight": np.ones(2, np.float32), "z.weight": np.zeros(3, np.float32)}  # sort before and after it
     path = tmp_path / "w.pdparams"
-    path.write_bytes(pickle.dumps({**arrays, "StructuredToParameterName@@": {"a.weight": "linear_0.w_0"}}, protocol=4))
+    path.write_bytes(pickle.dumps({**arrays, "StructuredToParameterName@@": {"A.weight": "linear_0.w_0"}}, protocol=4))
     loaded = read_pdparams(path)
     assert sorted(loaded) == sorted(arrays) and all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
 
