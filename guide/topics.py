@@ -21,6 +21,9 @@ BLOCK_CLASSES = {
     "basic": {"torch": "BasicBlock", "paddle": "BasicBlock", "flax": "BasicBlock"},
     "bottleneck": {"torch": "Bottleneck", "paddle": "BottleneckBlock", "flax": "Bottleneck"},
 }
+# Where the stride-2 conv of a downsampling block sits ({stride} in rows); "v1.5" names the Bottleneck choice.
+BLOCK_STRIDE = {"basic": "the first 3x3 conv",
+                "bottleneck": "the 3x3 conv, not the first 1x1 (torchvision's ResNet v1.5)"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class Topic:
         if not self.per_block:
             return self.rows
         names = BLOCK_CLASSES[spec.block]
-        return tuple(Row(r.label, *(r.cell(fw).format(block=names[fw]) for fw in FRAMEWORKS), r.proof)
+        return tuple(Row(r.label, *(r.cell(fw).format(block=names[fw], stride=BLOCK_STRIDE[spec.block])
+                                    for fw in FRAMEWORKS), r.proof)
                      for r in self.rows)
 
     @property
@@ -136,6 +140,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "padding", "Padding: explicit vs 'SAME'", "why Flax must not use 'SAME' for stride-2 convolutions",
         rows=(
+            Row("`padding` when not given", "0: the output shrinks", "0: the output shrinks",
+                "'SAME': `nn.Conv` keeps the spatial size", "tests/guide/test_padding.py::test_default_padding"),
             Row("a 3x3 conv in this repository", "`padding=1`", "`padding=(filter_size - 1) // 2`",
                 "`padding=((1, 1), (1, 1))`", "tests/guide/test_pitfalls.py::test_pitfall[flax-same-padding]"),
             Row("'SAME' on a stride-2 conv, even input", "refused: 'same' is not supported for strided convolutions",
@@ -150,7 +156,9 @@ TOPICS: tuple[Topic, ...] = (
             "flax": (Code("frameworks.flax.model", "BasicBlock.__call__", "padding"),
                      Code("frameworks.flax.model", "ResNet.__call__", "max_pool")),
         },
-        note="torchvision pads symmetrically, (k - 1) / 2 on every side. 'SAME' pads the total "
+        note="Flax's `nn.Conv` defaults to `padding='SAME'` where PyTorch and Paddle default to 0, so a port "
+             "that leaves the argument out runs, keeps the shapes plausible and pads differently. "
+             "torchvision pads symmetrically, (k - 1) / 2 on every side. 'SAME' pads the total "
              "max((ceil(n / s) - 1) s + k - n, 0) with the odd pixel at the bottom and right, so for a stride-2 "
              "conv on an even input it pads (0, 1) instead of (1, 1): the output has the right shape and wrong "
              "values. The Flax ImageNet example uses 'SAME'; this repository passes explicit pairs everywhere, "
@@ -164,8 +172,11 @@ TOPICS: tuple[Topic, ...] = (
             Row("default momentum", "0.1", "0.9", "0.99", "tests/guide/test_batchnorm.py::test_bn_defaults"),
             Row("our spec's 0.1 becomes", "`momentum=0.1`", "`momentum=0.9`", "`m = 0.9` (old value's weight)",
                 "tests/guide/test_batchnorm.py::test_running_stats_match_oracle"),
-            Row("`running_var` is fed", "the unbiased batch variance (× n/(n−1))", "the biased batch variance",
+            Row("`running_var` is fed (on CPU)", "the unbiased batch variance (× n/(n−1))", "the biased batch variance",
                 "the biased batch variance", "tests/guide/test_batchnorm.py::test_native_running_var_rule"),
+            Row("on a GPU", "the same", "not checked here: 4-D input goes through cuDNN, which may keep the unbiased "
+                "one; the model measures the convention per device", "the same (XLA computes it as on CPU)",
+                "tests/guide/test_batchnorm.py::test_paddle_correction_follows_the_device"),
             Row("epsilon argument", "`eps`", "`epsilon`", "`epsilon`",
                 "tests/guide/test_batchnorm.py::test_bn_defaults"),
             Row("eval forward with either mistake", "—", "unchanged: only the running statistics drift",
@@ -180,12 +191,14 @@ TOPICS: tuple[Topic, ...] = (
         note="running = (1 - m) * running + m * batch in PyTorch, running = m * running + (1 - m) * batch in "
              "Paddle and Flax. The spec stores PyTorch's value and each framework converts; the spec's "
              "`bn_running_var` decides which batch variance feeds the running one, and each BatchNorm above "
-             "rescales the native update when it differs. n = batch × height × width, so the unbiased "
+             "rescales the native update when it differs. Paddle's convention depends on the kernel (its CPU "
+             "kernel feeds the biased variance; cuDNN, used for 4-D input on GPUs, may not), so the Paddle "
+             "BatchNorm measures the native update once per device and rescales only what differs. n = batch × height × width, so the unbiased "
              "correction matters most in late stages and small batches. An eval-mode forward of ported "
              "weights does not notice either mistake; the running statistics after one training step do:",
         measured=True),
     Topic(
-        "naming", "Parameter and buffer naming", "torchvision names, classic Paddle names, Flax paths",
+        "naming", "Parameter and buffer naming", "torchvision names, this repository's classic Paddle names, Flax paths",
         rows=(
             Row("stem conv", "`conv1.weight`", "`conv._conv.weight`", "`params/conv1/kernel`",
                 "tests/guide/test_naming.py::test_native_names"),
@@ -194,6 +207,8 @@ TOPICS: tuple[Topic, ...] = (
                 "tests/guide/test_naming.py::test_native_names"),
             Row("classifier", "`fc.weight`, `fc.bias`", "`out.weight`, `out.bias`",
                 "`params/fc/kernel`, `params/fc/bias`", "tests/guide/test_naming.py::test_native_names"),
+            Row("`paddle.vision.models` names", "—", "torchvision's: `conv1.weight`, `layer2.0.downsample.1._variance`, "
+                "`fc.weight`", "—", "tests/guide/test_naming.py::test_paddle_vision_names"),
             Row("extra state per BN", "`num_batches_tracked`", "none", "none",
                 "tests/guide/test_naming.py::test_native_names"),
             Row("running statistics are", "buffers: in `state_dict()`, not in `parameters()`",
@@ -211,8 +226,11 @@ TOPICS: tuple[Topic, ...] = (
                      Code("frameworks.flax.model", "ResNet.__call__", 'name=f"layer'),
                      Code("common.rules", "_flax_module")),
         },
-        note="Names come from attribute names (PyTorch, Paddle) or from `name=` (Flax). The Paddle model keeps "
-             "the classic Paddle ResNet names, so its rule is a function; the Flax rule only joins block paths. "
+        note="Names come from attribute names (PyTorch, Paddle) or from `name=` (Flax). The Paddle names above "
+             "are this repository's Paddle model, which keeps the classic Paddle (PaddleClas) ResNet source's "
+             "names, so its rule is a function; `paddle.vision.models.resnet50` uses torchvision's names instead "
+             "(`conv1.weight`, `layer2.0.downsample.1._variance`, `fc.weight`), with Paddle's `_mean`/`_variance` "
+             "for the statistics. The Flax rule only joins block paths. "
              "Because Paddle's running statistics "
              "are parameters, an optimizer built from `parameters()` receives them too (they get no gradient): "
              "filter on `stop_gradient`, as the Paddle Trainer does."),
@@ -247,6 +265,9 @@ TOPICS: tuple[Topic, ...] = (
                 "Paddle's default: Normal(0, √(2/fan_in)); the classic source sets none",
                 "`variance_scaling(2.0, 'fan_out', 'normal')`: std √(2/fan_out), set explicitly",
                 "tests/guide/test_init.py::test_conv_init_scale"),
+            Row("conv with `groups` (ResNeXt)", "fan_out = out·kh·kw, as without groups",
+                "fan_in = in·kh·kw: the whole input, not in/groups", "fan_out = out·kh·kw, as without groups",
+                "tests/guide/test_init.py::test_grouped_conv_init"),
             Row("classifier weight", "PyTorch's default: U(±1/√fan_in)", "U(±1/√fan_in), set explicitly",
                 "Flax's default `lecun_normal`: std 1/√fan_in", "tests/guide/test_init.py::test_classifier_init"),
             Row("classifier bias", "U(±1/√fan_in)", "zeros", "zeros", "tests/guide/test_init.py::test_classifier_init"),
@@ -263,7 +284,9 @@ TOPICS: tuple[Topic, ...] = (
         },
         note="Ported weights overwrite all of this. It matters when each framework trains from scratch: the "
              "same architecture then starts from different distributions (Paddle's convs are scaled by fan_in, "
-             "not fan_out). `train` therefore draws torchvision's distributions once in NumPy "
+             "not fan_out; with `groups` Paddle's fan_in counts every input channel, so a grouped conv starts "
+             "√groups times smaller than its own fan_in suggests). `train` therefore draws torchvision's "
+             "distributions once in NumPy "
              "(common/training.py, `initial_weights`) and ports them to every framework."),
     Topic(
         "autograd", "Autograd: backward() vs jax.grad", "gradients as side effects vs as return values",
@@ -287,6 +310,101 @@ TOPICS: tuple[Topic, ...] = (
              "(common/tolerance.py); Flax returns them under native paths and HWIO layouts, which the rule "
              "table maps back to canonical names."),
     Topic(
+        "no-grad", "Gradients off, in-place ops and immutability",
+        "no_grad and detach vs stop_gradient; in-place updates vs `.at[].set`",
+        rows=(
+            Row("a forward without a graph", "`with torch.no_grad():`", "`with paddle.no_grad():`",
+                "nothing to switch off: no graph exists outside `jax.grad`",
+                "tests/guide/test_no_grad.py::test_no_grad_forward"),
+            Row("cut one value from the graph", "`t.detach()`", "`t.detach()`", "`jax.lax.stop_gradient(x)`",
+                "tests/guide/test_no_grad.py::test_detach"),
+            Row("a tensor made from data", "`requires_grad=False` unless asked",
+                "`stop_gradient=True` (a layer's parameters: False)",
+                "no flag: `jax.grad` differentiates its arguments", "tests/guide/test_no_grad.py::test_new_tensor_defaults"),
+            Row("`y += 1` on a value the backward needs", "in place: the backward raises (version counter)",
+                "rebinds `y` to a new tensor: the backward works", "rebinds `y`: arrays are immutable",
+                "tests/guide/test_no_grad.py::test_augmented_assignment"),
+            Row("an explicit in-place op", "`y.add_(1)`: the backward raises (version counter)",
+                "`y.add_(1)`: the backward raises (version counter)",
+                "`x[0] = 1` raises TypeError; `x.at[0].set(1)` returns a new array",
+                "tests/guide/test_no_grad.py::test_explicit_in_place"),
+            Row("the residual add here", "`out += identity`: in place (no backward needs the BN output)",
+                "`paddle.add(short, conv1)`: a new tensor", "`y + shortcut`: a new array",
+                "tests/guide/test_no_grad.py::test_residual_add"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "inference_logits"), Code("frameworks.torch.demos", "frozen_features"),
+                      Code("frameworks.torch.model", "BasicBlock.forward")),
+            "paddle": (Code("frameworks.paddle.demos", "inference_logits"),
+                       Code("frameworks.paddle.demos", "frozen_features"),
+                       Code("frameworks.paddle.model", "BasicBlock.forward")),
+            "flax": (Code("frameworks.flax.demos", "inference_logits"), Code("frameworks.flax.demos", "frozen_features"),
+                     Code("frameworks.flax.model", "BasicBlock.__call__", "nn.relu(y +")),
+        },
+        note="PyTorch and Paddle record a graph as operations run, so turning gradients off is a mode; JAX "
+             "differentiates a function when asked, so there is nothing to turn off and `stop_gradient` marks "
+             "a constant inside that function. Both tape-based frameworks keep a version counter per tensor: "
+             "an in-place change to a value the backward saved makes the backward raise instead of computing "
+             "a wrong gradient. The same `+=` is in place in PyTorch and a new tensor in Paddle."),
+    Topic(
+        "randomness", "Random numbers, dropout and train/eval", "global generators and one mode flag vs explicit "
+        "keys and one switch per layer",
+        rows=(
+            Row("dropout's mask comes from", "the global generator (`torch.manual_seed`)",
+                "the global generator (`paddle.seed`)", "the key passed as `apply(..., rngs={'dropout': key})`",
+                "tests/guide/test_randomness.py::test_dropout_mask_source"),
+            Row("a train-mode call without a seed or key", "draws from the global state",
+                "draws from the global state", "refused: `InvalidRngError` (no 'dropout' key)",
+                "tests/guide/test_randomness.py::test_flax_dropout_needs_a_key"),
+            Row("kept values are scaled by", "1/(1−p) in training", "1/(1−p) in training ('upscale_in_train')",
+                "1/(1−rate) in training", "tests/guide/test_randomness.py::test_dropout_scaling"),
+            Row("dropout off for evaluation", "`eval()`", "`eval()`", "`deterministic=True`",
+                "tests/guide/test_randomness.py::test_dropout_off_in_eval"),
+            Row("batch norm follows", "the same `train()`/`eval()` flag", "the same `train()`/`eval()` flag",
+                "its own switch, `use_running_average` (here: `not train`)",
+                "tests/guide/test_randomness.py::test_one_flag_or_one_switch_per_layer"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "dropout_features"),),
+            "paddle": (Code("frameworks.paddle.demos", "dropout_features"),),
+            "flax": (Code("frameworks.flax.demos", "dropout_features"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "use_running_average")),
+        },
+        note="The ResNets here have no dropout, but the classifier heads students add usually do. In PyTorch "
+             "and Paddle one `train()`/`eval()` flag switches dropout and batch norm together and the mask "
+             "comes from the same global generator as the initial weights, so an extra draw anywhere changes "
+             "every later mask. In Flax every random layer asks for a named key and every mode is an argument: "
+             "`deterministic` for dropout and `use_running_average` for batch norm are separate, and forgetting "
+             "one of them is the Flax version of forgetting `eval()`."),
+    Topic(
+        "memory-format", "Memory layout and its cost", "channels_last strides, per-layer data_format, XLA's "
+        "own choice, and the copies at the boundary",
+        rows=(
+            Row("asking for NHWC in memory", "`x.to(memory_format=torch.channels_last)`: the shape stays "
+                "`[N, C, H, W]`, the strides become NHWC's", "`data_format='NHWC'` on every conv, BN and pool: "
+                "the tensors are `[N, H, W, C]`", "nothing to ask: arrays are `[N, H, W, C]`",
+                "tests/guide/test_memory_format.py::test_asking_for_nhwc"),
+            Row("conv weights then", "OIHW shape (NHWC strides once the model is converted)", "OIHW, unchanged",
+                "HWIO", "tests/guide/test_memory_format.py::test_nhwc_weights"),
+            Row("who picks the physical layout", "the strides (you)", "`data_format` (you)",
+                "XLA: a `jax.Array` exposes no strides", "tests/guide/test_memory_format.py::test_asking_for_nhwc"),
+            Row("a transpose at the boundary", "`permute`: a strided view; `.contiguous()` copies",
+                "`transpose`: a strided view (Paddle 3); `.contiguous()` copies",
+                "`np.transpose`: a view; `jnp.asarray` copies it to the device",
+                "tests/guide/test_memory_format.py::test_boundary_transposes"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.demos", "channels_last"),),
+            "paddle": (Code("frameworks.paddle.demos", "nhwc_conv_bn"),),
+            "flax": (Code("frameworks.flax.adapter", "_to_nhwc"),),
+        },
+        note="The layout topic is about the logical axis order; this one is about memory. channels_last is "
+             "a stride trick that CPU and tensor-core kernels favour, so a PyTorch model can switch without "
+             "touching its code; Paddle's NHWC changes the shapes every layer sees; JAX leaves the physical "
+             "layout to XLA's layout assignment. Every transpose at a boundary is free as a view and costs a "
+             "full copy of the batch as soon as something needs it contiguous or on a device, which is why "
+             "the Flax adapter here converts once on the way in and once on the way out."),
+    Topic(
         "optimizer", "Optimizer semantics: momentum and weight decay", "one SGD rule written three ways",
         rows=(
             Row("SGD with momentum", "`torch.optim.SGD(momentum=μ)`", "`paddle.optimizer.Momentum(momentum=μ)`",
@@ -296,7 +414,8 @@ TOPICS: tuple[Topic, ...] = (
             Row("L2 weight decay", "`weight_decay=wd`: g += wd p", "`weight_decay=L2Decay(wd)`: g += wd p",
                 "`add_decayed_weights(wd)` chained before `sgd`",
                 "tests/guide/test_optimizer.py::test_optimizer_update_rule"),
-            Row("decay chained after `sgd`", "—", "—", "p −= wd p, not scaled by lr: another optimizer",
+            Row("decay chained after `sgd`", "—", "—", "p += wd p: the decay's sign flips and the weights grow "
+                "(p = 1, g = 0, wd = 0.05 gives 1.05), not scaled by lr",
                 "tests/guide/test_optimizer.py::test_optax_chain_order_matters"),
         ),
         code={
@@ -317,18 +436,21 @@ TOPICS: tuple[Topic, ...] = (
             Row("compile", "`torch.compile(model)`", "`paddle.jit.to_static(model)`", "`jax.jit(model.apply)`",
                 "tests/guide/test_compilation.py::test_first_call_compiles"),
             Row("the first call", "TorchDynamo captures the graph, then the backend compiles it",
-                "dy2static converts the Python source into a static program",
+                "with `full_graph=True` (as here), dy2static converts the Python source into a static program; "
+                "the default, SOT, translates the bytecode instead",
                 "traces to a jaxpr, then XLA compiles it", "tests/guide/test_compilation.py::test_first_call_compiles"),
             Row("the model passed in", "unchanged: a new wrapper is returned",
                 "converted in place: the same layer is returned", "unchanged: a new function is returned",
                 "tests/guide/test_compilation.py::test_what_compilation_returns"),
             Row("a new input shape", "one recompile that marks the size dynamic, then reused",
-                "a new program per shape", "a new trace and compile per shape",
+                "`full_graph=True`: a new program per shape; the default SOT: one retranslation that makes the "
+                "batch dynamic, then reused", "a new trace and compile per shape",
                 "tests/guide/test_compilation.py::test_new_shapes_recompile"),
         ),
         code=_each("frameworks.{fw}.demos", "compile_model"),
-        note="Only the first call pays, and it pays again for every new input shape (Paddle, JAX) or for the "
-             "first change of shape (PyTorch, which then compiles a dynamic-shape graph). Benchmarks must "
+        note="Only the first call pays, and it pays again for every new input shape (JAX, Paddle with "
+             "`full_graph=True`) or for the first change of shape (PyTorch and Paddle's default SOT, which then "
+             "reuse a dynamic-shape graph). Benchmarks must "
              "therefore warm up with the exact shapes they time. PyTorch's default backend, Inductor, "
              "generates and compiles code on that first call. Measured in a fresh process per framework with "
              "an empty Inductor cache (eager call = the uncompiled model's steady state):",
@@ -341,34 +463,48 @@ TOPICS: tuple[Topic, ...] = (
                 "no autocast: cast the arrays, or `dtype=jnp.bfloat16` on modules",
                 "tests/guide/test_mixed_precision.py::test_bf16_paths"),
             Row("on this CPU", "convolutions and matmuls run in bf16",
-                "no effect: warns and stays float32 (no bf16 conv kernel on CPU)", "runs in bf16",
+                "no effect: `auto_cast` warns and switches itself off on any place but CUDA, XPU or a custom "
+                "device; float32 throughout", "runs in bf16",
                 "tests/guide/test_mixed_precision.py::test_bf16_paths"),
             Row("parameters", "stay float32", "stay float32", "stay float32; the cast copy is bf16",
                 "tests/guide/test_mixed_precision.py::test_bf16_paths"),
         ),
         code=_each("frameworks.{fw}.demos", "bf16_logits"),
-        note="bf16 keeps float32's range with 8 mantissa bits (unit round-off 3.9e-3); through a whole ResNet "
+        note="bf16 keeps float32's range with 7 stored mantissa bits (8 with the implicit leading bit; unit "
+             "round-off 2⁻⁸ = 3.9e-3; TF32 stores 10, float32 23); through a whole ResNet "
              "that becomes an error of the order of 1e-2 at the logits, which is why common/tolerance.py scales "
              "its bf16 tolerances. Measured on the bench model:",
         measured=True),
     Topic(
-        "tf32", "TF32 defaults on GPUs", "who rounds float32 matmuls and convolutions to 10 mantissa bits",
+        "tf32", "TF32 defaults on GPUs", "who rounds float32 matmuls and convolutions to 10 stored mantissa bits",
         rows=(
-            Row("matmul", "`torch.backends.cuda.matmul.allow_tf32` is False", "no TF32 flag in the CPU wheel",
+            Row("matmul", "`torch.backends.cuda.matmul.allow_tf32` is False",
+                "GPU builds: on (`paddle.base.core.get_cublas_switch()`; not checked here)",
                 "`jax_default_matmul_precision` is None: XLA's default, TF32 on Ampere and later",
                 "tests/guide/test_tf32.py::test_tf32_defaults"),
-            Row("convolution", "`torch.backends.cudnn.allow_tf32` is True", "no TF32 flag in the CPU wheel",
+            Row("convolution", "`torch.backends.cudnn.allow_tf32` is True",
+                "GPU builds: on (`paddle.base.core.get_cudnn_switch()`; not checked here)",
                 "the same setting as matmul", "tests/guide/test_tf32.py::test_tf32_defaults"),
-            Row("full float32", "set both flags to False", "`NVIDIA_TF32_OVERRIDE=0` before the first GPU op",
+            Row("the same on a GPU", "as above", "both on", "TF32 on Ampere and later",
+                "tests/guide/test_tf32.py::test_tf32_defaults_on_gpu"),
+            Row("torch 2.9+ settings", "`torch.backends.cuda.matmul.fp32_precision` ('none' by default) and "
+                "`torch.backends.cudnn.conv.fp32_precision` ('tf32'): 'ieee' or 'tf32'; once both APIs "
+                "were used, reading `allow_tf32` raises", "—", "—", "tests/guide/test_tf32.py::test_torch_fp32_precision_api"),
+            Row("full float32", "set both flags to False",
+                "`core.set_cublas_switch(False)`, `core.set_cudnn_switch(False)` in process; or "
+                "`NVIDIA_TF32_OVERRIDE=0` before the first GPU op",
                 "`jax_default_matmul_precision = 'highest'`",
                 "tests/guide/test_tf32.py::test_full_fp32_precision_switches"),
         ),
         code=_each("frameworks.{fw}.demos", "full_fp32_precision"),
         note="TF32 rounds the inputs of matmuls and convolutions to a 10-bit mantissa (unit round-off 4.9e-4, "
              "against 6e-8 for float32), far above the 1e-5 tolerance of an fp32 parity check, so parity runs "
-             "switch it off in every framework. Paddle's own L-BFGS warns that TF32 is on by default on NVIDIA "
-             "GPUs and names NVIDIA_TF32_OVERRIDE=0 as the switch. The defaults above are read from the "
-             "frameworks' flags on this CPU machine; their effect on a GPU is not measured here."),
+             "switch it off in every framework. Paddle's GPU builds start with both switches on (its own L-BFGS "
+             "warns about it and names NVIDIA_TF32_OVERRIDE=0); the CPU wheel has the switches but no kernel "
+             "that reads them. torch 2.9 added the `fp32_precision` settings beside the `allow_tf32` flags; "
+             "use one API or the other (this repository sets `allow_tf32`). The torch and JAX defaults are "
+             "read from a fresh process on this CPU machine; the Paddle GPU defaults and every effect on a "
+             "GPU are tested only where a GPU is present (`gpu` tests, skipped here)."),
     Topic(
         "determinism", "Determinism switches", "global seeds vs explicit keys, deterministic kernels",
         rows=(
@@ -397,8 +533,7 @@ TOPICS: tuple[Topic, ...] = (
                 "tests/guide/test_block.py::test_block_structure"),
             Row("projection shortcut", "`downsample`: Sequential(1x1 conv, BN)", "`short`: ConvBNLayer (1x1)",
                 "`downsample_conv` + `downsample_bn`", "tests/guide/test_block.py::test_block_structure"),
-            Row("stride sits on", "the first 3x3 conv (v1.5)", "the first 3x3 conv (v1.5)",
-                "the first 3x3 conv (v1.5)", "tests/guide/test_block.py::test_block_structure"),
+            Row("stride sits on", "{stride}", "{stride}", "{stride}", "tests/guide/test_block.py::test_block_structure"),
         ),
         code={"torch": (Code("frameworks.torch.model", "{block}"),),
               "paddle": (Code("frameworks.paddle.model", "ConvBNLayer"), Code("frameworks.paddle.model", "{block}")),

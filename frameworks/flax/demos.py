@@ -40,6 +40,24 @@ def full_fp32_precision() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
+def inference_logits(model: nn.Module, variables: Any, x: jax.Array) -> jax.Array:
+    """Nothing to switch off: no graph is recorded outside `jax.grad`; a forward is a function call."""
+    logits, _ = model.apply(variables, x)
+    return logits
+
+
+def frozen_features(features: jax.Array) -> jax.Array:
+    """stop_gradient: the same values, a constant for `jax.grad` (identity forward, zero backward)."""
+    return jax.lax.stop_gradient(features)
+
+
+def dropout_features(x: jax.Array, rate: float, train: bool, key: jax.Array | None = None) -> jax.Array:
+    """nn.Dropout takes its mask from the 'dropout' key passed to apply, scales kept values by 1/(1-rate);
+    `deterministic=True` makes it the identity (batch norm has its own switch, `use_running_average`)."""
+    rngs = {} if key is None else {"dropout": key}
+    return nn.Dropout(rate, deterministic=not train).apply({}, x, rngs=rngs)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> Any:
     """Initialisation is a pure function of an explicit key (and returns the variables): nothing global to seed."""
     x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels), jnp.float32)

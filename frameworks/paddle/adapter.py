@@ -39,6 +39,11 @@ class Adapter:
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
+        # set_state_dict only warns on a shape mismatch and keeps the initial values: check first
+        for key, param in self.model.state_dict().items():
+            if key in native and tuple(native[key].shape) != tuple(param.shape):
+                raise UserError(f"paddle model {self.spec.name}: key {key}: expected shape {tuple(param.shape)}, "
+                                f"found {tuple(native[key].shape)}")
         missing, unexpected = self.model.set_state_dict(native)
         if missing or unexpected:
             raise UserError(f"paddle model {self.spec.name}: weights do not fit; missing: "

@@ -18,20 +18,52 @@ from .model import ResNet
 
 
 def compile_model(model: paddle.nn.Layer) -> Callable[[paddle.Tensor], paddle.Tensor]:
-    """dy2static rewrites forward's Python source into a static program on the first call per input shape."""
+    """full_graph=True: dy2static rewrites forward's Python source into a static program, one per input shape
+    (the default, SOT, translates bytecode and makes the batch dynamic after the first new shape)."""
     model.eval()
     return paddle.jit.to_static(model, full_graph=True)
 
 
 def bf16_logits(model: paddle.nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
-    """auto_cast works on CUDA, XPU and custom devices; on a CPU it warns and everything stays float32."""
+    """auto_cast works on CUDA, XPU and custom devices; on a CPU it warns, switches itself off, and
+    everything stays float32."""
     with paddle.no_grad(), paddle.amp.auto_cast(dtype="bfloat16"):
         return model(x)
 
 
 def full_fp32_precision() -> None:
-    """The CPU wheel has no TF32 flag; on GPUs NVIDIA's libraries honour this variable when they load."""
+    """TF32 off for cuBLAS and cuDNN (both on by default in GPU builds; the CPU wheel has the switches but
+    no kernel reads them); NVIDIA's libraries also honour the variable when they load."""
+    paddle.base.core.set_cublas_switch(False)
+    paddle.base.core.set_cudnn_switch(False)
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+
+
+def inference_logits(model: paddle.nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
+    """Inside no_grad nothing is recorded: the logits have stop_gradient=True and keep no activations alive."""
+    model.eval()
+    with paddle.no_grad():
+        return model(x)
+
+
+def frozen_features(features: paddle.Tensor) -> paddle.Tensor:
+    """detach: the same values, cut from the graph (stop_gradient=True): no gradient flows back through them."""
+    return features.detach()
+
+
+def dropout_features(x: paddle.Tensor, rate: float, train: bool) -> paddle.Tensor:
+    """nn.Dropout draws its mask from the global generator and ('upscale_in_train', the default) scales kept
+    values by 1/(1-rate); in eval() it is the identity, switched by the same flag as batch norm."""
+    layer = paddle.nn.Dropout(rate)
+    layer.train() if train else layer.eval()
+    return layer(x)
+
+
+def nhwc_conv_bn(in_channels: int, out_channels: int) -> paddle.nn.Layer:
+    """NHWC is a per-layer argument: every conv, batch norm and pool must say it; the weights stay OIHW."""
+    return paddle.nn.Sequential(
+        paddle.nn.Conv2D(in_channels, out_channels, 3, padding=1, bias_attr=False, data_format="NHWC"),
+        paddle.nn.BatchNorm2D(out_channels, data_format="NHWC"))
 
 
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:

@@ -19,11 +19,30 @@ from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, get_spec, stages, 
 SUPPORTED_LAYERS = (18, 34, 50, 101, 152)  # the classic source's depths; other presets come from the spec
 
 
-class BatchNorm2D(nn.BatchNorm2D):
-    """paddle.nn.BatchNorm2D, whose running variance can be fed the unbiased batch variance.
+_NATIVE_UNBIASED: dict[str, bool] = {}  # device -> Paddle's own BatchNorm2D feeds the unbiased variance
 
-    Paddle natively feeds `_variance` with the biased batch variance; with
-    `spec.bn_running_var == "unbiased"` this layer rescales the update to match PyTorch.
+
+def native_running_var_is_unbiased(device: str | None = None) -> bool:
+    """Whether paddle.nn.BatchNorm2D feeds `_variance` the unbiased batch variance on `device` (default: the
+    current one), measured once per device on a 4-D input (the kernel path a model takes) and cached.
+    Paddle's CPU kernel feeds the biased one; on GPUs cuDNN keeps its own convention."""
+    device = device or paddle.get_device()
+    if device not in _NATIVE_UNBIASED:
+        bn = nn.BatchNorm2D(1, momentum=0.0)  # running = the fed batch variance
+        bn.train()
+        x = paddle.to_tensor([0.0, 2.0] * 4, place=paddle.CPUPlace() if device == "cpu" else None)
+        with paddle.no_grad():
+            bn(x.reshape([2, 1, 2, 2]))  # n = 8, mean 1: biased variance 1, unbiased 8/7
+        fed = float(bn._variance.numpy()[0])
+        _NATIVE_UNBIASED[device] = abs(fed - 8.0 / 7.0) < abs(fed - 1.0)
+    return _NATIVE_UNBIASED[device]
+
+
+class BatchNorm2D(nn.BatchNorm2D):
+    """paddle.nn.BatchNorm2D whose running variance is fed the batch variance the spec asks for.
+
+    `spec.bn_running_var` "unbiased" (PyTorch's) or "biased": this layer rescales Paddle's native update
+    when the device's native convention differs (measured per device: biased on CPU); "native" keeps it.
     Paddle's `momentum` is the weight of the *old* running value: 1 - spec.bn_momentum.
     Scale 1 and shift 0 at start; scale 0 on the BN that ends a residual branch when
     `spec.zero_init_residual`.
@@ -33,19 +52,23 @@ class BatchNorm2D(nn.BatchNorm2D):
         zero_init = ends_residual_branch and spec.zero_init_residual  # the residual branch starts as zero
         scale = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)) if zero_init else None
         super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps, weight_attr=scale)
-        self.unbiased_running_var = spec.bn_running_var == "unbiased"
+        wanted = spec.bn_running_var
+        native = "unbiased" if native_running_var_is_unbiased() else "biased"
+        # +1: multiply the fed variance by n/(n-1); -1: by (n-1)/n; 0: keep Paddle's update
+        self.running_var_rescale = 0 if wanted in ("native", native) else (1 if wanted == "unbiased" else -1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if not (self.training and self.unbiased_running_var):
+        if not (self.training and self.running_var_rescale):
             return super().forward(x)
         n = math.prod(x.shape) // x.shape[1]  # from the shape: no device sync, traceable by to_static
+        factor = n / (n - 1) if self.running_var_rescale > 0 else (n - 1) / n
         old_var = self._variance.clone()
         y = super().forward(x)
-        with paddle.no_grad():  # new = m*old + (1-m)*biased  ->  m*old + (1-m)*biased*n/(n-1)
+        with paddle.no_grad():  # new = m*old + (1-m)*fed  ->  m*old + (1-m)*fed*factor
             new_term = self._variance - self._momentum * old_var
             # set_value, not paddle.assign: the batch_norm op keeps `_variance` for its backward, and an
             # in-place assign would bump its version and fail the backward pass
-            self._variance.set_value(self._momentum * old_var + new_term * n / (n - 1))
+            self._variance.set_value(self._momentum * old_var + new_term * factor)
         return y
 
 

@@ -35,6 +35,29 @@ def full_fp32_precision() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+def inference_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Inside no_grad nothing is recorded: the logits do not require grad and keep no activations alive."""
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def frozen_features(features: Tensor) -> Tensor:
+    """detach: the same values (sharing storage), cut from the graph: no gradient flows back through them."""
+    return features.detach()
+
+
+def dropout_features(x: Tensor, rate: float, train: bool) -> Tensor:
+    """nn.Dropout draws its mask from the global generator and scales kept values by 1/(1-rate); in eval()
+    it is the identity, switched by the same flag as batch norm."""
+    layer = nn.Dropout(rate).train(train)
+    return layer(x)
+
+
+def channels_last(model: nn.Module, x: Tensor) -> tuple[nn.Module, Tensor]:
+    """NHWC in memory, NCHW in shape: only the strides change, and every later op keeps them."""
+    return model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+
+
 def seeded_model(spec: ResNetSpec, seed: int) -> ResNet:
     """Initialisation draws from the global generator: seed it right before building."""
     torch.manual_seed(seed)

@@ -46,5 +46,6 @@ def test_gradients_accumulate() -> None:
     dense = nn.Dense(3)  # jax.grad is a function transformation: the model does not matter
     params = dense.init(jax.random.key(0), jnp.ones((2, 4)))
     grad = jax.grad(lambda p: dense.apply(p, jnp.ones((2, 4))).sum())
-    first, second = grad(params), grad(params)
-    np.testing.assert_array_equal(first["params"]["bias"], second["params"]["bias"])
+    grad(params)  # a first call leaves nothing behind: the second returns d(sum)/d(bias) = batch = 2, not 4
+    np.testing.assert_array_equal(grad(params)["params"]["bias"], np.full(3, 2.0, np.float32))
+    np.testing.assert_array_equal(grad(params)["params"]["kernel"], np.full((4, 3), 2.0, np.float32))

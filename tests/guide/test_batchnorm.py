@@ -18,6 +18,14 @@ from resnet_rosetta.frameworks import FRAMEWORKS, load
 from resnet_rosetta.guide.pitfalls import TOLERANCE_KIND, Bench
 
 
+# The claims these tests hold the frameworks to (test_flipped_claims.py flips each and expects a failure).
+CLAIMS = {
+    "new_batch_weight": {"torch": 0.25, "paddle": 0.75, "flax": 0.75},  # at momentum 0.25, from a zero start
+    "default_momentum": {"torch": 0.1, "paddle": 0.9, "flax": 0.99},
+    "running_var_ddof": {"torch": 1, "paddle": 0, "flax": 0},  # on CPU
+}
+
+
 def _one_bn_step(framework: str, momentum: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(running mean, running var) of the framework's own BatchNorm after one train step from (0, 1)."""
     if framework == "torch":
@@ -41,7 +49,7 @@ def _one_bn_step(framework: str, momentum: float, x: np.ndarray) -> tuple[np.nda
 def test_bn_momentum_meaning(framework: str) -> None:
     x = np.random.default_rng(0).normal(1.0, 1.0, size=(4, 3, 5, 5)).astype(np.float32)
     mean, _ = _one_bn_step(framework, 0.25, x)
-    new_weight = 0.25 if framework == "torch" else 0.75  # running mean starts at 0
+    new_weight = CLAIMS["new_batch_weight"][framework]  # running mean starts at 0
     np.testing.assert_allclose(mean, new_weight * x.mean(axis=(0, 2, 3)), rtol=1e-5)
 
 
@@ -49,9 +57,10 @@ def test_bn_defaults() -> None:
     torch_args = inspect.signature(torch.nn.BatchNorm2d).parameters
     paddle_args = inspect.signature(paddle.nn.BatchNorm2D).parameters
     flax_args = inspect.signature(nn.BatchNorm).parameters
-    assert torch_args["momentum"].default == 0.1 and "eps" in torch_args
-    assert paddle_args["momentum"].default == 0.9 and "epsilon" in paddle_args
-    assert flax_args["momentum"].default == 0.99 and "epsilon" in flax_args
+    momentum = CLAIMS["default_momentum"]
+    assert torch_args["momentum"].default == momentum["torch"] and "eps" in torch_args
+    assert paddle_args["momentum"].default == momentum["paddle"] and "epsilon" in paddle_args
+    assert flax_args["momentum"].default == momentum["flax"] and "epsilon" in flax_args
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -64,7 +73,7 @@ def test_native_running_var_rule(framework: str) -> None:
     x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype(np.float32)  # n = 8 per channel
     only_new = 1.0 if framework == "torch" else 0.0  # running var = the fed batch variance
     _, var = _one_bn_step(framework, only_new, x)
-    ddof = 1 if framework == "torch" else 0
+    ddof = CLAIMS["running_var_ddof"][framework]
     np.testing.assert_allclose(var, x.var(axis=(0, 2, 3), ddof=ddof), rtol=1e-5)
 
 
@@ -73,3 +82,48 @@ def test_bn_mistakes_do_not_show_in_eval(framework: str, bench: Bench) -> None:
     naive = bench.spec.replace(bn_momentum=0.9, bn_running_var="native")  # both mistakes at once
     logits = load(framework).Adapter(naive, bench.weights).forward(bench.x)["logits"]
     assert compare(logits, bench.eval_reference["logits"], 0).max_rel < tolerance("eval")
+
+
+def _model_bn_running_var(spec_running_var: str, x: np.ndarray) -> np.ndarray:
+    """The repository's Paddle BatchNorm2D (momentum 1: running = fed) after one train step on `x`."""
+    from resnet_rosetta.frameworks.paddle.model import BatchNorm2D
+    from resnet_rosetta.guide.pitfalls import TINY
+
+    bn = BatchNorm2D(x.shape[1], TINY.replace(bn_momentum=1.0, bn_running_var=spec_running_var))
+    bn.train()
+    bn(paddle.to_tensor(x))
+    return bn._variance.numpy()
+
+
+@pytest.mark.parametrize("native_unbiased", [False, True], ids=["cpu-as-measured", "cpu-claimed-unbiased"])
+def test_paddle_correction_follows_the_device(native_unbiased: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model rescales only what the device's measured convention lacks (measured: biased on CPU)."""
+    from resnet_rosetta.frameworks.paddle import model as paddle_model
+
+    assert paddle_model.native_running_var_is_unbiased("cpu") is False  # measured on this CPU
+    monkeypatch.setitem(paddle_model._NATIVE_UNBIASED, paddle.get_device(), native_unbiased)
+    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype(np.float32)  # n = 8
+    unbiased, biased = x.var(axis=(0, 2, 3), ddof=1), x.var(axis=(0, 2, 3))
+    # had the device fed the unbiased variance, rescaling it again would be the double correction
+    np.testing.assert_allclose(_model_bn_running_var("unbiased", x), biased if native_unbiased else unbiased,
+                               rtol=1e-5)
+    np.testing.assert_allclose(_model_bn_running_var("biased", x),
+                               biased * 7 / 8 if native_unbiased else biased, rtol=1e-5)
+    np.testing.assert_allclose(_model_bn_running_var("native", x), biased, rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_paddle_running_var_on_gpu() -> None:
+    """On a GPU (cuDNN path), whatever Paddle's native convention, the model feeds what the spec asks."""
+    if not paddle.is_compiled_with_cuda():
+        pytest.skip("needs Paddle's GPU build")
+    from resnet_rosetta.frameworks.paddle import model as paddle_model
+
+    paddle.set_device("gpu")
+    try:
+        print("Paddle feeds the unbiased variance on GPU:", paddle_model.native_running_var_is_unbiased())
+        x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype(np.float32)
+        np.testing.assert_allclose(_model_bn_running_var("unbiased", x), x.var(axis=(0, 2, 3), ddof=1), rtol=1e-4)
+        np.testing.assert_allclose(_model_bn_running_var("biased", x), x.var(axis=(0, 2, 3)), rtol=1e-4)
+    finally:
+        paddle.set_device("cpu")

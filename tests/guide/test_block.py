@@ -13,7 +13,7 @@ from resnet_rosetta.frameworks.flax.model import ResNet as FlaxResNet
 from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
 from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
 from resnet_rosetta.guide.pitfalls import TINY
-from resnet_rosetta.guide.topics import BLOCK_CLASSES
+from resnet_rosetta.guide.topics import BLOCK_CLASSES, get_topic
 
 
 TINY50 = TINY.replace(name="tiny50", block="bottleneck", num_classes=10)
@@ -64,3 +64,7 @@ def test_block_structure(spec: Any) -> None:
     assert strides == [2 if i == first_3x3 else 1 for i in range(n_convs)]
     assert tuple(flax_convs[first_3x3].kernel_size) == (3, 3)
     assert ("layer2_0", "downsample_conv") in modules and ("layer2_0", "downsample_bn") in modules
+
+    # "v1.5" (stride on the 3x3, not the first 1x1) is a Bottleneck choice: never written on BasicBlock rows
+    stride_row = next(r for r in get_topic("block").facts(spec) if r.label == "stride sits on")
+    assert all(("v1.5" in stride_row.cell(fw)) == (spec.block == "bottleneck") for fw in names)

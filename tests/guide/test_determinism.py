@@ -44,10 +44,13 @@ def test_global_generators_are_shared() -> None:
     paddle.seed(3)
     paddle.rand([1])
     assert not np.array_equal(PaddleResNet(INIT_SPEC).conv._conv.weight.numpy(), seeded_paddle)
-    first = flax_demos.seeded_model(INIT_SPEC, 3)
-    jax.random.normal(jax.random.key(3), (1,))  # draws nothing from anyone else's key
-    np.testing.assert_array_equal(flatten(flax_demos.seeded_model(INIT_SPEC, 3))["params/conv1/kernel"],
-                                  flatten(first)["params/conv1/kernel"])
+    first = flatten(flax_demos.seeded_model(INIT_SPEC, 3))["params/conv1/kernel"]
+    jax.random.normal(jax.random.key(3), (1,))  # the same key used elsewhere: keys are values, not state
+    np.random.default_rng(3).normal(size=1), np.random.normal(size=1), torch.rand(1), paddle.rand([1])
+    again = flatten(flax_demos.seeded_model(INIT_SPEC, 3))["params/conv1/kernel"]
+    other = flatten(flax_demos.seeded_model(INIT_SPEC, 4))["params/conv1/kernel"]
+    np.testing.assert_array_equal(again, first)
+    assert np.abs(other - first).max() > 1e-2  # the key decides the draw: equality above is not vacuous
 
 
 def test_deterministic_switches(fresh_defaults: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,18 @@ from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 
+CLAIMS = {"bf16_stored_mantissa_bits": 7}
+
+
+def test_bf16_stored_mantissa_bits() -> None:
+    """bf16 stores 7 mantissa bits (float32 23): 1 + 2**-8 rounds to 1, 1 + 2**-7 survives."""
+    bits = CLAIMS["bf16_stored_mantissa_bits"]
+    assert jnp.finfo(jnp.bfloat16).nmant == bits and torch.finfo(torch.bfloat16).eps == 2.0 ** -bits
+    x = torch.tensor([1 + 2.0 ** -7, 1 + 2.0 ** -8 + 2.0 ** -10], dtype=torch.float32)
+    assert x.to(torch.bfloat16).float().tolist() == [1 + 2.0 ** -7, 1 + 2.0 ** -7]  # round to nearest
+    assert float(abs(torch.tensor(1 + 2.0 ** -9).to(torch.bfloat16).float() - 1)) == 0  # unit round-off 2**-8
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_bf16_paths(framework: str, bench: Bench) -> None:
     adapter = load(framework).Adapter(TINY, bench.weights)
@@ -32,8 +44,10 @@ def test_bf16_paths(framework: str, bench: Bench) -> None:
         if paddle.is_compiled_with_cuda():
             pytest.skip("the claim is about the CPU wheel")
         adapter.model.eval()
-        with pytest.warns(UserWarning, match="amp_guard can only be enabled on CUDAPlace"):
+        with pytest.warns(UserWarning, match="amp_guard can only be enabled on CUDAPlace, XPUPlace, and CustomPlace"):
             out = paddle_demos.bf16_logits(adapter.model, paddle.to_tensor(bench.x))
+            with paddle.amp.auto_cast(dtype="bfloat16"):  # switched off: not even a matmul is cast
+                assert paddle.matmul(paddle.ones([2, 2]), paddle.ones([2, 2])).dtype == paddle.float32
         assert out.dtype == paddle.float32 and all(p.dtype == paddle.float32 for p in adapter.model.parameters())
         np.testing.assert_array_equal(out.numpy(), adapter.forward(bench.x)["logits"])
         with pytest.raises(Exception, match="bfloat16"):  # no bf16 conv kernel on CPU

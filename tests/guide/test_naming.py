@@ -24,14 +24,26 @@ CLAIMED_NAMES = {
 }
 
 
+CLAIMS = {"names": CLAIMED_NAMES, "num_batches_tracked": {"torch": True, "paddle": False, "flax": False}}
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_native_names(framework: str) -> None:
     state = native_state(framework)
     table = rules.key_map(TINY, framework)
-    for canonical, names in CLAIMED_NAMES.items():
+    for canonical, names in CLAIMS["names"].items():
         assert names[framework] in state and table[canonical][0] == names[framework]
     counters = [k for k in state if k.endswith("num_batches_tracked")]
-    assert (len(counters) > 0) == (framework == "torch")
+    assert (len(counters) > 0) == CLAIMS["num_batches_tracked"][framework]
+
+
+def test_paddle_vision_names() -> None:
+    """paddle.vision's ResNet (not this repository's classic-source model) uses torchvision's names."""
+    import paddle  # noqa: PLC0415 (only this test needs paddle.vision)
+
+    names = set(paddle.vision.models.resnet18(num_classes=10).state_dict())
+    assert {"conv1.weight", "layer2.0.downsample.1._variance", "fc.weight", "fc.bias"} <= names
+    assert not any(k.startswith(("conv._conv", "bb_", "out.")) for k in names)
 
 
 def test_where_running_statistics_live() -> None:

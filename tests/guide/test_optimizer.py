@@ -13,6 +13,7 @@ from resnet_rosetta.frameworks import FRAMEWORKS
 
 
 LR, MU, WD = 0.1, 0.9, 0.05
+CLAIMS = {"decay_after_sgd": 1.05, "decay_scaled_by_lr": {"torch": True, "paddle": True, "flax": True}}  # p = 1, g = 0, wd = 0.05: add_decayed_weights after sgd grows p
 P0 = np.array([1.0, -2.0, 0.5], np.float32)
 GRADS = np.array([[0.3, -0.1, 0.2], [0.1, 0.4, -0.3], [-0.2, 0.2, 0.1]], np.float32)
 
@@ -63,10 +64,16 @@ def _optax_steps(tx: optax.GradientTransformation) -> np.ndarray:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_optimizer_update_rule(framework: str) -> None:
-    np.testing.assert_allclose(sgd_native(framework), sgd_reference(), rtol=1e-6)
+    np.testing.assert_allclose(sgd_native(framework), sgd_reference(CLAIMS["decay_scaled_by_lr"][framework]),
+                               rtol=1e-6)
 
 
 def test_optax_chain_order_matters() -> None:
+    # the guide's example: p = 1, g = 0, wd = 0.05 after one step of sgd then add_decayed_weights
+    tx = optax.chain(optax.sgd(LR), optax.add_decayed_weights(0.05))
+    p1 = jnp.ones(1)
+    updates, _ = tx.update(jnp.zeros(1), tx.init(p1), p1)
+    np.testing.assert_allclose(np.asarray(optax.apply_updates(p1, updates)), [CLAIMS["decay_after_sgd"]], rtol=1e-6)
     decay_after = _optax_steps(optax.chain(optax.sgd(LR, MU), optax.add_decayed_weights(WD)))
     # add_decayed_weights adds wd * p to the *update*, which apply_updates adds: p += -lr b + wd p
     p, b = P0.astype(np.float64), np.zeros(3)

@@ -2,12 +2,30 @@
 the frameworks as installed."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import paddle
 import pytest
 import torch
 from flax import linen as nn
+
+
+CLAIMS = {"default_output": {"torch": 6, "paddle": 6, "flax": 8}}  # 3x3 conv, 8x8 input, padding not given
+
+
+def test_default_padding() -> None:
+    """Leave `padding` out of a 3x3 conv on an 8x8 input: PyTorch and Paddle give 6x6, Flax 8x8 ('SAME')."""
+    x = np.ones((1, 2, 8, 8), np.float32)
+    size = CLAIMS["default_output"]
+    assert tuple(torch.nn.Conv2d(2, 3, 3)(torch.from_numpy(x)).shape) == (1, 3, size["torch"], size["torch"])
+    assert tuple(paddle.nn.Conv2D(2, 3, 3)(paddle.to_tensor(x)).shape) == (1, 3, size["paddle"], size["paddle"])
+    x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
+    conv = nn.Conv(3, (3, 3))
+    y = conv.apply(conv.init(jax.random.key(0), x_nhwc), x_nhwc)
+    assert y.shape == (1, size["flax"], size["flax"], 3)
+    variables = conv.init(jax.random.key(0), x_nhwc)
+    np.testing.assert_array_equal(y, nn.Conv(3, (3, 3), padding="SAME").apply(variables, x_nhwc))
 
 
 def test_same_padding_with_stride_2() -> None:
