@@ -14,7 +14,8 @@ from resnet_rosetta.common.counting import parameter_count
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
 
-TINY = {"basic": get_spec("resnet18_small").replace(widths=(8, 8, 16, 16), stem_width=8, input_size=16),
+TINY = {"basic": get_spec("resnet18_small").replace(depths=(1, 2, 1, 1), widths=(8, 8, 16, 16), stem_width=8,
+                                                    input_size=16),
         "bottleneck": get_spec("resnet50_small").replace(depths=(1, 2, 1, 1), widths=(4, 4, 8, 8), stem_width=8,
                                                          input_size=16)}
 LAST_BN = {"basic": "bn2", "bottleneck": "bn3"}
@@ -40,7 +41,7 @@ def _fresh_flax(spec: ResNetSpec) -> dict[str, np.ndarray]:
     from resnet_rosetta.frameworks.flax.model import ResNet
 
     x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels))
-    return flatten(ResNet(spec).init(jax.random.PRNGKey(0), x))
+    return flatten(jax.jit(ResNet(spec).init)(jax.random.PRNGKey(0), x))  # one compile, not one per op
 
 
 def _zero_weights(spec: ResNetSpec) -> dict[str, np.ndarray]:
