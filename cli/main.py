@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"resnet-rosetta {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `resnet-rosetta list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 128 + signal.SIGPIPE
     except Terminated:
         print(f"resnet-rosetta {args.command}: terminated", file=sys.stderr)
         return 143
