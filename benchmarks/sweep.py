@@ -74,9 +74,9 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{index:03d}_{cell.slug}.log"
     record["log"] = str(log_path.relative_to(opts.out_dir))
-    timeout, why = opts.timeout_s, "per-cell limit"
+    timeout, budget_cut = opts.timeout_s, False
     if opts.hard_deadline is not None and opts.hard_deadline - time.monotonic() < timeout:
-        timeout, why = max(1.0, opts.hard_deadline - time.monotonic()), "the time budget ran out"
+        timeout, budget_cut = max(1.0, opts.hard_deadline - time.monotonic()), True
     env = {**os.environ, **thread_env(cell.threads), **mkl_env(opts.mkl_amd)}
     if opts.tf32 == "off":
         env["NVIDIA_TF32_OVERRIDE"] = "0"
@@ -93,8 +93,10 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
         if opts.mem_limit_bytes and rss > opts.mem_limit_bytes:
             killed_for = ("oom", f"resident memory {_gib(rss)} passed the limit {_gib(opts.mem_limit_bytes)} "
                                  f"(--mem-limit): this configuration (batch {cell.batch}) does not fit")
+        elif elapsed > timeout and budget_cut:  # the user's budget, not the cell's fault: not a failure
+            killed_for = ("skipped", f"stopped after {elapsed:.0f} s: the time budget ran out (--budget-min)")
         elif elapsed > timeout:
-            killed_for = ("timeout", f"no result after {elapsed:.0f} s ({why})")
+            killed_for = ("timeout", f"no result after {elapsed:.0f} s (per-cell limit)")
         return killed_for[1] if killed_for else None
 
     outcome = process.run_function(CELL_TARGET, cell.to_dict(), env=env, log=log_path, watch=watch)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import types
 from pathlib import Path
 
 import pytest
 
 from resnet_rosetta.benchmarks import cell as cell_process
-from resnet_rosetta.benchmarks import sweep
+from resnet_rosetta.benchmarks import pipeline, sweep
 from resnet_rosetta.benchmarks.config import Cell
 from resnet_rosetta.common.workload import Workload, WorkloadConfig
 
@@ -69,3 +70,16 @@ def test_a_cell_without_a_result_is_still_a_failure(monkeypatch, tmp_path):
     record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=30.0, progress=False), 0)
     assert record["status"] == "error" and "exit code 4" in record["message"]
     assert record["metrics"] == {}
+
+
+def test_the_time_budget_cutting_a_pair_is_no_failure(monkeypatch, tmp_path):
+    """`report --budget-min` stopping a cell is the user's limit: our figures stand, the pair is
+    skipped, and the exit code does not call it a failure."""
+    _fake_cell_process(monkeypatch, "pending_then_hang")
+    opts = sweep.SweepOptions(out_dir=tmp_path, timeout_s=600.0, progress=False,
+                              hard_deadline=time.monotonic() + 3.0)
+    record = sweep.run_cell(CELL, opts, 0)
+    assert record["status"] == "ok" and record["metrics"]["img_s_median"] == 12.5
+    pair = record["metrics"]["pair"]
+    assert pair["status"] == "skipped" and "the time budget ran out" in pair["message"]
+    assert pipeline.exit_code([record], interrupted=False) == 0
