@@ -9,13 +9,12 @@ seeing one is a `UserError` naming what each sees (for `--plan`, the plan for a 
 """
 from __future__ import annotations
 
-import glob
-import shutil
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from resnet_rosetta.common import process
 from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.host import machine_has_gpu
 from . import load
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -46,11 +45,6 @@ class Choice:
     device: str  # "cpu" or "gpu"
     frameworks: list[str]
     notes: list[str]
-
-
-def machine_has_gpu() -> bool:
-    """An NVIDIA device node or nvidia-smi: without either no framework can see a GPU (cheap check)."""
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or shutil.which("nvidia-smi") is not None
 
 
 def sight_of(framework: str) -> dict:
