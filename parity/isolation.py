@@ -76,6 +76,7 @@ def load_case(path: Path) -> tuple[engine.ParityCase, tuple[str, ...], int]:
 def run_in_process(name: str, case: engine.ParityCase, checks: tuple[str, ...],
                    seed: int) -> tuple[engine.Outputs, dict[str, object]]:
     numerics = frameworks.load(name).parity_numerics(seed)
+    numerics["computed on"] = case.device  # where this run put the models, whatever the default backend
     if {"grad", "step", "steps"} & set(checks):
         numerics["optimizer"] = frameworks.load(name, "training").Trainer.CONVENTION
     return engine.framework_outputs(name, case, checks), numerics

@@ -98,3 +98,4 @@ def test_parity_on_the_gpu_passes_for_each_framework_that_sees_it(tmp_path: Path
     ran = {c["left"] for c in doc["checks"]} | {c["right"] for c in doc["checks"]}
     assert "torch" in ran and set(doc["unsupported"]).isdisjoint(ran)
     assert doc["numerics"]["torch"]["torch.backends.cuda.matmul.allow_tf32"] is False
+    assert {doc["numerics"][fw]["computed on"] for fw in ran - {"oracle"}} == {"gpu"}
