@@ -8,17 +8,19 @@ import time
 from typing import Sequence
 
 from . import config, pipeline
-from .plan import plan_sweep, sweep_options
+from .plan import plan_sweep, plan_text, sweep_options
 
 
 def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run the sweep `args` describes (`argv`: the command line, recorded); the exit code: 0 all
-    measured, 1 a cell failed, 130 interrupted."""
+    measured, 1 a cell failed, 130 interrupted. With --plan: print what would run, exit 0."""
     cells, probes, frameworks, threads, notes = plan_sweep(args)
-    notes += pipeline.check_device(args.device, frameworks, threads)
+    if args.plan:
+        print(plan_text("bench", args.device, frameworks, cells, probes, None, notes), end="")
+        return 0
     out = pipeline.prepare_out_dir(args.out, args.overwrite)
     opts = sweep_options(args, out)
-    meta = {"command": pipeline.command_line(argv),
+    meta = {"command": pipeline.command_line(argv), "device": args.device,
             "cells planned": len(cells), "probes": len(probes), "threads per cell": threads,
             "warmup / iters / repeats": f"{args.warmup} / {args.iters or 'auto (~%gs per repeat)' % args.repeat_s} / "
                                         f"{args.repeats}",
@@ -31,7 +33,7 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     t0 = time.monotonic()
     records, interrupted = pipeline.execute(cells, probes, opts, meta)
     pipeline.write_outputs(out, records, meta)
-    print(f"bench: {pipeline.status_line(records)} in {time.monotonic() - t0:.0f} s; report: {out / 'report.md'}")
+    print(f"bench: {pipeline.status_line(records)} on {args.device} in {time.monotonic() - t0:.0f} s; report: {out / 'report.md'}")
     if interrupted:
         print(f"bench: interrupted; the cells measured so far are in {out}", file=sys.stderr)
     return pipeline.exit_code(records, interrupted)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
-from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from resnet_rosetta.common.workload import Workload, looks_like_oom
 from .config import Cell
@@ -37,8 +37,7 @@ def failure(exc: BaseException) -> dict:
     if isinstance(exc, Unsupported):
         return {"status": "unsupported", "message": str(exc)}
     traceback.print_exc()
-    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-    return {"status": "oom" if looks_like_oom(exc) else "error", "message": f"{type(exc).__name__}: {first_line}"}
+    return {"status": "oom" if looks_like_oom(exc) else "error", "message": f"{type(exc).__name__}: {first_line(exc)}"}
 
 
 def _measure_reference_pair(runner: ModuleType, cell: Cell, ours: Workload, ours_timings: Timings) -> dict:
@@ -109,11 +108,3 @@ def measure_cell(cell: dict) -> dict:
     """The cell process's entry (through common/process.py): measure one cell, saving our figures
     as the result before a reference pair starts."""
     return run_cell(Cell.from_dict(cell), process.save_result)
-
-
-def gpu_count(framework: str) -> int:
-    """How many GPUs `framework` sees here (the `--device gpu` pre-check); 0 when it cannot tell."""
-    try:
-        return int(_runner(framework).gpu_count())
-    except Exception:  # noqa: BLE001 - a CPU-only build, a missing driver: no usable GPU
-        return 0

@@ -1,10 +1,7 @@
-"""From a planned sweep to a folder of results: output-folder safety, device pre-checks, running
-the cells (progress bar, Ctrl-C) and writing JSON lines, CSV, Markdown and plots."""
+"""From a planned sweep to a folder of results: output-folder safety, running the cells (progress bar, Ctrl-C) and writing JSON lines, CSV, Markdown and plots."""
 from __future__ import annotations
 
-import glob
 import json
-import os
 import shlex
 import shutil
 import time
@@ -13,12 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from resnet_rosetta.common import process
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import UserError
 from . import plots, report_md, results
 from .config import Cell, missing_modules
-from resnet_rosetta.common.host import thread_env
 from .sweep import SweepOptions, run_sweep
 
 MARKER = ".resnet-rosetta-output"
@@ -65,28 +60,6 @@ def check_frameworks(frameworks: Sequence[str], explicit: bool) -> tuple[list[st
     if not usable:
         raise UserError("none of the requested frameworks is installed")
     return usable, notes
-
-
-def check_device(device: str, frameworks: Sequence[str], threads: int) -> list[str]:
-    """For --device gpu: fail clearly when no GPU is present; note frameworks that cannot see it."""
-    if device != "gpu":
-        return []
-    if shutil.which("nvidia-smi") is None and not glob.glob("/dev/nvidia[0-9]*"):
-        raise UserError("--device gpu: no CUDA GPU on this machine (no /dev/nvidia* device and no nvidia-smi); "
-                        "run with --device cpu")
-    counts, notes = {}, []
-    for fw in frameworks:
-        try:
-            counts[fw] = process.call(f"{__package__}.cell:gpu_count", fw, timeout=300,
-                                      env={**os.environ, **thread_env(threads)})
-        except process.ProcessFailed:
-            counts[fw] = 0
-        if counts[fw] == 0:
-            notes.append(f"{fw} sees no GPU (CPU-only build?): its cells are recorded as unsupported")
-    if not any(counts.values()):
-        raise UserError(f"--device gpu: no framework sees a CUDA GPU ({', '.join(f'{k}: {v}' for k, v in counts.items())}); "
-                        "run with --device cpu")
-    return notes
 
 
 def write_outputs(out: Path, records: list[dict], meta: dict, *, markdown_name: str = "report.md") -> dict:

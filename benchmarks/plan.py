@@ -1,12 +1,17 @@
-"""From the parsed `bench` / `report` options to what a sweep runs: the checked frameworks and
-threads, the cells and probes (a custom sweep, or a report level's preset plan), and the
-`SweepOptions` of the run. Nothing is written or imported from a framework here."""
+"""From the parsed `bench` / `report` options to what a sweep runs: the checked frameworks, threads
+and device (`--device auto|cpu|gpu`, frameworks/devices.py), the cells and probes (a custom sweep,
+or a report level's preset plan), `--plan`'s printout, and the `SweepOptions` of the run. Nothing
+is written or imported from a framework here (the device probe runs each in a fresh process)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import Sequence
 
 from resnet_rosetta.common.errors import UserError
+from resnet_rosetta.common.host import thread_env
+from resnet_rosetta.frameworks import devices
 from . import config, presets
 from .config import Cell
 from .pipeline import check_frameworks
@@ -19,7 +24,9 @@ CUSTOM_DEFAULTS = {"arch": "resnet18,resnet50", "mode": "infer,train", "batch": 
 
 
 def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]:
-    """Check the options every sweep shares; (installed frameworks, threads, notes)."""
+    """Check the options every sweep shares; (installed frameworks that see the device, threads,
+    notes). `args.device` becomes the device chosen (auto resolved; `args.plan`: a GPU no framework
+    sees is planned for, not refused)."""
     explicit = args.frameworks is not None
     frameworks = config.parse_frameworks(args.frameworks if explicit else ",".join(config.FRAMEWORKS))
     # sizes, timer settings and limits are checked where they enter (cli/bench.py, common/options.py)
@@ -27,7 +34,11 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
     if not 1 <= threads <= config.default_threads():
         raise UserError(f"--threads must be between 1 and {config.default_threads()} (the cores available)")
     frameworks, notes = check_frameworks(frameworks, explicit)
-    return frameworks, threads, notes
+    sights = (dict.fromkeys(frameworks, devices.Sight()) if args.device == "cpu"
+              else devices.probe(frameworks, env={**os.environ, **thread_env(threads)}))
+    choice = devices.choose(args.device, sights, planning=getattr(args, "plan", False))
+    args.device = choice.device
+    return choice.frameworks, threads, notes + choice.notes
 
 
 def plan_sweep(args: argparse.Namespace) -> tuple[list[Cell], list[Cell], list[str], int, list[str]]:
@@ -65,6 +76,21 @@ def report_plan(args: argparse.Namespace, level: str) -> tuple[presets.Plan, lis
     if args.no_peak:
         plan.probes = []
     return plan, frameworks, threads, notes
+
+
+def plan_text(command: str, device: str, frameworks: Sequence[str], cells: Sequence[Cell], probes: Sequence[Cell],
+              budget_s: float | None, notes: Sequence[str], parity_args: Sequence[str] | None = None) -> str:
+    """What `--plan` prints: the device, frameworks, budget, parity command (report), probes and
+    cells in the order they would run; nothing is measured."""
+    budget = (f"{budget_s / 60:g} min (no cell starts after it)" if budget_s else
+              "none: every cell runs (each stopped after --timeout)")
+    lines = [f"{command} plan on {device}: {', '.join(frameworks)}; {len(probes)} probes, {len(cells)} cells; "
+             f"budget {budget}"]
+    lines += [f"note: {n}" for n in notes]
+    if parity_args is not None:
+        lines.append("parity: resnet-rosetta parity " + " ".join(parity_args))
+    lines += [f"probe: {c.label}" for c in probes] + [f"cell: {c.label}" for c in cells]
+    return "\n".join(lines) + "\n"
 
 
 def sweep_options(args: argparse.Namespace, out: Path, deadline: float | None = None,

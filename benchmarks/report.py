@@ -15,7 +15,7 @@ from resnet_rosetta.common import process
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import UserError
 from . import pipeline, report_index
-from .plan import report_plan, sweep_options
+from .plan import plan_text, report_plan, sweep_options
 from .presets import Plan
 from .sweep import base_record
 
@@ -57,7 +57,7 @@ def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
     return res
 
 
-def _list_and_parity(args: argparse.Namespace, plan_args: list[str], frameworks: list[str], out: Path,
+def _list_and_parity(args: argparse.Namespace, extra: list[str], out: Path,
                      timeout: float) -> tuple[str | None, dict, bool]:
     """`list`, then parity unless --skip-parity: (list text, parity result, interrupted by Ctrl-C)."""
     parity: dict = {"status": "not run", "message": "interrupted before parity"}
@@ -70,9 +70,6 @@ def _list_and_parity(args: argparse.Namespace, plan_args: list[str], frameworks:
         if args.skip_parity:
             parity = {"status": "skipped", "message": "--skip-parity"}
         else:
-            extra = plan_args + shlex.split(args.parity_args)
-            if args.frameworks:
-                extra += ["--frameworks", ",".join(frameworks)]
             print(f"report: resnet-rosetta parity {' '.join(extra)}", file=sys.stderr)
             parity = {"status": "interrupted", "message": "Ctrl-C while parity was running"}
             parity = run_parity(out, extra, timeout or None)
@@ -98,20 +95,26 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     level = "quick" if args.quick else "full" if args.full else "default"
     t0 = time.monotonic()
     plan, frameworks, threads, notes = report_plan(args, level)
-    notes += pipeline.check_device(args.device, frameworks, threads)
     budget = args.budget_min * 60 if args.budget_min is not None else plan.budget_s
+    parity_args = plan.parity_args + ["--device", args.device] + shlex.split(args.parity_args)
+    if args.frameworks or args.device == "gpu":  # on a GPU: those that see it
+        parity_args += ["--frameworks", ",".join(frameworks)]
+    if args.plan:
+        print(plan_text("report", args.device, frameworks, plan.cells, plan.probes, budget, notes,
+                        None if args.skip_parity else parity_args), end="")
+        return 0
     parity_timeout = args.parity_timeout if args.parity_timeout is not None else PARITY_TIMEOUT[level]
     if parity_timeout < 0:
         raise UserError("--parity-timeout must be >= 0 (0 = no limit)")
     out = pipeline.prepare_out_dir(args.out, args.overwrite)
 
-    meta = {"command": pipeline.command_line(argv),
+    meta = {"command": pipeline.command_line(argv), "device": args.device,
             "level": plan.level, "frameworks": ", ".join(frameworks), "cells planned": len(plan.cells),
             "threads per cell": threads, "time budget": f"{budget / 60:.1f} min" if budget else "none",
             "notes": list(notes)}
     for n in notes:
         print(f"report: {n}", file=sys.stderr)
-    list_text, parity, interrupted = _list_and_parity(args, plan.parity_args, frameworks, out, parity_timeout)
+    list_text, parity, interrupted = _list_and_parity(args, parity_args, out, parity_timeout)
     if not interrupted:
         # Stop a running cell 15 s before the budget ends (time to write the report); start none in the last 45 s.
         hard = (t0 + budget - 15.0) if budget else None
@@ -128,7 +131,7 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     atomic_write_text(out / "index.md", report_index.index_markdown(
         meta=meta, plan_measures=plan.measures, plan_skips=plan.skips, records=records, derived=derived,
         parity=parity, list_text=list_text, files=files))
-    print(f"report: parity {parity['status']}; cells: {pipeline.status_line(records) or 'none'}; "
+    print(f"report: parity {parity['status']}; cells: {pipeline.status_line(records) or 'none'} on {args.device}; "
           f"{time.monotonic() - t0:.0f} s; {out / 'index.md'}")
     if interrupted:
         print(f"report: interrupted; what was finished is in {out / 'index.md'}", file=sys.stderr)

@@ -28,6 +28,10 @@ def _pct(v) -> str:
 
 def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]:
     lines = []
+    devices = sorted({r["cell"]["device"] for r in records})
+    names = sorted({r["env"]["device_name"] for r in records if r.get("env", {}).get("device_name", "cpu") != "cpu"})
+    if devices:
+        lines.append(f"**Benchmarks on:** {', '.join(devices)}" + (f" ({', '.join(names)})" if names else "") + ".")
     # parity
     if parity["status"] == "skipped":
         lines.append("**Parity:** not run (--skip-parity).")
@@ -41,8 +45,9 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
         others = "".join(f", {n} {status}" for status, n in sorted(counts.items()) if status != "pass")
         excused = " (conditioning-limited: explained by fp32 itself, see parity.md)" if any(
             status.endswith("-limited") for status in counts) else ""
-        lines.append(f"**Parity:** {verdict}: {counts.get('pass', 0)} of {len(checks)} comparisons within tolerance"
-                     f"{others}{excused}.")
+        where = parity["doc"].get("settings", {}).get("device", "cpu")
+        lines.append(f"**Parity (on the {where.upper()}):** {verdict}: {counts.get('pass', 0)} of {len(checks)} "
+                     f"comparisons within tolerance{others}{excused}.")
     else:
         lines.append(f"**Parity:** {parity['status']}: {parity.get('message', '')}")
     # ours vs reference

@@ -95,9 +95,9 @@ def ratio_section(ratios: list[dict], level: int = 2) -> str:
             verdict = "pass" if r["passed"] else "**below bound**" + (" (within noise)" if within_noise(r) else "")
         iqr = "-" if r["ratio"] is None else f"{_num(r['ratio_q25'])}-{_num(r['ratio_q75'])}"
         rows.append((c["arch"], c["framework"], REFERENCE_NAME[c["framework"]], c["mode"], str(c["batch"]),
-                     c["precision"], c["exec"], _num(r["ours_img_s"]), _num(r["reference_img_s"]),
+                     c["precision"], c["exec"], c["device"], _num(r["ours_img_s"]), _num(r["reference_img_s"]),
                      _num(r["ratio"]), iqr, _num(r["rounds"]), _pct(r["steal_fraction"]), verdict))
-    out += table(("arch", "framework", "reference", "mode", "batch", "precision", "exec", "ours img/s",
+    out += table(("arch", "framework", "reference", "mode", "batch", "precision", "exec", "device", "ours img/s",
                   "reference img/s", "ratio", "ratio IQR", "rounds", "steal", "verdict"), rows)
     return out
 
@@ -119,7 +119,7 @@ def results_tables(records: list[dict], level: int = 2) -> str:
             "caches and memory bandwidth does not show there). "
             "Reference-model rows come from the ratio's pairs (*paired*: measured in our model's process, "
             "interleaved with it, so no memory figure of their own). ★ = fastest row for its batch size and precision.\n\n")
-    header = ("framework", "model", "exec", "precision", "layout", "batch", "img/s", "IQR", "spread", "steal",
+    header = ("framework", "model", "exec", "precision", "layout", "device", "batch", "img/s", "IQR", "spread", "steal",
               "ms/step", "first call s", "peak memory", "GFLOP/s", "% of peak", "status")
     for (arch, size, mode), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "infer")):
         recs = sorted(recs, key=lambda r: (r["cell"]["batch"], r["cell"]["precision"],
@@ -140,13 +140,14 @@ def results_tables(records: list[dict], level: int = 2) -> str:
                 sp = _pct(spread) + (" (noisy)" if spread is not None and spread > SPREAD_BOUND else "")
                 name = model_name(c) + (" (paired)" if r.get("paired") else "")
                 rows.append((f"**{c['framework']}**{star}" if star else c["framework"], name, c["exec"],
-                             c["precision"], c["layout"], str(c["batch"]), _num(m["img_s_median"]),
+                             c["precision"], c["layout"], c["device"], str(c["batch"]), _num(m["img_s_median"]),
                              f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _pct(m.get("steal_fraction")),
                              _num(m["ms_step_median"], 4),
                              _num(m["first_call_s"]), _mib(m.get("peak_memory_bytes")), _num(m["gflop_s"]),
                              _pct(m.get("peak_fraction")), "ok"))
             else:
-                rows.append((c["framework"], model_name(c), c["exec"], c["precision"], c["layout"], str(c["batch"]),
+                rows.append((c["framework"], model_name(c), c["exec"], c["precision"], c["layout"], c["device"],
+                             str(c["batch"]),
                              "-", "-", "-", "-", "-", "-", "-", "-", "-", f"{r['status']}"))
         out += _h(level + 1, f"{arch} {mode} ({size}x{size})") + table(header, rows)
     return out
@@ -165,10 +166,10 @@ def failures_section(records: list[dict], level: int = 2) -> str:
     if not bad:
         return out + "None: every cell completed.\n\n"
     rows = [(r["cell"].get("arch") or "(peak probe)", r["cell"]["framework"], name, r["cell"].get("mode", "-"),
-             str(r["cell"].get("batch", "-")), r["cell"].get("precision", "-"), r["cell"].get("exec", "-"), status,
-             message, r.get("log", "-")) for r, name, status, message in bad]
-    return out + table(("arch", "framework", "model", "mode", "batch", "precision", "exec", "status", "message", "log"),
-                       rows)
+             str(r["cell"].get("batch", "-")), r["cell"].get("precision", "-"), r["cell"].get("exec", "-"),
+             r["cell"]["device"], status, message, r.get("log", "-")) for r, name, status, message in bad]
+    return out + table(("arch", "framework", "model", "mode", "batch", "precision", "exec", "device", "status",
+                        "message", "log"), rows)
 
 
 def best_section(best: dict, level: int = 2) -> str:
@@ -182,9 +183,10 @@ def best_section(best: dict, level: int = 2) -> str:
             r = per[fw]
             c, m = r["cell"], r["metrics"]
             rows.append((arch, mode, f"**{fw}** ★" if r is top else fw,
-                         f"{c['exec']}, {c['precision']}, {c['layout']}, batch {c['batch']}",
+                         f"{c['exec']}, {c['precision']}, {c['layout']}, batch {c['batch']}", c["device"],
                          _num(m["img_s_median"]), _num(m["gflop_s"]), _pct(m.get("peak_fraction"))))
-    return out + table(("arch", "mode", "framework", "configuration", "img/s", "GFLOP/s", "% of peak"), rows)
+    return out + table(("arch", "mode", "framework", "configuration", "device", "img/s", "GFLOP/s", "% of peak"),
+                       rows)
 
 
 def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:

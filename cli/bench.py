@@ -27,7 +27,11 @@ def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                         "Paddle dygraph, JAX jit (default %(default)s)")
     p.add_argument("--channels-last", action="store_true", help="torch cells in channels_last memory format")
     p.add_argument("--size", type=integer("--size", 16, 8192), default=224, help="input height and width (default %(default)s)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="default %(default)s")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: the GPU when any framework sees one, else the CPU; frameworks that cannot see "
+                        "the device are left out with a note (default %(default)s)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the device, probes, cells and budget that would run, and exit (measures nothing)")
     p.add_argument("--mkl-amd", default="auto", choices=("auto", "off"),
                    help="auto: on AMD CPUs set MKL_DEBUG_CPU_TYPE=5 for every cell, so MKL inside torch and "
                         "Paddle uses its AVX2 kernels instead of a generic slow path (default %(default)s)")

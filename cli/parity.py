@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
                         "inputs onto that grid, run every layer in it and compare with the float64 oracle "
                         "under the dtype's tolerances; gradients and SGD steps are checked in fp32 only")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="where the frameworks compute (default cpu); gpu: each framework that sees one, TF32 "
+                        "off and deterministic kernels, the others listed as unsupported; the oracle stays float64 "
+                        "on the CPU")
     p.add_argument("--size", type=int, help="input height and width (default: 224, or the preset's own for "
                                             "small-input presets)")
     p.add_argument("--grad-size", type=int, default=64,
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         archs=tuple(_csv(args.arch)) if args.arch else (), frameworks=tuple(_csv(args.frameworks)),
         checks=tuple(_csv(args.checks)) if args.checks is not None else None, dtype=args.dtype, size=args.size,
         grad_size=args.grad_size, batch=args.batch, seed=args.seed, steps=args.steps, lr=args.lr,
-        bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, isolate=args.isolate,
+        bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, device=args.device,
+        isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown))
     return 0 if doc["passed"] else 1

@@ -30,3 +30,9 @@ class Unsupported(Exception):
 class Terminated(BaseException):
     """SIGTERM, raised by the CLI's handler so that every `finally` (temporary files) runs; a
     BaseException, like KeyboardInterrupt, so no `except Exception` swallows it."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (at most `limit` characters): what a one-line
+    status or note quotes of a framework's own, often multi-line, error."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

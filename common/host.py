@@ -6,10 +6,12 @@ Standard library only: safe to import in the parent before any framework.
 """
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
 import resource
+import shutil
 import sys
 
 # SIMD / matrix flags that decide fp32 and bf16 speed; the rest of /proc/cpuinfo is noise here.
@@ -49,6 +51,12 @@ def mkl_env(policy: str = "auto") -> dict[str, str]:
     if policy == "off" or "MKL_DEBUG_CPU_TYPE" in os.environ or cpu_info()["cpu_vendor"] != "AuthenticAMD":
         return {}
     return {"MKL_DEBUG_CPU_TYPE": "5"}
+
+
+def machine_has_gpu() -> bool:
+    """An NVIDIA device node or nvidia-smi: without either no framework can see a CUDA GPU (a cheap
+    check before any framework is started)."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or shutil.which("nvidia-smi") is not None
 
 
 def memory_total_bytes() -> int | None:

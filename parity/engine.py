@@ -55,6 +55,7 @@ class ParityCase:
     hyper: Hyper = Hyper()                               # step use the first, steps all of them
     feed: Outputs = field(default_factory=dict)  # oracle stage outputs for stagewise mode
     dtype: str = "fp32"  # compute dtype of the forward checks; weights and inputs already on its grid
+    device: str = "cpu"  # where the frameworks compute: "cpu" or "gpu" (the oracle always on the CPU)
 
     @classmethod
     def seeded(cls, spec: ResNetSpec, size: int, batch: int, seed: int = 0, weights: Weights | None = None,
@@ -82,7 +83,7 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
     spec, h = case.spec, case.hyper
     out: Outputs = {}
     if {"eval", "train"} & set(checks):
-        model = adapter.Adapter(spec, case.weights, dtype=case.dtype)
+        model = adapter.Adapter(spec, case.weights, device=case.device, dtype=case.dtype)
         if "eval" in checks:
             out.update(_prefixed("eval", model.forward(case.x, train=False)))
             if case.feed:
@@ -95,7 +96,7 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
 
         def trainer() -> object:
             return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
-                                    record_gates=True)
+                                    device=case.device, record_gates=True)
         if "grad" in checks:
             t = trainer()
             loss, grads = t.loss_and_grads(*case.batches[0])

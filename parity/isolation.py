@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -26,8 +27,21 @@ from resnet_rosetta.common.spec import ResNetSpec
 from . import engine
 
 
+DETERMINISTIC_XLA = "--xla_gpu_deterministic_ops=true"
+
+
 class WorkerFailed(Exception):
     """A framework could not produce its outputs; the message says which and why, in one line."""
+
+
+def gpu_numerics_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables every parity process gets, read by CUDA libraries when they start: TF32 off in
+    cuBLAS / cuDNN (`NVIDIA_TF32_OVERRIDE=0`, unless the user set it) and XLA's deterministic GPU
+    kernels (added to `XLA_FLAGS`). Harmless on a CPU."""
+    flags = environ.get("XLA_FLAGS", "")
+    if DETERMINISTIC_XLA not in flags:
+        flags = f"{flags} {DETERMINISTIC_XLA}".strip()
+    return {"NVIDIA_TF32_OVERRIDE": environ.get("NVIDIA_TF32_OVERRIDE", "0"), "XLA_FLAGS": flags}
 
 
 def save_case(case: engine.ParityCase, checks: tuple[str, ...], seed: int, path: Path) -> None:
@@ -39,7 +53,7 @@ def save_case(case: engine.ParityCase, checks: tuple[str, ...], seed: int, path:
         tensors.update({f"bx/{k}": bx, f"by/{k}": by})
     tensors.update({f"feed/{k}": v for k, v in case.feed.items()})
     meta = {"spec": case.spec.to_json(), "hyper": json.dumps(dataclasses.asdict(case.hyper)),
-            "checks": json.dumps(list(checks)), "seed": str(seed), "dtype": case.dtype}
+            "checks": json.dumps(list(checks)), "seed": str(seed), "dtype": case.dtype, "device": case.device}
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
 
 
@@ -55,13 +69,14 @@ def load_case(path: Path) -> tuple[engine.ParityCase, tuple[str, ...], int]:
         spec=ResNetSpec.from_json(meta["spec"]),
         weights={k[2:]: v for k, v in t.items() if k.startswith("w/")},
         x=t["x"], batches=batches, hyper=hyper,
-        feed={k[5:]: v for k, v in t.items() if k.startswith("feed/")}, dtype=meta["dtype"])
+        feed={k[5:]: v for k, v in t.items() if k.startswith("feed/")}, dtype=meta["dtype"], device=meta["device"])
     return case, tuple(json.loads(meta["checks"])), int(meta["seed"])
 
 
 def run_in_process(name: str, case: engine.ParityCase, checks: tuple[str, ...],
                    seed: int) -> tuple[engine.Outputs, dict[str, object]]:
     numerics = frameworks.load(name).parity_numerics(seed)
+    numerics["computed on"] = case.device  # where this run put the models, whatever the default backend
     if {"grad", "step", "steps"} & set(checks):
         numerics["optimizer"] = frameworks.load(name, "training").Trainer.CONVENTION
     return engine.framework_outputs(name, case, checks), numerics
@@ -74,7 +89,7 @@ def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
 
     exe = python or sys.executable
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE", "0")}
+    env = {**os.environ, **gpu_numerics_env()}
     try:
         outcome = process.run_function(f"{__name__}:worker", str(case_file), str(run_dir), name, python=exe,
                                        timeout=timeout, env=env, cwd=run_dir)

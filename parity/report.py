@@ -121,13 +121,22 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
     return "\n".join(lines)
 
 
+def where(doc: dict[str, Any]) -> str:
+    """Where the frameworks computed: "Computed on the CPU ..." or "... on the GPU (TF32 off ...)"."""
+    if doc["settings"].get("device", "cpu") == "gpu":
+        return ("Computed on the GPU by every framework that sees one, TF32 off (NVIDIA_TF32_OVERRIDE=0 and each "
+                "framework's own switch) and deterministic kernels; the oracle in float64 on the CPU.")
+    return "Computed on the CPU (every framework and the float64 oracle)."
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """One table per arch x check (pair x metric), then first divergences and the settings."""
     out = ["# Parity report", "",
            f"Overall: **{'PASS' if doc['passed'] else 'FAIL'}**. Errors are relative to the reference "
            "tensor's max magnitude; the oracle is a float64 NumPy implementation. The conditioning floor "
            "is how far the oracle's own result moves when every weight and input moves by one unit "
-           "round-off of the run's dtype: no implementation in that dtype can be expected to beat it.", ""]
+           "round-off of the run's dtype: no implementation in that dtype can be expected to beat it.", "",
+           where(doc), ""]
     by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in doc["checks"]:
         by_group.setdefault((c["arch"], c["check"]), []).append(c)

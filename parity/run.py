@@ -3,12 +3,16 @@
 For every architecture: the float64 oracle, the conditioning floors, optionally the stagewise feed,
 then each framework in this process or in its own worker (`isolation.py`), the oracle following
 each framework's ReLU branches, and every pair compared (`engine.py`). The document, the terminal
-table and the Markdown come from `report.py`.
+table and the Markdown come from `report.py`. `device="gpu"`: the frameworks compute on the GPU
+(those that see none are listed as unsupported, with what they see), TF32 off and deterministic
+kernels (`isolation.gpu_numerics_env` and each adapter's `parity_numerics`); the oracle stays on
+the CPU in float64.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +25,7 @@ from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
-from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.frameworks import FRAMEWORKS, devices
 from resnet_rosetta.frameworks.weights import read_weights
 from . import engine, isolation, report
 
@@ -48,6 +52,7 @@ class Settings:
     bn_running_var: str = "unbiased"
     stagewise: bool = False
     weights: str | None = None
+    device: str = "cpu"  # where the frameworks compute: "cpu" or "gpu"
     isolate: bool = False
     python: dict[str, str] = field(default_factory=dict)  # framework -> interpreter of its worker
     timeout: float = 900.0
@@ -80,6 +85,8 @@ class Settings:
             raise UserError("--batch must be >= 2 for train-mode checks (batch statistics need two samples)")
         if self.batch < 1 or min(self.size or 8, self.grad_size) < 8 or self.steps < 1:
             raise UserError("--batch and --steps must be >= 1, --size and --grad-size >= 8")
+        if self.device not in ("cpu", "gpu"):
+            raise UserError(f"--device must be cpu or gpu, found {self.device!r}")
         if self.weights and len(self.archs) > 1:
             raise UserError("--weights takes at most one --arch")
         return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python))
@@ -89,13 +96,17 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
     """Run every check of `settings`, print the terminal table to `out`, write the JSON / Markdown
     files asked for (atomically) and return the report document (`doc["passed"]`: the verdict)."""
     s, out = settings.validated(), out or sys.stdout
+    found = _Found()
+    if s.device == "gpu":
+        _on_gpu(s, found)
     hyper = engine.Hyper(lr=s.lr, steps=s.steps)
-    cases = [engine.ParityCase.seeded(spec, s.size or spec.input_size, s.batch, s.seed, weights, hyper,
-                                      grad_size=min(s.grad_size, s.size or spec.input_size), dtype=s.dtype)
+    cases = [dataclasses.replace(engine.ParityCase.seeded(
+                 spec, s.size or spec.input_size, s.batch, s.seed, weights, hyper,
+                 grad_size=min(s.grad_size, s.size or spec.input_size), dtype=s.dtype), device=s.device)
              for spec, weights in _participants(s)]
     run_dir = Path(s.run_dir) if s.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
     try:
-        found = _run_cases(s, cases, run_dir)
+        _run_cases(s, cases, run_dir, found)
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -109,6 +120,18 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
         atomic_write_text(s.markdown, report.markdown(doc))
     print(f"\nparity: {'PASS' if doc['passed'] else 'FAIL'}", file=out)
     return doc
+
+
+def _on_gpu(s: Settings, found: _Found) -> None:
+    """Frameworks that see no GPU are listed as unsupported with what they see (none sees one: a
+    UserError naming each); this process and its workers get TF32 off and XLA's deterministic
+    kernels before any framework starts CUDA."""
+    sights = devices.probe(s.frameworks)
+    choice = devices.choose("gpu", sights)
+    for fw in s.frameworks:
+        if fw not in choice.frameworks:
+            found.unsupported[fw] = f"{fw} sees no GPU ({sights[fw].text()})"
+    os.environ.update(isolation.gpu_numerics_env())
 
 
 def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None]]:
@@ -133,8 +156,7 @@ class _Found:
     branches: dict[str, object] = field(default_factory=dict)
 
 
-def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path) -> _Found:
-    found = _Found()
+def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found: _Found) -> None:
     informational = ("running_var",) if s.bn_running_var == "native" else ()
     for case in cases:
         arch = case.spec.name
@@ -170,7 +192,6 @@ def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path) -> _F
                                                          references=references, matches=matches, floors=floors)
         if "train" in s.checks:
             found.conventions[arch] = engine.running_var_factor(case, results)
-    return found
 
 
 def _progress(message: str) -> None:
@@ -181,7 +202,7 @@ def _settings_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.
     """The `settings` section of the report document (schema resnet-rosetta-parity/2)."""
     return {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
             "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
-            "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks),
+            "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,
             "bn_running_var": s.bn_running_var, "stagewise": s.stagewise,
             "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,

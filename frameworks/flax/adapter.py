@@ -120,4 +120,4 @@ def parity_numerics(seed: int = 0) -> dict[str, object]:
     """Full-precision matmuls and convolutions (no TF32 / bf16 passes); returns what was set."""
     jax.config.update("jax_default_matmul_precision", "highest")
     return {"jax_default_matmul_precision": "highest", "seed": seed, "version": jax.__version__,
-            "backend": jax.default_backend()}
+            "default_backend": jax.default_backend()}

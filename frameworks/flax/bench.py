@@ -24,12 +24,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
 from .model import ResNet
 from .reference import MODELS
+
+CUDA_PLUGINS = ("jax-cuda13-plugin", "jax-cuda12-plugin")  # the `gpu` extra installs the first
 
 
 def _device(device: str):
@@ -53,6 +55,24 @@ def gpu_count() -> int:
         return len(jax.devices("gpu"))
     except RuntimeError:
         return 0
+
+
+def gpu_sight() -> dict:
+    """What JAX sees of CUDA (frameworks/devices.py): GPU count, its CUDA plugin (`jax[cuda13]`; none:
+    a CPU-only install), and JAX's own reason when the plugin cannot start its backend."""
+    from importlib import metadata
+    plugins = []
+    for dist in CUDA_PLUGINS:
+        try:
+            plugins.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    build = ", ".join(plugins) or None
+    try:
+        devs = jax.devices("gpu")
+        return {"count": len(devs), "build": build or "CUDA jaxlib", "name": devs[0].device_kind if devs else ""}
+    except RuntimeError as exc:
+        return {"count": 0, "build": build, "error": first_line(exc) if build else ""}
 
 
 def info(device: str) -> dict:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import paddle
 
-from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom
@@ -43,6 +43,23 @@ def setup_threads(threads: int) -> None:
 
 def gpu_count() -> int:
     return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+
+
+def gpu_sight() -> dict:
+    """What Paddle sees of CUDA (frameworks/devices.py): GPU count, CUDA build (PyPI's `paddlepaddle`
+    is CPU-only), and Paddle's own reason when a CUDA build cannot use a device (a tensor is placed
+    on GPU 0, which fails on a missing or too old driver)."""
+    if not paddle.is_compiled_with_cuda():
+        return {"count": 0, "build": None}
+    build = f"CUDA {paddle.version.cuda()}"
+    try:
+        n = paddle.device.cuda.device_count()
+        if n == 0:
+            return {"count": 0, "build": build, "error": "paddle.device.cuda.device_count() is 0"}
+        paddle.to_tensor([1.0], place=paddle.CUDAPlace(0)).numpy()
+        return {"count": n, "build": build, "name": paddle.device.cuda.get_device_name(0)}
+    except Exception as exc:  # noqa: BLE001 - every CUDA failure is a reason to report, not a crash
+        return {"count": 0, "build": build, "error": first_line(exc)}
 
 
 def _onednn_wanted() -> bool:

@@ -19,7 +19,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Adapter:
-    """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise.
+    """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise
+    ("gpu", the suite's name, is CUDA's first device; any torch device string is accepted).
 
     `dtype` bf16 / fp16 casts parameters, buffers and inputs (`module.to(dtype)`): every layer then
     computes in that dtype, with whatever internal accumulation torch's kernels use.
@@ -28,7 +29,7 @@ class Adapter:
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
                  dtype: str = "fp32") -> None:
         self.spec = spec
-        self.device = torch.device(device)
+        self.device = torch.device("cuda" if device == "gpu" else device)
         self.dtype = DTYPES[dtype]
         self.model = ResNet(spec).to(self.device)
         self.load(weights)

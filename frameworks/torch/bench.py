@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
-from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
@@ -44,6 +44,20 @@ def setup_threads(threads: int) -> None:
 
 def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_sight() -> dict:
+    """What torch sees of CUDA (frameworks/devices.py): GPU count, CUDA build, and for a CUDA build
+    that sees none, torch's own reason (`torch.cuda.init()` names a missing or too old driver)."""
+    if torch.version.cuda is None:
+        return {"count": 0, "build": None}
+    build = f"CUDA {torch.version.cuda}"
+    try:
+        torch.cuda.init()
+        n = torch.cuda.device_count()
+        return {"count": n, "build": build, "name": torch.cuda.get_device_name(0) if n else ""}
+    except Exception as exc:  # noqa: BLE001 - every CUDA failure is a reason to report, not a crash
+        return {"count": 0, "build": build, "error": first_line(exc)}
 
 
 def info(device: str) -> dict:

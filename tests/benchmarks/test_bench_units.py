@@ -173,7 +173,7 @@ def test_markdown_marks_the_fastest_and_lists_failures():
     ratio_rows = text.split("bound: ratio >= 0.97")[1].split("\n## ")[0]
     assert "| 10 | 11 | 0.909 | 0.909-0.909 | 4 | 0.2% | **below bound** |" in ratio_rows
     assert "not measured (oom: boom)" in ratio_rows
-    assert "| paddle.vision (beside ours) | infer | 16 | fp32 | eager | oom | boom |" in text  # under failures
+    assert "| paddle.vision (beside ours) | infer | 16 | fp32 | eager | cpu | oom | boom |" in text  # under failures
     assert pipeline.exit_code(recs[:2], interrupted=False) == 1  # a failed reference fails the sweep
     assert pipeline.exit_code(recs[:1], interrupted=False) == 0
     csv_text = results.to_csv(recs)
@@ -191,7 +191,8 @@ def test_index_summary_states_parity_and_bounds():
               "markdown": "# Parity report\n\n## resnet18 · eval\n\n```\n# not a heading\n```\n"}
     text = report_index.index_markdown(meta={"command": "x"}, plan_measures=["m"], plan_skips=["s"], records=recs,
                                        derived=d, parity=parity, list_text="resnet18", files=["results.csv"])
-    assert ("**Parity:** **FAIL**: 2 of 4 comparisons within tolerance, 1 FAIL, 1 conditioning-limited "
+    assert "**Benchmarks on:** cpu." in text
+    assert ("**Parity (on the CPU):** **FAIL**: 2 of 4 comparisons within tolerance, 1 FAIL, 1 conditioning-limited "
             "(conditioning-limited: explained by fp32 itself, see parity.md).") in text
     assert "### Parity report" in text and "#### resnet18 · eval" in text and "\n# not a heading" in text
     assert "57.4% of the measured fp32 matmul peak" in text and "bound 50%: met" in text

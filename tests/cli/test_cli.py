@@ -71,7 +71,9 @@ def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     assert {(c["left"], c["right"]) for c in doc["checks"]} >= {("torch", "oracle"), ("paddle", "flax")}
     assert doc["numerics"]["torch"]["torch.backends.cuda.matmul.allow_tf32"] is False
     assert doc["numerics"]["flax"]["jax_default_matmul_precision"] == "highest"
-    assert "## resnet18_small · eval" in (tmp_path / "p.md").read_text()
+    assert doc["settings"]["device"] == "cpu" and {n["computed on"] for n in doc["numerics"].values()} == {"cpu"}
+    markdown = (tmp_path / "p.md").read_text()
+    assert "## resnet18_small · eval" in markdown and "Computed on the CPU (every framework" in markdown
 
 
 def test_parity_checks_a_users_checkpoint(tmp_path: Path) -> None:
