@@ -54,6 +54,15 @@ def model_name(cell: dict) -> str:
     return "ours" if cell["impl"] == "ours" else IMPL_NAME.get(cell["framework"], "reference")
 
 
+def gpu_text(gpu: dict) -> str:
+    """One line of GPU facts (benchmarks/gpu_facts.py), as the first GPU row recorded them."""
+    if not gpu.get("source"):
+        return f"facts not available ({gpu.get('error')})"
+    return (f"{gpu.get('name')}, driver {gpu.get('driver')}, SM clock {gpu.get('sm_clock_mhz')} of "
+            f"{gpu.get('sm_clock_max_mhz')} MHz, power limit {gpu.get('power_limit_w')} W, "
+            f"{gpu.get('other_processes')} other process(es) on the device (from {gpu['source']})")
+
+
 def tf32_text(env: dict) -> str:
     """The TF32 state a GPU row read back from its framework (and the environment override)."""
     state = env.get("tf32")
@@ -212,6 +221,9 @@ def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:
                 ("OS", env.get("os", "?")), ("Python", env.get("python", "?")),
                 ("threads per cell", f"{env.get('threads')} (cores {env.get('pinned_cpus')})"),
                 ("MKL_DEBUG_CPU_TYPE", env.get("MKL_DEBUG_CPU_TYPE") or "unset")]
+        gpu = next((r["env"]["gpu"] for r in records if (r.get("env") or {}).get("gpu")), None)
+        if gpu:
+            rows.append(("GPU", gpu_text(gpu)))
         out += table(("", ""), rows)
     fw_rows = []
     seen = set()

@@ -25,7 +25,8 @@ CSV_FIELDS = (
     "matmul_tf32_gflop_s", "matmul_bf16_gflop_s", "matmul_fp16_gflop_s", "tf32",
     "host_noise_spread",
     "reference_img_s_median", "ratio_median", "ratio_q25", "ratio_q75",
-    "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
+    "framework_version", "device_name", "gpu_driver", "gpu_sm_clock_mhz", "gpu_power_limit_w", "gpu_other_processes",
+    "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
 )
 
 
@@ -180,6 +181,8 @@ def flat_row(r: dict) -> dict:
            "reference_model": r.get("reference_model"),
            "framework_version": env.get("framework_version"), "device_name": env.get("device_name"),
            "tf32": (r.get("settings", {}).get("tf32") or {}).get("read"),
+           **{f"gpu_{k}": (env.get("gpu") or {}).get(k) for k in ("driver", "sm_clock_mhz", "power_limit_w",
+                                                                   "other_processes")},
            "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
            "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}
     pair = measured_pair(r)

@@ -5,6 +5,8 @@ import os
 
 # Parity tests compare fp32 results across frameworks: keep TF32 out even on a GPU machine.
 os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+# Three frameworks share one GPU in a test process: JAX must not take 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -84,12 +84,24 @@ def set_tf32(on: bool) -> None:
     core.set_cudnn_switch(on)
 
 
+def set_gpu_flags() -> dict:
+    """GPU_FLAGS one by one: {flag: value set, or why this build refused it} (the CPU wheel has none)."""
+    done: dict = {}
+    for flag, value in GPU_FLAGS.items():
+        try:
+            paddle.set_flags({flag: value})
+            done[flag] = value
+        except (ValueError, KeyError, RuntimeError) as exc:
+            done[flag] = f"not set: {exc}"[:120]
+    return done
+
+
 def _gpu_settings() -> dict:
     """Autotuning flags and the TF32 policy on a GPU; what was set, for the row."""
-    paddle.set_flags(GPU_FLAGS)
+    flags = set_gpu_flags()
     if tf32_policy() == "off":
         set_tf32(False)
-    return {**GPU_FLAGS, "tf32": tf32_state()}
+    return {**flags, "tf32": tf32_state()}
 
 
 def info(device: str) -> dict:

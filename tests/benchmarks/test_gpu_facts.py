@@ -2,6 +2,8 @@
 (no GPU here): name, driver, clocks, power limit, memory, and the other processes on the device."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -79,3 +81,20 @@ def test_without_nvml_or_nvidia_smi_the_reason_is_recorded(monkeypatch):
         raise subprocess.CalledProcessError(9, argv, "NVIDIA-SMI has failed because it couldn't communicate")
     facts = gpu_facts.gpu_facts(run=failing, which=lambda name: "/usr/bin/nvidia-smi")
     assert facts["source"] is None and "CalledProcessError" in facts["error"]
+
+
+def test_gpu_facts_reach_the_csv_and_the_report(monkeypatch):
+    from bench_records import make_record
+    from resnet_rosetta.benchmarks import report_md, results
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    rec = make_record("torch", "ours", 1000.0)
+    rec["cell"]["device"] = "gpu"
+    rec["env"]["gpu"] = gpu_facts.gpu_facts(run=fake_smi, which=lambda name: "/usr/bin/nvidia-smi")
+    rec["settings"]["tf32"] = {"matmul": False, "conv": True, "read": "cuda.matmul.fp32_precision=ieee, "
+                                                                      "cudnn.conv.fp32_precision=tf32"}
+    values = next(csv.DictReader(io.StringIO(results.to_csv([rec]))))
+    assert (values["gpu_driver"], values["gpu_power_limit_w"], values["gpu_other_processes"]) == ("570.124.06", "700", "1")
+    assert values["tf32"].startswith("cuda.matmul.fp32_precision=ieee")
+    text = report_md.environment_section([rec], {})
+    assert "NVIDIA H200, driver 570.124.06, SM clock 1980.0 of 1980.0 MHz, power limit 700.0 W, 1 other" in text
