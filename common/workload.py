@@ -31,6 +31,12 @@ def tf32_policy(env: dict | None = None) -> str:
     return "off" if env.get(TF32_ENV) == "off" or tf32_overridden(env) else "default"
 
 
+def apply_tf32_policy(set_tf32: Callable[[bool], None]) -> None:
+    """A runner's TF32 switches off under the "off" policy (called before anything reads them)."""
+    if tf32_policy() == "off":
+        set_tf32(False)
+
+
 def tf32_overridden(env: dict | None = None) -> bool:
     """NVIDIA_TF32_OVERRIDE=0: cuBLAS and cuDNN refuse TF32 whatever a framework asks for."""
     return (os.environ if env is None else env).get("NVIDIA_TF32_OVERRIDE") == "0"

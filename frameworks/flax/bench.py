@@ -30,7 +30,7 @@ import optax
 from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, tf32_policy
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
 from .model import ResNet
 from .reference import MODELS
 
@@ -101,6 +101,7 @@ def info(device: str) -> dict:
          "jaxlib_version": _jaxlib_version(), "optax_version": optax.__version__}
     if device == "gpu" and gpu_count():
         dev = jax.devices("gpu")[0]
+        apply_tf32_policy(set_tf32)
         d.update(device_name=dev.device_kind, tf32=tf32_state(), jax_memory=_memory_env(),
                  tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"), **_cuda_versions(dev))
     else:
@@ -218,8 +219,7 @@ def build(cell: WorkloadConfig) -> Workload:
     variables = jax.device_put(_init_variables(module, x[:1]), dev)
     compiled = cell.execution == "compiled"
     if dev.platform == "gpu":
-        if tf32_policy() == "off":
-            set_tf32(False)
+        apply_tf32_policy(set_tf32)
         settings.update(tf32=tf32_state(), jax_memory=_memory_env())
 
     if cell.mode == "infer":
@@ -267,11 +267,11 @@ def build(cell: WorkloadConfig) -> Workload:
 
 def matmul_maker(device: str, mode: str) -> MatmulMaker:
     """make(n) -> f; f(reps) runs reps n x n x n matmuls in math mode `mode` and waits once, for
-    the last (one stream: the last done means all done). fp32 and tf32 pass the precision
-    explicitly ("highest" / "tensorfloat32")."""
+    the last (one stream: the last done means all done). fp32 and tf32 set the precision
+    explicitly: "highest", and "default" (XLA's TF32 on Ampere+, what fp32 cells run in)."""
     dev = _device(device)
     dtype = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}[mode]
-    precision = {"fp32": "highest", "tf32": "tensorfloat32"}.get(mode)
+    precision = {"fp32": "highest", "tf32": "default"}.get(mode)
     if precision:
         jax.config.update("jax_default_matmul_precision", precision)
     mm = jax.jit(jnp.matmul)

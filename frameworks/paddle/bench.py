@@ -24,7 +24,7 @@ import paddle
 from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom, tf32_policy
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom, apply_tf32_policy
 from .model import ResNet
 
 
@@ -99,8 +99,7 @@ def set_gpu_flags() -> dict:
 def _gpu_settings() -> dict:
     """Autotuning flags and the TF32 policy on a GPU; what was set, for the row."""
     flags = set_gpu_flags()
-    if tf32_policy() == "off":
-        set_tf32(False)
+    apply_tf32_policy(set_tf32)
     return {**flags, "tf32": tf32_state()}
 
 
@@ -108,6 +107,7 @@ def info(device: str) -> dict:
     d = {"framework_version": paddle.__version__, "compiled_with_cuda": paddle.is_compiled_with_cuda(),
          "bf16_supported": _bf16_supported()}
     if device == "gpu" and gpu_count():
+        apply_tf32_policy(set_tf32)
         d.update(device_name=paddle.device.cuda.get_device_name(0), cuda=paddle.version.cuda(),
                  cudnn=paddle.version.cudnn(), tf32=tf32_state(),
                  tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))

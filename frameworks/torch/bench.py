@@ -25,7 +25,7 @@ import torch
 from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, tf32_policy
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
 from .model import ResNet
 
 
@@ -85,6 +85,7 @@ def info(device: str) -> dict:
          "torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
          "mkldnn": torch.backends.mkldnn.is_available()}
     if device == "gpu" and torch.cuda.is_available():
+        apply_tf32_policy(set_tf32)
         d.update(device_name=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
                  cudnn=torch.backends.cudnn.version(), tf32=tf32_state(),
                  tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))
@@ -126,8 +127,7 @@ def build(cell: WorkloadConfig) -> Workload:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         settings["cudnn_benchmark"] = True
-        if tf32_policy() == "off":
-            set_tf32(False)
+        apply_tf32_policy(set_tf32)
         settings["tf32"] = tf32_state()
     model = build_model(cell).to(dev)
     spec = get_spec(cell.arch)

@@ -11,7 +11,7 @@ import pytest
 from resnet_rosetta.benchmarks import probe, report_index, results
 from resnet_rosetta.benchmarks.config import Cell
 from resnet_rosetta.benchmarks.presets import build_plan, presets_for
-from resnet_rosetta.common.workload import looks_like_oom, math_mode, tf32_policy
+from resnet_rosetta.common.workload import apply_tf32_policy, looks_like_oom, math_mode, tf32_policy
 from bench_records import make_record
 
 TF32_ON = {"matmul": False, "conv": True}  # torch's GPU default: strict matmul, TF32 convolutions
@@ -30,7 +30,14 @@ def test_math_mode_of_a_cell(precision, device, tf32, env, expected):
     assert math_mode(precision, device, tf32, env) == expected
 
 
-def test_tf32_policy_follows_the_sweep_variable_and_the_override():
+def test_tf32_policy_follows_the_sweep_variable_and_the_override(monkeypatch):
+    calls = []
+    monkeypatch.setenv("RESNET_ROSETTA_TF32", "off")
+    apply_tf32_policy(calls.append)  # what every runner does before reading its switches on a GPU
+    monkeypatch.delenv("RESNET_ROSETTA_TF32")
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "1")
+    apply_tf32_policy(calls.append)
+    assert calls == [False]
     assert tf32_policy({}) == "default"
     assert tf32_policy({"RESNET_ROSETTA_TF32": "off"}) == "off"
     assert tf32_policy({"NVIDIA_TF32_OVERRIDE": "0"}) == "off"
