@@ -97,6 +97,15 @@ def test_xla_memory_analysis_of_a_compiled_step() -> None:
     assert stats.argument_size_in_bytes == stats.output_size_in_bytes == 64 * 64 * 4
     assert xla_step_bytes(stats) == 2 * 64 * 64 * 4 + stats.temp_size_in_bytes - stats.alias_size_in_bytes
     assert xla_step_bytes(None) is None
+    # the GPU path of the runner, wired on a device that says "gpu": lowered from shapes alone
+    # (the training step's donated state is gone by the time memory is asked for)
+    from types import SimpleNamespace
+    from resnet_rosetta.frameworks.flax.bench import _peak_memory_for
+
+    step = jax.jit(lambda x: x @ x + 1.0, donate_argnums=0)
+    peak = _peak_memory_for(SimpleNamespace(platform="gpu"), step, (jax.eval_shape(lambda: a),))()
+    assert peak == {"peak_memory_bytes": xla_step_bytes(stats),
+                    "memory_kind": "device (XLA memory analysis of the compiled step)"}
 
 
 def test_paddle_gpu_flags_are_set_one_by_one_and_refusals_recorded() -> None:
