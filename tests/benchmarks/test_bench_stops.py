@@ -69,3 +69,13 @@ def test_a_cell_without_a_result_is_still_a_failure(monkeypatch, tmp_path):
     record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=30.0, progress=False), 0)
     assert record["status"] == "error" and "exit code 4" in record["message"]
     assert record["metrics"] == {}
+
+
+def test_tf32_off_reaches_each_cell_for_cublas_and_for_the_runners(monkeypatch, tmp_path):
+    """`--tf32 off`: the override cuBLAS / cuDNN obey, and the variable on which every runner
+    switches its own framework's TF32 settings off (common/workload.py apply_tf32_policy)."""
+    _fake_cell_process(monkeypatch, "tf32_environment")
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    monkeypatch.delenv("RESNET_ROSETTA_TF32", raising=False)
+    record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=30.0, progress=False, tf32="off"), 0)
+    assert record["env"] == {"NVIDIA_TF32_OVERRIDE": "0", "RESNET_ROSETTA_TF32": "off"}
