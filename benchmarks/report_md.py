@@ -233,6 +233,7 @@ def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:
             continue
         seen.add(c["framework"])
         extra = {k: v for k, v in e.items() if k.endswith("_version") and k != "framework_version"}
+        extra.update({f"{k.upper()}_version": e[k] for k in ("cuda", "cudnn") if e.get(k)})  # GPU builds
         gpu = e.get("device_name", "cpu")
         tf32 = tf32_text(e)
         fw_rows.append((c["framework"], e["framework_version"], ", ".join(f"{k[:-8]} {v}" for k, v in extra.items()),

@@ -86,7 +86,8 @@ def _memory_env() -> dict:
 
 def _cuda_versions(dev) -> dict:
     """CUDA and cuDNN as jaxlib reports them (private helpers, absent on CPU builds)."""
-    out = {"platform_version": getattr(dev.client, "platform_version", None)}
+    platform = getattr(dev.client, "platform_version", None)  # e.g. "PJRT C API\ncuda 12080": one line
+    out = {"platform_version": " ".join(str(platform).split()) if platform else None}
     try:
         from jax._src.lib import cuda_versions  # noqa: PLC0415 - present only in CUDA jaxlib builds
         out.update(cuda=cuda_versions.cuda_runtime_get_version(), cudnn=cuda_versions.cudnn_get_version())

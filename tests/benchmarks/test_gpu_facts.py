@@ -96,5 +96,7 @@ def test_gpu_facts_reach_the_csv_and_the_report(monkeypatch):
     values = next(csv.DictReader(io.StringIO(results.to_csv([rec]))))
     assert (values["gpu_driver"], values["gpu_power_limit_w"], values["gpu_other_processes"]) == ("570.124.06", "700", "1")
     assert values["tf32"].startswith("cuda.matmul.fp32_precision=ieee")
+    rec["env"].update(device_name="NVIDIA H200", cuda="13.0", cudnn=91300, tf32=rec["settings"]["tf32"])
     text = report_md.environment_section([rec], {})
+    assert "CUDA 13.0, CUDNN 91300 | NVIDIA H200 | read back: cuda.matmul.fp32_precision=ieee" in text
     assert "NVIDIA H200, driver 570.124.06, SM clock 1980.0 of 1980.0 MHz, power limit 700.0 W, 1 other" in text
