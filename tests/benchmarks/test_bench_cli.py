@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from resnet_rosetta.benchmarks.cell import gpu_count
+
 # One thread: tests share the machine with other work, and a 2-thread OpenMP pool on 2 busy cores
 # crawls (barriers wait for descheduled threads); tests check behaviour, not speed.
 TINY = ["--arch", "resnet18", "--size", "32", "--batch", "2", "--repeats", "2", "--iters", "1", "--warmup", "0",
@@ -159,6 +161,8 @@ def test_ctrl_c_keeps_finished_cells_and_a_valid_report(tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_cell_measures_device_memory(tmp_path):
+    if not gpu_count("torch"):
+        pytest.skip("torch sees no GPU")
     out = tmp_path / "out"
     p = cli("bench", "--device", "gpu", "--frameworks", "torch", "--mode", "infer", "--reference", "none", *TINY,
             "--out", str(out))
