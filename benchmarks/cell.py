@@ -6,8 +6,7 @@ measures our model alone (then, for a cell `with_reference`, builds the referenc
 and times both interleaved), and returns one result record. A crash, an out-of-memory kill or a
 timeout leaves no result; the parent records those. A cell with a reference saves a result once
 before the pair starts, our figures with the pair `pending`: stopped during the pair, the cell
-keeps our measurement and the parent records why the pair is missing. `gpu_count` is the
-`--device gpu` pre-check, run the same way.
+keeps our measurement and the parent records why the pair is missing.
 """
 from __future__ import annotations
 
@@ -21,7 +20,8 @@ from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
-from resnet_rosetta.common.workload import Workload, looks_like_oom
+from resnet_rosetta.common.workload import Workload, looks_like_oom, math_mode
+from .gpu_facts import gpu_facts
 from .config import Cell
 from .probe import matmul_peaks
 from .timing import Timings, interleave, measure, summarize, summarize_ratio, warm_up
@@ -79,6 +79,8 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
         runner = _runner(cell.framework)
         runner.setup_threads(cell.threads)
         env.update(runner.info(cell.device))
+        if cell.device == "gpu":
+            env["gpu"] = gpu_facts()
         if cell.kind == "peak":
             record["metrics"] = {"matmul_peak": matmul_peaks(runner, cell)}
         else:
@@ -88,8 +90,9 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
             setup_s = time.perf_counter() - t0
             jiffies = cpu_jiffies()
             timings = measure(wl.step, wl.sync, warmup=cell.warmup, iters=cell.iters, repeats=cell.repeats,
-                              target_repeat_s=cell.repeat_s)
+                              target_repeat_s=cell.repeat_s, after_warmup=wl.reset_peak_memory)
             metrics = summarize(timings, cell.batch, cell.flops_per_image())
+            metrics["math_mode"] = math_mode(cell.precision, cell.device, wl.settings.get("tf32") or {})
             metrics.update(wl.peak_memory(), setup_s=setup_s, rss_before_model_bytes=rss0, iters=timings.iters,
                            steal_fraction=steal_fraction(jiffies, cpu_jiffies()))
             record["metrics"] = metrics

@@ -9,11 +9,14 @@ import math
 from collections import defaultdict
 from typing import Iterable, Sequence
 
+from resnet_rosetta.common.workload import MATH_MODES
 from .config import DEFAULT_EXEC, EXEC_MEANING, REFERENCE_NAME
 from .results import (RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok, paired_reference_rows,
                       reference_pair, within_noise)
 
 NOT_ATTEMPTED = ("skipped", "not_run")
+MODE_MEANING = {"fp32": "fp32 (strict, TF32 off)", "tf32": "tf32 (fp32 storage, TF32 products)", "bf16": "bf16",
+                "fp16": "fp16"}
 IMPL_NAME = {"torch": "torchvision", "paddle": "paddle.vision", "flax": "plain Flax"}
 
 
@@ -51,20 +54,41 @@ def model_name(cell: dict) -> str:
     return "ours" if cell["impl"] == "ours" else IMPL_NAME.get(cell["framework"], "reference")
 
 
+def gpu_text(gpu: dict) -> str:
+    """One line of GPU facts (benchmarks/gpu_facts.py), as the first GPU row recorded them."""
+    if not gpu.get("source"):
+        return f"facts not available ({gpu.get('error')})"
+    return (f"{gpu.get('name')}, driver {gpu.get('driver')}, SM clock {gpu.get('sm_clock_mhz')} of "
+            f"{gpu.get('sm_clock_max_mhz')} MHz, power limit {gpu.get('power_limit_w')} W, "
+            f"{gpu.get('other_processes')} other process(es) on the device (from {gpu['source']})")
+
+
+def tf32_text(env: dict) -> str:
+    """The TF32 state a GPU row read back from its framework (and the environment override)."""
+    state = env.get("tf32")
+    if not isinstance(state, dict):
+        return state or "n/a (CPU)"
+    override = " (NVIDIA_TF32_OVERRIDE=0: off whatever the switches say)" if env.get("tf32_override") == "0" else ""
+    return f"read back: {state.get('read')}{override}"
+
+
 def peaks_section(peaks: dict, level: int = 2, host_noise: dict | None = None) -> str:
     out = _h(level, "Matmul peak of this machine (measured in this run)")
     if not peaks:
         return out + "Not measured (probe skipped or failed): no fraction-of-peak figures.\n\n"
     rows = []
-    for precision in ("fp32", "bf16"):
-        p = peaks.get(precision)
+    for mode in MATH_MODES:
+        p = peaks.get(mode)
         if not p:
             continue
         per = ", ".join(f"{fw} {_num(g)}" for fw, g in sorted(p["per_framework"].items()))
-        rows.append((precision, _num(p["gflop_s"]), p["by"] or "-", per))
-    out += table(("precision", "peak GFLOP/s", "best by", "each framework's matmul (GFLOP/s)"), rows)
-    out += ("Square matmuls, n grown until one call takes 0.1 s, best of 3 rounds, same threads and cores as "
-            "the cells. Fractions of peak below use the best framework's figure for the cell's precision.\n\n")
+        rows.append((MODE_MEANING[mode], _num(p["gflop_s"]), p["by"] or "-", per))
+    out += table(("math mode", "peak GFLOP/s", "best by", "each framework's matmul (GFLOP/s)"), rows)
+    out += ("Square matmuls, n grown until one call takes 0.1 s (CPU; on a GPU up to 16384, one "
+            "synchronisation per batch of calls), best of 3 rounds, same threads and cores as the cells, each "
+            "math mode set explicitly in each framework. Fractions of peak below divide each cell by the best "
+            "framework's figure for the math mode the cell ran in (its `math_mode`: tf32 for fp32 cells on a GPU "
+            "whose TF32 switches, read back, were on).\n\n")
     if host_noise:
         out += table(("framework", "matmul n", "repeats x steps", "GFLOP/s (median)", "spread (IQR/median)"),
                      [(fw, v["n"], f"{v['repeats']} x {v['iters']}", _num(v["gflop_s"]), f"{v['spread']:.1%}")
@@ -199,6 +223,9 @@ def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:
                 ("OS", env.get("os", "?")), ("Python", env.get("python", "?")),
                 ("threads per cell", f"{env.get('threads')} (cores {env.get('pinned_cpus')})"),
                 ("MKL_DEBUG_CPU_TYPE", env.get("MKL_DEBUG_CPU_TYPE") or "unset")]
+        gpu = next((r["env"]["gpu"] for r in records if (r.get("env") or {}).get("gpu")), None)
+        if gpu:
+            rows.append(("GPU", gpu_text(gpu)))
         out += table(("", ""), rows)
     fw_rows = []
     seen = set()
@@ -208,14 +235,9 @@ def environment_section(records: list[dict], meta: dict, level: int = 2) -> str:
             continue
         seen.add(c["framework"])
         extra = {k: v for k, v in e.items() if k.endswith("_version") and k != "framework_version"}
+        extra.update({f"{k.upper()}_version": e[k] for k in ("cuda", "cudnn") if e.get(k)})  # GPU builds
         gpu = e.get("device_name", "cpu")
-        if e.get("tf32"):
-            tf32 = e["tf32"]
-        elif "tf32_matmul" in e:
-            tf32 = ("off (NVIDIA_TF32_OVERRIDE=0)" if e.get("tf32_override") == "0" else
-                    f"allow_tf32: matmul {e.get('tf32_matmul')}, cuDNN conv {e.get('tf32_conv')}")
-        else:
-            tf32 = "n/a (CPU)"
+        tf32 = tf32_text(e)
         fw_rows.append((c["framework"], e["framework_version"], ", ".join(f"{k[:-8]} {v}" for k, v in extra.items()),
                         gpu, tf32))
     if fw_rows:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.workload import MATH_MODES
 from .config import FRAMEWORKS
 
 RATIO_BOUND = 0.97
@@ -20,10 +21,12 @@ CSV_FIELDS = (
     "device", "threads", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
     "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
-    "memory_kind", "gflop_s", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s", "matmul_bf16_gflop_s",
+    "memory_kind", "math_mode", "gflop_s", "peak_mode", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s",
+    "matmul_tf32_gflop_s", "matmul_bf16_gflop_s", "matmul_fp16_gflop_s", "tf32",
     "host_noise_spread",
     "reference_img_s_median", "ratio_median", "ratio_q25", "ratio_q75",
-    "framework_version", "device_name", "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
+    "framework_version", "device_name", "gpu_driver", "gpu_sm_clock_mhz", "gpu_power_limit_w", "gpu_other_processes",
+    "cpu_model", "loadavg_start", "loadavg_end", "wall_s", "message",
 )
 
 
@@ -77,19 +80,25 @@ def paired_rows(records: Iterable[dict], side: str) -> list[dict]:
 
 
 def machine_peaks(records: Iterable[dict]) -> dict:
-    """{precision: {"gflop_s": best over frameworks, "by": framework, "per_framework": {...}}}."""
+    """{math mode: {"gflop_s": best over frameworks, "by": framework, "per_framework": {...}}}
+    (modes: common/workload.py MATH_MODES; a probe of an older run keys them by precision)."""
     out: dict = {}
     for r in records:
         if r["cell"].get("kind") != "peak" or not ok(r):
             continue
         fw = r["cell"]["framework"]
-        for precision, m in r["metrics"].get("matmul_peak", {}).items():
-            entry = out.setdefault(precision, {"gflop_s": None, "by": None, "per_framework": {}})
+        for mode, m in r["metrics"].get("matmul_peak", {}).items():
+            entry = out.setdefault(mode, {"gflop_s": None, "by": None, "per_framework": {}})
             g = m.get("gflop_s")
             entry["per_framework"][fw] = g
             if g is not None and (entry["gflop_s"] is None or g > entry["gflop_s"]):
                 entry["gflop_s"], entry["by"] = g, fw
     return out
+
+
+def cell_math_mode(record: dict) -> str:
+    """The math mode a model record ran in (recorded by the cell; its precision in older runs)."""
+    return record.get("metrics", {}).get("math_mode") or record["cell"]["precision"]
 
 
 def probe_host_noise(record: dict) -> dict | None:
@@ -104,15 +113,17 @@ def host_noise(records: Iterable[dict]) -> dict[str, dict]:
 
 
 def derive(records: list[dict]) -> dict:
-    """Add peak fractions to the model records (in place); return peaks, ratios and bests."""
+    """Add peak fractions to the model records (in place): each cell's GFLOP/s over the machine's
+    matmul peak in the cell's math mode (fp32 strict, tf32, bf16); return peaks, ratios and bests."""
     peaks = machine_peaks(records)
     for r in model_records(records):
         if not ok(r):
             continue
-        peak = (peaks.get(r["cell"]["precision"]) or {}).get("gflop_s")
+        mode = cell_math_mode(r)  # each cell against the peak of the mode it computed in
+        peak = (peaks.get(mode) or {}).get("gflop_s")
         pair = measured_pair(r)
         for m in (r["metrics"], *((pair["ours"], pair["reference"]) if pair else ())):
-            m["peak_gflop_s"] = peak
+            m["peak_mode"], m["peak_gflop_s"] = mode, peak
             m["peak_fraction"] = m["gflop_s"] / peak if peak else None
     return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records),
             "host_noise": host_noise(records)}
@@ -169,6 +180,9 @@ def flat_row(r: dict) -> dict:
            "status": r.get("status"), "message": r.get("message", ""), "model": r.get("model"),
            "reference_model": r.get("reference_model"),
            "framework_version": env.get("framework_version"), "device_name": env.get("device_name"),
+           "tf32": (r.get("settings", {}).get("tf32") or {}).get("read"),
+           **{f"gpu_{k}": (env.get("gpu") or {}).get(k) for k in ("driver", "sm_clock_mhz", "power_limit_w",
+                                                                   "other_processes")},
            "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
            "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}
     pair = measured_pair(r)
@@ -177,8 +191,8 @@ def flat_row(r: dict) -> dict:
                    ratio_q25=pair["ratio"]["q25"], ratio_q75=pair["ratio"]["q75"])
     if c.get("kind") == "peak":
         mp = m.get("matmul_peak", {})
-        row["matmul_fp32_gflop_s"] = (mp.get("fp32") or {}).get("gflop_s")
-        row["matmul_bf16_gflop_s"] = (mp.get("bf16") or {}).get("gflop_s")
+        for mode in MATH_MODES:
+            row[f"matmul_{mode}_gflop_s"] = (mp.get(mode) or {}).get("gflop_s")
         row["host_noise_spread"] = (probe_host_noise(r) or {}).get("spread")
     return row
 

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from resnet_rosetta.common import process
 from resnet_rosetta.common.host import group_rss_bytes, memory_available_bytes, mkl_env, thread_env
+from resnet_rosetta.common.workload import TF32_ENV
 from .cell import PENDING
 from .config import Cell
 
@@ -35,7 +36,7 @@ class SweepOptions:
     deadline: float | None = None  # time.monotonic() after which no new cell starts
     hard_deadline: float | None = None  # time.monotonic() at which a running cell is stopped
     progress: bool = True
-    tf32: str = "default"  # "off": NVIDIA_TF32_OVERRIDE=0 for every cell (all three frameworks obey it)
+    tf32: str = "default"  # "off": NVIDIA_TF32_OVERRIDE=0 and each runner's own switches off (common/workload.py)
     mkl_amd: str = "auto"  # "auto": MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (see common/host.mkl_env)
 
     @property
@@ -78,8 +79,8 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
     if opts.hard_deadline is not None and opts.hard_deadline - time.monotonic() < timeout:
         timeout, budget_cut = max(1.0, opts.hard_deadline - time.monotonic()), True
     env = {**os.environ, **thread_env(cell.threads), **mkl_env(opts.mkl_amd)}
-    if opts.tf32 == "off":
-        env["NVIDIA_TF32_OVERRIDE"] = "0"
+    if opts.tf32 == "off":  # the override for cuBLAS / cuDNN, the variable for each framework's own switches
+        env.update({"NVIDIA_TF32_OVERRIDE": "0", TF32_ENV: "off"})
     record["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["loadavg_start"] = os.getloadavg()[0]
     started, peak_rss = time.monotonic(), 0

@@ -53,11 +53,14 @@ def _one_repeat(step: Callable[[], Any], now: Callable[..., float], iters: int) 
 
 
 def measure(step: Callable[[], Any], sync: Callable[[Sequence[Any]], None], *, warmup: int, iters: int,
-            repeats: int, target_repeat_s: float = 1.0, clock: Clock = time.perf_counter) -> Timings:
+            repeats: int, target_repeat_s: float = 1.0, clock: Clock = time.perf_counter,
+            after_warmup: Callable[[], None] = lambda: None) -> Timings:
     """`iters=0` picks the steps per repeat so that one repeat lasts about `target_repeat_s`
     (from the fastest warm-up step; at least 1), keeping fast cells out of timer noise and slow
-    cells inside their budget."""
+    cells inside their budget. `after_warmup` runs between warm-up and the timed repeats (the
+    runner's peak-memory reset)."""
     first, warm, fastest = warm_up(step, sync, warmup, clock)
+    after_warmup()
     if iters <= 0:
         iters = max(1, min(1000, round(target_repeat_s / max(fastest, 1e-6))))
     now = _clock_reader(sync, clock)

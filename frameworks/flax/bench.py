@@ -13,6 +13,9 @@
 - train step: forward (train=True, batch_stats mutable), softmax cross-entropy, grad,
   optax.sgd(momentum=0.9).
 - sync: `jax.block_until_ready` on every output of the timed steps.
+- GPU: TF32 is `jax_default_matmul_precision` (None: XLA's default, TF32; "highest" under `--tf32
+  off`), read back into every row; memory of a compiled step from XLA's `memory_analysis()` (what
+  the step needs, not the preallocated pool); the pool fraction set here (`MEM_FRACTION_ENV`).
 Imports jax, flax and optax only.
 """
 from __future__ import annotations
@@ -27,11 +30,19 @@ import optax
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
 from .model import ResNet
 from .reference import MODELS
 
 CUDA_PLUGINS = ("jax-cuda13-plugin", "jax-cuda12-plugin")  # the `gpu` extra installs the first
+
+# XLA's GPU client preallocates 75% of the device by default; read when the GPU backend starts, so
+# set at import (before any device query). 0.9 leaves room for large batches; recorded in every row.
+MEM_FRACTION_ENV = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.90"}
+for _k, _v in MEM_FRACTION_ENV.items():
+    os.environ.setdefault(_k, _v)
+# jax_default_matmul_precision values that keep fp32 products exact (no TF32 / bf16 passes)
+STRICT_PRECISIONS = ("highest", "float32")
 
 
 def _device(device: str):
@@ -74,6 +85,35 @@ def gpu_sight() -> dict:
     except RuntimeError as exc:
         return {"count": 0, "build": build, "error": first_line(exc) if build else ""}
 
+def tf32_state() -> dict:
+    """TF32 as JAX reports it: fp32 dots and convolutions use TF32 on a GPU unless the default
+    matmul precision is "highest" / "float32" (XLA's default, None, is TF32 on Ampere+)."""
+    value = jax.config.jax_default_matmul_precision
+    on = str(value).lower() not in STRICT_PRECISIONS
+    return {"matmul": on, "conv": on, "read": f"jax_default_matmul_precision={value!r}"}
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 on (XLA's default) or off ("highest") for every dot and convolution."""
+    jax.config.update("jax_default_matmul_precision", None if on else "highest")
+
+
+def _memory_env() -> dict:
+    return {k: os.environ.get(k) for k in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE",
+                                           "XLA_PYTHON_CLIENT_ALLOCATOR")}
+
+
+def _cuda_versions(dev) -> dict:
+    """CUDA and cuDNN as jaxlib reports them (private helpers, absent on CPU builds)."""
+    platform = getattr(dev.client, "platform_version", None)  # e.g. "PJRT C API\ncuda 12080": one line
+    out = {"platform_version": " ".join(str(platform).split()) if platform else None}
+    try:
+        from jax._src.lib import cuda_versions  # noqa: PLC0415 - present only in CUDA jaxlib builds
+        out.update(cuda=cuda_versions.cuda_runtime_get_version(), cudnn=cuda_versions.cudnn_get_version())
+    except (ImportError, AttributeError):
+        pass
+    return out
+
 
 def info(device: str) -> dict:
     import flax
@@ -81,10 +121,9 @@ def info(device: str) -> dict:
          "jaxlib_version": _jaxlib_version(), "optax_version": optax.__version__}
     if device == "gpu" and gpu_count():
         dev = jax.devices("gpu")[0]
-        d.update(device_name=dev.device_kind,
-                 tf32="off (NVIDIA_TF32_OVERRIDE=0)" if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0" else
-                 f"jax_default_matmul_precision={jax.config.jax_default_matmul_precision!r} "
-                 "(None: TF32 on Ampere+ for fp32 matmul/conv)")
+        apply_tf32_policy(set_tf32)
+        d.update(device_name=dev.device_kind, tf32=tf32_state(), jax_memory=_memory_env(),
+                 tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"), **_cuda_versions(dev))
     else:
         d["device_name"] = "cpu"
     return d
@@ -103,13 +142,32 @@ def _sync(handles: Sequence[Any]) -> None:
         jax.block_until_ready(list(handles))
 
 
-def _peak_memory_for(dev):
-    if dev.platform == "gpu":
-        def peak() -> dict:
-            stats = dev.memory_stats() or {}
-            return {"peak_memory_bytes": stats.get("peak_bytes_in_use"), "memory_kind": "device (peak in use)"}
-        return peak
-    return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+def xla_step_bytes(stats: Any) -> int | None:
+    """Device bytes one compiled step needs, from XLA's CompiledMemoryStats: arguments + outputs +
+    temporaries, less the buffers outputs alias (donated state); None when XLA gives no analysis."""
+    if stats is None:
+        return None
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+               - stats.alias_size_in_bytes)
+
+
+def _peak_memory_for(dev, jitted=None, args: tuple = ()):
+    """peak(): on a GPU the compiled step's XLA memory analysis (computed after the timing: it
+    compiles once more), op-by-op the device's peak in use (XLA cannot reset it); on CPU peak RSS."""
+    if dev.platform != "gpu":
+        return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+    if jitted is not None:
+        def analysed() -> dict:
+            stats = jitted.lower(*args).compile().memory_analysis()
+            return {"peak_memory_bytes": xla_step_bytes(stats),
+                    "memory_kind": "device (XLA memory analysis of the compiled step)"}
+        return analysed
+
+    def peak() -> dict:
+        stats = dev.memory_stats() or {}
+        return {"peak_memory_bytes": stats.get("peak_bytes_in_use"),
+                "memory_kind": "device (peak in use since the process started)"}
+    return peak
 
 
 def _cast(tree: Any, dtype) -> Any:
@@ -179,8 +237,10 @@ def build(cell: WorkloadConfig) -> Workload:
     x = jax.device_put(jax.random.normal(kx, (cell.batch, cell.size, cell.size, spec.in_channels)), dev)
     y = jax.device_put(jax.random.randint(ky, (cell.batch,), 0, spec.num_classes), dev)
     variables = jax.device_put(_init_variables(module, x[:1]), dev)
-    peak_memory = _peak_memory_for(dev)
     compiled = cell.execution == "compiled"
+    if dev.platform == "gpu":
+        apply_tf32_policy(set_tf32)
+        settings.update(tf32=tf32_state(), jax_memory=_memory_env())
 
     if cell.mode == "infer":
         def forward(v, inputs):
@@ -189,7 +249,8 @@ def build(cell: WorkloadConfig) -> Workload:
 
         def step() -> Any:
             return fn(variables, x)
-        return Workload(step=step, sync=_sync, peak_memory=peak_memory, settings=settings)
+        return Workload(step=step, sync=_sync, settings=settings,
+                        peak_memory=_peak_memory_for(dev, fn if compiled else None, (variables, x)))
 
     tx = optax.sgd(0.01, momentum=0.9)
     params = variables["params"]
@@ -219,13 +280,20 @@ def build(cell: WorkloadConfig) -> Workload:
     def sync(handles: Sequence[Any]) -> None:
         jax.block_until_ready([*handles, holder["state"]])
 
-    return Workload(step=step, sync=sync, peak_memory=peak_memory, settings=settings)
+    # the analysis lowers with the current state's shapes only (donation needs no live buffers)
+    analysed = (jax.jit(train_step, donate_argnums=0), (jax.eval_shape(lambda: state), x, y)) if compiled else (None, ())
+    return Workload(step=step, sync=sync, peak_memory=_peak_memory_for(dev, *analysed), settings=settings)
 
 
-def matmul_maker(device: str, precision: str) -> MatmulMaker:
-    """make(n): a function running one synchronised n x n x n matmul in `precision`."""
+def matmul_maker(device: str, mode: str) -> MatmulMaker:
+    """make(n) -> f; f(reps) runs reps n x n x n matmuls in math mode `mode` and waits once, for
+    the last (one stream: the last done means all done). fp32 and tf32 set the precision
+    explicitly: "highest", and "default" (XLA's TF32 on Ampere+, what fp32 cells run in)."""
     dev = _device(device)
-    dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[precision]
+    dtype = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}[mode]
+    precision = {"fp32": "highest", "tf32": "default"}.get(mode)
+    if precision:
+        jax.config.update("jax_default_matmul_precision", precision)
     mm = jax.jit(jnp.matmul)
 
     def make(n: int):
@@ -233,7 +301,10 @@ def matmul_maker(device: str, precision: str) -> MatmulMaker:
         a = jax.device_put(jax.random.normal(k1, (n, n)).astype(dtype), dev)
         b = jax.device_put(jax.random.normal(k2, (n, n)).astype(dtype), dev)
 
-        def f() -> None:
-            mm(a, b).block_until_ready()
+        def f(reps: int) -> None:
+            out = None
+            for _ in range(reps):
+                out = mm(a, b)
+            out.block_until_ready()
         return f
     return make

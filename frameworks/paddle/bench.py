@@ -7,6 +7,9 @@ common/workload.py).
   (docs/benchmarks.md); set `RESNET_ROSETTA_PADDLE_ONEDNN=0` to compare.
 - bf16: `paddle.amp.auto_cast(dtype="bfloat16", level="O1")` (weights stay fp32).
 - train step: forward, cross-entropy, backward, Momentum(0.9).step(), clear_grad().
+- GPU: cuDNN exhaustive algorithm search with a 4 GiB workspace (`GPU_FLAGS`); TF32 through
+  `paddle.base.core.set_cublas_switch` / `set_cudnn_switch` (off under `--tf32 off`), read back
+  into every row (`tf32_state`); the allocator's peak reset after warm-up.
 - sync: `paddle.device.synchronize()` on GPU; CPU dygraph ops return when done.
 Imports paddle only.
 """
@@ -21,7 +24,7 @@ import paddle
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom, apply_tf32_policy
 from .model import ResNet
 
 
@@ -75,13 +78,56 @@ def _set_onednn(on: bool) -> None:
             continue
 
 
+# cuDNN autotuning, like torch's cudnn.benchmark: try every algorithm once per shape, with room to run them
+GPU_FLAGS = {"FLAGS_cudnn_exhaustive_search": True, "FLAGS_conv_workspace_size_limit": 4096,  # MiB
+             "FLAGS_cudnn_batchnorm_spatial_persistent": True}
+
+
+def _core():
+    return paddle.base.core
+
+
+def tf32_state() -> dict:
+    """TF32 as Paddle reports it: {"matmul": cuBLAS switch, "conv": cuDNN switch, "read"}."""
+    core = _core()
+    mm, conv = bool(core.get_cublas_switch()), bool(core.get_cudnn_switch())
+    return {"matmul": mm, "conv": conv, "read": f"get_cublas_switch()={mm}, get_cudnn_switch()={conv}"}
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 on or off for cuBLAS matmuls and cuDNN convolutions alike."""
+    core = _core()
+    core.set_cublas_switch(on)
+    core.set_cudnn_switch(on)
+
+
+def set_gpu_flags() -> dict:
+    """GPU_FLAGS one by one: {flag: value set, or why this build refused it} (the CPU wheel has none)."""
+    done: dict = {}
+    for flag, value in GPU_FLAGS.items():
+        try:
+            paddle.set_flags({flag: value})
+            done[flag] = value
+        except (ValueError, KeyError, RuntimeError) as exc:
+            done[flag] = f"not set: {exc}"[:120]
+    return done
+
+
+def _gpu_settings() -> dict:
+    """Autotuning flags and the TF32 policy on a GPU; what was set, for the row."""
+    flags = set_gpu_flags()
+    apply_tf32_policy(set_tf32)
+    return {**flags, "tf32": tf32_state()}
+
+
 def info(device: str) -> dict:
     d = {"framework_version": paddle.__version__, "compiled_with_cuda": paddle.is_compiled_with_cuda(),
          "bf16_supported": _bf16_supported()}
     if device == "gpu" and gpu_count():
-        d["device_name"] = paddle.device.cuda.get_device_name(0)
-        d["tf32"] = ("off (NVIDIA_TF32_OVERRIDE=0)" if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
-                     else "Paddle default: allowed in cuBLAS and cuDNN on Ampere+")
+        apply_tf32_policy(set_tf32)
+        d.update(device_name=paddle.device.cuda.get_device_name(0), cuda=paddle.version.cuda(),
+                 cudnn=paddle.version.cudnn(), tf32=tf32_state(),
+                 tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))
     else:
         d["device_name"] = "cpu"
     return d
@@ -116,11 +162,11 @@ def _sync_for(device: str):
 
 
 def _peak_memory_for(device: str):
+    """(peak(), reset()): the GPU allocator's peak since reset, or the process's peak RSS on CPU."""
     if device == "gpu":
-        paddle.device.cuda.reset_max_memory_allocated()
-        return lambda: {"peak_memory_bytes": int(paddle.device.cuda.max_memory_allocated()),
-                        "memory_kind": "device (allocated)"}
-    return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+        return (lambda: {"peak_memory_bytes": int(paddle.device.cuda.max_memory_allocated()),
+                         "memory_kind": "device (allocated, after warm-up)"}), paddle.device.cuda.reset_max_memory_allocated
+    return (lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}), lambda: None
 
 
 def build_model(cell: WorkloadConfig) -> paddle.nn.Layer:
@@ -141,6 +187,8 @@ def build(cell: WorkloadConfig) -> Workload:
         on = _onednn_wanted() and not compiled
         _set_onednn(on)
         settings["onednn"] = on
+    else:
+        settings.update(_gpu_settings())
     spec = get_spec(cell.arch)
     x = paddle.randn([cell.batch, spec.in_channels, cell.size, cell.size], dtype="float32")
     y = paddle.randint(0, spec.num_classes, [cell.batch], dtype="int64")
@@ -152,7 +200,7 @@ def build(cell: WorkloadConfig) -> Workload:
             return paddle.amp.auto_cast(enable=True, dtype="bfloat16", level="O1")
     else:
         amp = contextlib.nullcontext
-    peak_memory = _peak_memory_for(device)
+    peak_memory, reset_peak = _peak_memory_for(device)
     train = cell.mode == "train"
 
     def make(full_graph: bool | None) -> dict:
@@ -196,23 +244,28 @@ def build(cell: WorkloadConfig) -> Workload:
             settings["to_static_fallback"] = f"full_graph=True failed: {reason or type(exc).__name__}"
             return run_once()
 
-    return Workload(step=step, sync=_sync_for(device), peak_memory=peak_memory, settings=settings)
+    return Workload(step=step, sync=_sync_for(device), peak_memory=peak_memory, settings=settings,
+                    reset_peak_memory=reset_peak)
 
 
-def matmul_maker(device: str, precision: str) -> MatmulMaker:
-    """make(n): a function running one synchronised n x n x n matmul in `precision`."""
+def matmul_maker(device: str, mode: str) -> MatmulMaker:
+    """make(n) -> f; f(reps) runs reps n x n x n matmuls in math mode `mode` and synchronises once.
+    fp32 and tf32 set the cuBLAS TF32 switch explicitly (strict and TF32)."""
     device = _set_device(device)
     if device == "cpu":
         _set_onednn(_onednn_wanted())
-    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    dtype = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}[mode]
+    if mode in ("fp32", "tf32"):
+        set_tf32(mode == "tf32")
     sync = _sync_for(device)
 
     def make(n: int):
         a = paddle.randn([n, n]).astype(dtype)
         b = paddle.randn([n, n]).astype(dtype)
 
-        def f() -> None:
-            paddle.matmul(a, b)
+        def f(reps: int) -> None:
+            for _ in range(reps):
+                paddle.matmul(a, b)
             sync(())
         return f
     return make

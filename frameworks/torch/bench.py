@@ -6,7 +6,10 @@ common/workload.py).
   CPU-inference recipe.
 - bf16: `torch.autocast(device, torch.bfloat16)` around the forward (and loss); weights stay fp32.
 - channels_last: model and input in `torch.channels_last` (opt-in, `--channels-last`).
-- GPU: `cudnn.benchmark = True`; TF32 left at PyTorch's defaults and recorded.
+- GPU: `cudnn.benchmark = True` (cuDNN autotuning); TF32 at PyTorch's defaults (matmul strict, cuDNN
+  conv TF32) or off everywhere under `--tf32 off`, set through `allow_tf32` and read back from the
+  `fp32_precision` settings (torch >= 2.9; `allow_tf32` before) into every row (`tf32_state`).
+- memory: the CUDA allocator's peak, reset after warm-up (cuDNN's algorithm trials excluded).
 - train step: zero_grad, forward, cross-entropy, backward, SGD(momentum=0.9).step().
 - sync: `torch.cuda.synchronize()` on GPU; CPU kernels return when done.
 Imports torch only (and torchvision for the reference rows).
@@ -22,7 +25,7 @@ import torch
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
 from .model import ResNet
 
 
@@ -60,15 +63,45 @@ def gpu_sight() -> dict:
         return {"count": 0, "build": build, "error": first_line(exc)}
 
 
+def _fp32_precision(*path: str) -> str:
+    """The first explicit `fp32_precision` along torch's chain (e.g. cudnn.conv -> cudnn -> global)."""
+    chain = [torch.backends]
+    for name in path:
+        chain.append(getattr(chain[-1], name))
+    for obj in reversed(chain):
+        value = getattr(obj, "fp32_precision", "none")
+        if value != "none":
+            return value
+    return "ieee"
+
+
+def tf32_state() -> dict:
+    """TF32 as torch reports it now: {"matmul", "conv"} booleans and what was read."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        mm, conv = _fp32_precision("cuda", "matmul"), _fp32_precision("cudnn", "conv")
+        return {"matmul": mm == "tf32", "conv": conv == "tf32",
+                "read": f"cuda.matmul.fp32_precision={mm}, cudnn.conv.fp32_precision={conv}"}
+    mm, conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    return {"matmul": mm, "conv": conv, "read": f"cuda.matmul.allow_tf32={mm}, cudnn.allow_tf32={conv}"}
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 on or off for cuBLAS matmuls and cuDNN convolutions alike, through `allow_tf32` (the
+    repository's API: once both were set, torch refuses to read `allow_tf32`); `tf32_state` reads
+    the `fp32_precision` settings it updates."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
 def info(device: str) -> dict:
     import torchvision
     d = {"framework_version": torch.__version__, "torchvision_version": torchvision.__version__,
          "torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
          "mkldnn": torch.backends.mkldnn.is_available()}
     if device == "gpu" and torch.cuda.is_available():
+        apply_tf32_policy(set_tf32)
         d.update(device_name=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
-                 cudnn=torch.backends.cudnn.version(),
-                 tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_conv=torch.backends.cudnn.allow_tf32,
+                 cudnn=torch.backends.cudnn.version(), tf32=tf32_state(),
                  tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))
     else:
         d["device_name"] = "cpu"
@@ -86,10 +119,11 @@ def _sync_for(dev: torch.device):
 
 
 def _peak_memory_for(dev: torch.device):
+    """(peak(), reset()): the CUDA allocator's peak since reset, or the process's peak RSS on CPU."""
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return lambda: {"peak_memory_bytes": torch.cuda.max_memory_allocated(), "memory_kind": "device (allocated)"}
-    return lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}
+        return (lambda: {"peak_memory_bytes": torch.cuda.max_memory_allocated(),
+                         "memory_kind": "device (allocated, after warm-up)"}), torch.cuda.reset_peak_memory_stats
+    return (lambda: {"peak_memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS"}), lambda: None
 
 
 def build_model(cell: WorkloadConfig) -> torch.nn.Module:
@@ -107,6 +141,8 @@ def build(cell: WorkloadConfig) -> Workload:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         settings["cudnn_benchmark"] = True
+        apply_tf32_policy(set_tf32)
+        settings["tf32"] = tf32_state()
     model = build_model(cell).to(dev)
     spec = get_spec(cell.arch)
     x = torch.randn(cell.batch, spec.in_channels, cell.size, cell.size, device=dev)
@@ -121,7 +157,7 @@ def build(cell: WorkloadConfig) -> Workload:
             return torch.autocast(dev.type, dtype=torch.bfloat16)
     else:
         amp = contextlib.nullcontext
-    peak_memory = _peak_memory_for(dev)
+    peak_memory, reset_peak = _peak_memory_for(dev)
 
     if cell.mode == "infer":
         model.eval()
@@ -150,21 +186,27 @@ def build(cell: WorkloadConfig) -> Workload:
             opt.step()
             return loss
 
-    return Workload(step=step, sync=_sync_for(dev), peak_memory=peak_memory, settings=settings)
+    return Workload(step=step, sync=_sync_for(dev), peak_memory=peak_memory, settings=settings,
+                    reset_peak_memory=reset_peak)
 
 
-def matmul_maker(device: str, precision: str) -> MatmulMaker:
-    """make(n): a function running one synchronised n x n x n matmul in `precision`."""
+def matmul_maker(device: str, mode: str) -> MatmulMaker:
+    """make(n) -> f; f(reps) runs reps n x n x n matmuls in math mode `mode` and synchronises once.
+    fp32 and tf32 set the TF32 switches explicitly (strict and TF32)."""
     dev = _device(device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+    if mode in ("fp32", "tf32"):
+        set_tf32(mode == "tf32")
     sync = _sync_for(dev)
 
     def make(n: int):
         a = torch.randn(n, n, device=dev).to(dtype)
         b = torch.randn(n, n, device=dev).to(dtype)
+        out = torch.empty(n, n, device=dev, dtype=dtype)
 
-        def f() -> None:
-            torch.mm(a, b)
+        def f(reps: int) -> None:
+            for _ in range(reps):
+                torch.mm(a, b, out=out)
             sync(())
         return f
     return make

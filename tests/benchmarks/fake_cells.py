@@ -1,5 +1,6 @@
-"""Stand-ins for a benchmark cell process (`sweep.CELL_TARGET`): each saves what a cell stopped
-during its reference pair leaves behind, then ends the way its name says. No framework."""
+"""Stand-ins for a benchmark cell process (`sweep.CELL_TARGET`): most save what a cell stopped
+during its reference pair leaves behind, then end the way their name says; `tf32_environment`
+returns the TF32 variables it was started with. No framework."""
 from __future__ import annotations
 
 import os
@@ -32,3 +33,9 @@ def pending_then_sigkill(cell: dict) -> None:
 
 def exit_4(cell: dict) -> None:
     sys.exit(4)
+
+
+def tf32_environment(cell: dict) -> dict:
+    """A result holding the TF32 variables the cell process was started with."""
+    return {"status": "ok", "message": "", "metrics": {}, "settings": {},
+            "env": {k: os.environ.get(k) for k in ("NVIDIA_TF32_OVERRIDE", "RESNET_ROSETTA_TF32")}}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from resnet_rosetta.frameworks.devices import probe
+
 # One thread: tests share the machine with other work, and a 2-thread OpenMP pool on 2 busy cores
 # crawls (barriers wait for descheduled threads); tests check behaviour, not speed.
 TINY = ["--arch", "resnet18", "--size", "32", "--batch", "2", "--repeats", "2", "--iters", "1", "--warmup", "0",
@@ -159,10 +161,17 @@ def test_ctrl_c_keeps_finished_cells_and_a_valid_report(tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_cell_measures_device_memory(tmp_path):
+    if not probe(["torch"])["torch"].count:
+        pytest.skip("torch sees no GPU")
     out = tmp_path / "out"
     p = cli("bench", "--device", "gpu", "--frameworks", "torch", "--mode", "infer", "--reference", "none", *TINY,
             "--out", str(out))
     assert p.returncode == 0, p.stderr[-2000:]
     model = [r for r in records(out) if r["cell"]["kind"] == "model"]
-    assert model[0]["metrics"]["memory_kind"].startswith("device")
-    assert "TF32" in (out / "report.md").read_text()
+    m = model[0]["metrics"]
+    assert m["memory_kind"] == "device (allocated, after warm-up)" and m["peak_memory_bytes"] > 0
+    # conftest sets NVIDIA_TF32_OVERRIDE=0: the cell is strict fp32, divided by the strict fp32 peak
+    assert m["math_mode"] == m["peak_mode"] == "fp32" and 0 < m["peak_fraction"] < 1
+    assert model[0]["settings"]["tf32"]["read"].startswith("cuda.matmul.fp32_precision=")
+    assert model[0]["env"]["gpu"]["source"] in ("nvml", "nvidia-smi") and model[0]["env"]["gpu"]["name"]
+    assert "read back: cuda.matmul" in (out / "report.md").read_text()

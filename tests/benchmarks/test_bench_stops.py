@@ -83,3 +83,13 @@ def test_the_time_budget_cutting_a_pair_is_no_failure(monkeypatch, tmp_path):
     pair = record["metrics"]["pair"]
     assert pair["status"] == "skipped" and "the time budget ran out" in pair["message"]
     assert pipeline.exit_code([record], interrupted=False) == 0
+
+
+def test_tf32_off_reaches_each_cell_for_cublas_and_for_the_runners(monkeypatch, tmp_path):
+    """`--tf32 off`: the override cuBLAS / cuDNN obey, and the variable on which every runner
+    switches its own framework's TF32 settings off (common/workload.py apply_tf32_policy)."""
+    _fake_cell_process(monkeypatch, "tf32_environment")
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    monkeypatch.delenv("RESNET_ROSETTA_TF32", raising=False)
+    record = sweep.run_cell(CELL, sweep.SweepOptions(out_dir=tmp_path, timeout_s=30.0, progress=False, tf32="off"), 0)
+    assert record["env"] == {"NVIDIA_TF32_OVERRIDE": "0", "RESNET_ROSETTA_TF32": "off"}

@@ -17,33 +17,30 @@ CPU_ONLY = Sight()
 # `report --device gpu` at the default level: the cells in the order they run (pinned: a change to
 # the GPU plan is a decision, made here on purpose).
 GPU_DEFAULT_PLAN = """\
-report plan on gpu: torch, paddle, flax; 3 probes, 22 cells; budget 14.5 min (no cell starts after it)
+report plan on gpu: torch, paddle, flax; 3 probes, 19 cells; budget 14.5 min (no cell starts after it)
 parity: resnet-rosetta parity --device gpu --frameworks torch,paddle,flax
 probe: matmul peak probe (torch, gpu)
 probe: matmul peak probe (paddle, gpu)
 probe: matmul peak probe (flax, gpu)
-cell: resnet18 torch/ours+reference infer b16 fp32 eager 224px
-cell: resnet18 paddle/ours+reference infer b16 fp32 eager 224px
-cell: resnet18 flax/ours+reference infer b16 fp32 compiled 224px
-cell: resnet50 torch/ours+reference infer b16 fp32 eager 224px
-cell: resnet50 paddle/ours+reference infer b16 fp32 eager 224px
-cell: resnet50 flax/ours+reference infer b16 fp32 compiled 224px
-cell: resnet50 torch/ours infer b16 fp32 compiled 224px
-cell: resnet50 paddle/ours infer b16 fp32 compiled 224px
-cell: resnet50 flax/ours infer b16 fp32 compiled 224px
-cell: resnet50 torch/ours infer b16 fp32 eager channels_last 224px
-cell: resnet18 torch/ours infer b1 fp32 eager 224px
-cell: resnet18 paddle/ours infer b1 fp32 eager 224px
-cell: resnet18 flax/ours infer b1 fp32 compiled 224px
-cell: resnet18 torch/ours infer b1 bf16 eager 224px
-cell: resnet18 paddle/ours infer b1 bf16 eager 224px
-cell: resnet18 flax/ours infer b1 bf16 compiled 224px
-cell: resnet18 torch/ours+reference train b4 fp32 eager 224px
-cell: resnet18 paddle/ours+reference train b4 fp32 eager 224px
-cell: resnet18 flax/ours+reference train b4 fp32 compiled 224px
-cell: resnet50 torch/ours+reference train b4 fp32 eager 224px
-cell: resnet50 paddle/ours+reference train b4 fp32 eager 224px
-cell: resnet50 flax/ours+reference train b4 fp32 compiled 224px
+cell: resnet18 torch/ours+reference infer b128 fp32 eager 224px
+cell: resnet18 paddle/ours+reference infer b128 fp32 eager 224px
+cell: resnet18 flax/ours+reference infer b128 fp32 compiled 224px
+cell: resnet50 torch/ours+reference infer b128 fp32 eager 224px
+cell: resnet50 paddle/ours+reference infer b128 fp32 eager 224px
+cell: resnet50 flax/ours+reference infer b128 fp32 compiled 224px
+cell: resnet50 torch/ours infer b256 fp32 compiled 224px
+cell: resnet50 paddle/ours infer b256 fp32 compiled 224px
+cell: resnet50 flax/ours infer b256 fp32 compiled 224px
+cell: resnet50 torch/ours infer b256 fp32 eager channels_last 224px
+cell: resnet50 torch/ours infer b256 bf16 eager channels_last 224px
+cell: resnet50 paddle/ours infer b256 bf16 eager 224px
+cell: resnet50 flax/ours infer b256 bf16 compiled 224px
+cell: resnet18 torch/ours+reference train b64 fp32 eager 224px
+cell: resnet18 paddle/ours+reference train b64 fp32 eager 224px
+cell: resnet18 flax/ours+reference train b64 fp32 compiled 224px
+cell: resnet50 torch/ours+reference train b64 fp32 eager 224px
+cell: resnet50 paddle/ours+reference train b64 fp32 eager 224px
+cell: resnet50 flax/ours+reference train b64 fp32 compiled 224px
 """
 
 
