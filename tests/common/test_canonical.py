@@ -120,9 +120,10 @@ def test_bf16_is_widened_exactly(tmp_path: Path) -> None:
     raw = (values.view("<u4") >> 16).astype("<u2").tobytes()
     f32 = np.array([7.0], "<f4").tobytes()
     header = {"z": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-              "b": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [4, 16]}}
+              "b": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [4, 16]},
+              "y": {"dtype": "F32", "shape": [1], "data_offsets": [16, 20]}}  # data after b: b's bounds matter
     take_notes()
-    out, _ = c.read_safetensors(_raw_file(tmp_path / "b.safetensors", header, f32 + raw))
+    out, _ = c.read_safetensors(_raw_file(tmp_path / "b.safetensors", header, f32 + raw + f32))
     assert out["b"].dtype == np.float32 and np.array_equal(out["b"], values) and out["z"].tolist() == [7.0]
     assert take_notes() == [f"{tmp_path / 'b.safetensors'}: 1 bfloat16 tensors widened to float32 "
                             "(exact; NumPy has no bfloat16)"]

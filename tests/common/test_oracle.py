@@ -3,6 +3,8 @@ each backward against its adjoint identity or finite differences in float64, and
 wiring against a composition of those checked ops, on nets of one or two tiny blocks (fast)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -98,8 +100,10 @@ def test_resolve_gate_follows_only_near_the_kink() -> None:
     assert own.tolist() == (x > 0).tolist() and same == o.GateMatch()
     _, far = o.resolve_gate(x, np.array([1, 1, 1, 0, 1, 1, 0, 0]), "s")  # one conflict (-1.0), no flip
     assert far == o.GateMatch(0, 1, 0.0, ("s",))
-    with pytest.raises(ValueError, match=r"ReLU gates of bn1: shape \(7,\), expected \(8,\)"):
-        o.resolve_gate(x, wanted[:7], "bn1")
+    for bad in (wanted[:7], np.ones(9), np.ones((2, 4))):
+        with pytest.raises(ValueError, match=re.escape(f"ReLU gates of bn1: shape {bad.shape}, expected (8,)")):
+            o.resolve_gate(x, bad, "bn1")
+    assert o.GateMatch() == o.GateMatch(0, 0, 0.0, ())
     total = o.GateMatch(1, 2, 0.5, ("a", "b")) + o.GateMatch(3, 4, 0.25, ("b", "c"))
     assert total == o.GateMatch(4, 6, 0.5, ("a", "b", "c"))
     assert (o.GateMatch(0, 0, 0.1) + o.GateMatch(0, 0, 0.3)).widest == 0.3

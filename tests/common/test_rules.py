@@ -108,6 +108,7 @@ def test_strict_check_names_missing_then_unexpected_keys() -> None:
 @pytest.mark.parametrize("fmt, key, bad, message", [
     ("flax", "params/conv1/kernel", np.zeros((3, 3, 1, 2)), r"expected shape \(7, 7, 1, 2\), found \(3, 3, 1, 2\)"),
     ("flax", "params/conv1/kernel", np.zeros((2, 49)), r"expected shape \(7, 7, 1, 2\), found \(2, 49\)"),
+    ("flax", "params/conv1/kernel", np.zeros((7, 7, 1, 2, 1)), r"expected shape \(7, 7, 1, 2\), found \(7, 7, 1, 2, 1\)"),
     ("paddle", "out.weight", np.zeros((3, 4)), r"expected shape \(4, 3\), found \(3, 4\)"),
     ("torch", "bn1.running_var", np.zeros(3), r"expected shape \(2,\), found \(3,\)"),
 ])
