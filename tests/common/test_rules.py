@@ -46,6 +46,7 @@ def test_bottleneck_third_conv_and_blocks_by_name() -> None:
     assert [rules.native_module("layer3.1", f) for f in rules.NATIVE_FORMATS] == [
         "layer3.1", "bb_2_1", "layer3.1", "layer3_1"]
     assert rules.native_module("fc", "flax") == "fc"
+    assert rules.native_module("".join(["f", "c"]), "paddle") == "out"  # a computed string: equal, not identical
     with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax"):
         rules.native_module("fc", "onnx")
 

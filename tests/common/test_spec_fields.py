@@ -99,6 +99,7 @@ def test_block_plan_channels_strides_and_shortcuts() -> None:
     assert [(n, [p.index for p in ps]) for n, ps in stages(_spec(depths=(2, 1)))] == [(1, [0, 1]), (2, [0])]
     assert _spec().feature_dim == 64 and _spec(block="basic").feature_dim == 16 and _spec().expansion == 4
     assert stem_geometry(_spec()) == (7, 2, 3) and stem_geometry(_spec(stem="small")) == (3, 1, 1)
+    assert stem_geometry(ResNetSpec.from_json(_spec().to_json())) == (7, 2, 3)  # JSON strings are not interned
 
 
 def test_registry() -> None:
@@ -111,8 +112,19 @@ def test_registry() -> None:
         registry.get("c")
     assert PRESETS.names() == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                                "wide_resnet50_2", "resnet18_small", "resnet50_small"]
-    assert [get_spec(n).depths for n in ("resnet18", "resnet34", "resnet101", "resnet152")] == [
-        (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)]
-    small = get_spec("resnet50_small")
-    assert (small.block, small.stem, small.num_classes, small.input_size) == ("bottleneck", "small", 10, 32)
+    default = ResNetSpec("d", "basic", (1, 1, 1, 1))
+    fields = ("block", "depths", "widths", "groups", "width_per_group", "stem", "num_classes", "input_size")
+    assert [tuple(getattr(get_spec(n), f) for f in fields) for n in PRESETS.names()] == [
+        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "imagenet", 1000, 224),
+        ("basic", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224),
+        ("bottleneck", (3, 4, 23, 3), default.widths, 1, 64, "imagenet", 1000, 224),
+        ("bottleneck", (3, 8, 36, 3), default.widths, 1, 64, "imagenet", 1000, 224),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 32, 4, "imagenet", 1000, 224),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 128, "imagenet", 1000, 224),
+        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "small", 10, 32),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "small", 10, 32)]
+    assert default.widths == (64, 128, 256, 512) and (default.in_channels, default.stem_width) == (3, 64)
+    assert (default.bn_eps, default.bn_momentum, default.bn_running_var) == (1e-5, 0.1, "unbiased")
+    assert all(get_spec(n).replace(name="d", depths=(1, 1, 1, 1)) == default for n in ("resnet18", "resnet34"))
     assert get_spec("resnet18").replace(num_classes=7).num_classes == 7
