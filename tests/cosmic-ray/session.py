@@ -3,6 +3,9 @@
   sample SESSION STEP  keep every STEP-th pending mutant in source order (line, column, operator,
                        occurrence), mark the others skipped: a reproducible, evenly spread subset of a
                        module too large to run in full on this machine.
+  cut SESSION          mark every mutant not yet run as skipped (a run stopped at its time limit:
+                       cosmic-ray runs pending mutants in random order, so those that ran are a
+                       uniform random subset).
   retest SESSION       make the surviving mutants pending again, so that `cosmic-ray exec` reruns
                        only them against tests written since (killed mutants stay killed: tests
                        are only added).
@@ -29,6 +32,15 @@ def sample(session: str, step: int) -> None:
     print(f"kept {len(range(0, len(items), step))} of {len(items)} pending mutants")
 
 
+def cut(session: str) -> None:
+    with use_db(session, WorkDB.Mode.open) as db:
+        items = list(db.pending_work_items)
+        for item in items:
+            db.set_result(item.job_id, WorkResult(output="not run: stopped at the time limit",
+                                                  worker_outcome=WorkerOutcome.SKIPPED))
+    print(f"{len(items)} pending mutants marked skipped")
+
+
 def retest(session: str) -> None:
     with sqlite3.connect(session) as db:
         gone = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
@@ -53,4 +65,4 @@ def score(session: str) -> None:
 
 if __name__ == "__main__":
     command, path, *rest = sys.argv[1:]
-    {"sample": lambda: sample(path, int(rest[0])), "retest": lambda: retest(path), "score": lambda: score(path)}[command]()
+    {"sample": lambda: sample(path, int(rest[0])), "cut": lambda: cut(path), "retest": lambda: retest(path), "score": lambda: score(path)}[command]()
