@@ -49,6 +49,8 @@ def retest(session: str) -> None:
 
 def score(session: str) -> None:
     with sqlite3.connect(session) as db:
+        skipped = db.execute("SELECT output, COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED' "
+                             "GROUP BY output").fetchall()
         rows = db.execute("SELECT r.worker_outcome, r.test_outcome, m.start_pos_row, m.operator_name, m.occurrence "
                           "FROM work_results r JOIN mutation_specs m USING (job_id) ORDER BY m.start_pos_row").fetchall()
         pending = db.execute("SELECT COUNT(*) FROM work_items WHERE job_id NOT IN "
@@ -57,7 +59,7 @@ def score(session: str) -> None:
                      for w, t, *_ in rows)
     run = counts["killed"] + counts["timeout"] + counts["survived"]
     print(f"{session}: ran {run}, killed {counts['killed']}, timeout {counts['timeout']}, "
-          f"survived {counts['survived']}, skipped {counts['skipped']}, pending {pending}, other {dict(counts)}")
+          f"survived {counts['survived']}, pending {pending}; skipped: {dict(skipped)}")
     for w, t, line, op, occurrence in rows:
         if t == "SURVIVED":
             print(f"  survivor line {line}: {op} #{occurrence}")
