@@ -32,6 +32,8 @@ def test_option_strings_compare_by_value() -> None:
     ("a.pt", "onnx", r"^unknown format 'onnx'; known: canonical, torch, paddle, paddle-vision, flax$"),
     ("a.msgpack", "torch", r"^a\.msgpack: --to torch does not match the extension \.msgpack \(format flax\)$"),
     ("a.pt", "paddle-vision", r"^a\.pt: --to paddle-vision does not match the extension \.pt \(format torch\)$"),
+    ("a.msgpack", "paddle", r"^a\.msgpack: --to paddle does not match the extension \.msgpack \(format flax\)$"),
+    ("a.safetensors", "paddle-vision", r"^a\.safetensors: --to paddle-vision does not match .* \(format canonical\)$"),
 ])
 def test_output_format_refusals(path: str, to: str | None, message: str) -> None:
     with pytest.raises(UserError, match=message):

@@ -45,6 +45,7 @@ def test_bottleneck_third_conv_and_blocks_by_name() -> None:
     assert rules.key_map(BOTTLENECK, "flax")["layer1.1.conv3.weight"][0] == "params/layer1_1/conv3/kernel"
     assert [rules.native_module("layer3.1", f) for f in rules.NATIVE_FORMATS] == [
         "layer3.1", "bb_2_1", "layer3.1", "layer3_1"]
+    assert [rules.native_module(f"layer{s}.0", "paddle") for s in (1, 2, 4)] == ["bb_0_0", "bb_1_0", "bb_3_0"]
     assert rules.native_module("fc", "flax") == "fc"
     assert rules.native_module("".join(["f", "c"]), "paddle") == "out"  # a computed string: equal, not identical
     with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax"):
