@@ -108,9 +108,11 @@ def test_header_version_and_spec(tmp_path: Path) -> None:
     assert spec is None and weights["a"].tolist() == [0.0, 1.0]
     same = _raw_file(tmp_path / "v1.safetensors", {**entry, "__metadata__": {"format_version": "1"}}, data)
     assert c.load_canonical(same)[1] is None
-    later = _raw_file(tmp_path / "v2.safetensors", {**entry, "__metadata__": {"format_version": "2"}}, data)
-    with pytest.raises(UserError, match=r"v2\.safetensors: canonical format version 2 is not supported \(expected 1\)$"):
-        c.load_canonical(later)
+    for version in ("2", "0"):
+        other = _raw_file(tmp_path / "v.safetensors", {**entry, "__metadata__": {"format_version": version}}, data)
+        with pytest.raises(UserError, match=f"v\\.safetensors: canonical format version {version} is not supported "
+                                            r"\(expected 1\)$"):
+            c.load_canonical(other)
     with pytest.raises(UserError, match=r"nope\.safetensors: no such file$"):
         c.load_canonical(tmp_path / "nope.safetensors")
 
@@ -162,6 +164,7 @@ def test_random_weights_are_seeded_and_never_identity() -> None:
     w = c.random_weights(spec, seed=5)
     assert all(v.dtype == np.float32 for v in w.values())
     again, other = c.random_weights(spec, seed=5), c.random_weights(spec, seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(c.random_weights(spec).values(), c.random_weights(spec, 0).values()))
     assert all(np.array_equal(w[k], again[k]) for k in w) and not np.array_equal(w["fc.weight"], other["fc.weight"])
     for key in ("layer2.1.bn1.running_var", "layer2.1.bn1.weight"):
         assert 0.5 <= w[key].min() and w[key].max() <= 1.5 and w[key].std() > 0.2

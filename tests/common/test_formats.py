@@ -78,5 +78,7 @@ def test_header_spec_and_refusals(tiny_presets: SpecRegistry) -> None:
     stemless = {k: v for k, v in rules.to_native(weights, TINY, "flax").items() if k != "params/conv1/kernel"}
     with pytest.raises(UserError, match=r"^f: not a tiny checkpoint in flax format \(no stem conv or classifier found\)$"):
         formats.from_native(stemless, "flax", "f", arch="tiny")
+    vision = rules.to_native(weights, TINY, "paddle-vision")
+    assert formats.from_native(vision, "".join(["pad", "dle"]), "f", arch="tiny")[2] == "paddle-vision"
     with pytest.raises(UserError, match=r"^f: holds neither"):
         formats.from_native({"x": np.zeros(1)}, "paddle", "f")

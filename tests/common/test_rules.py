@@ -47,7 +47,8 @@ def test_bottleneck_third_conv_and_blocks_by_name() -> None:
         "layer3.1", "bb_2_1", "layer3.1", "layer3_1"]
     assert [rules.native_module(f"layer{s}.0", "paddle") for s in (1, 2, 4)] == ["bb_0_0", "bb_1_0", "bb_3_0"]
     assert rules.native_module("fc", "flax") == "fc"
-    assert rules.native_module("".join(["f", "c"]), "paddle") == "out"  # a computed string: equal, not identical
+    computed = ["".join(["f", "c"]), "".join(["conv", "1"]), "".join(["bn", "1"])]  # equal, not identical
+    assert [rules.native_module(p, "paddle") for p in computed] == ["out", "conv._conv", "conv._batch_norm"]
     with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax"):
         rules.native_module("fc", "onnx")
 

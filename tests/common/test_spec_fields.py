@@ -97,6 +97,7 @@ def test_block_plan_channels_strides_and_shortcuts() -> None:
     assert [p.mid_channels for p in wide if p.index == 0] == [128, 256, 512, 1024]
     assert [p.mid_channels for p in block_plan(get_spec("resnet34")) if p.index == 0] == [64, 128, 256, 512]
     assert [(n, [p.index for p in ps]) for n, ps in stages(_spec(depths=(2, 1)))] == [(1, [0, 1]), (2, [0])]
+    assert _spec(depths=(1, 1, 1), widths=(8, 16, 32)).feature_dim == 128 and len(set(block_plan(_spec()))) == 2
     assert _spec().feature_dim == 64 and _spec(block="basic").feature_dim == 16 and _spec().expansion == 4
     assert stem_geometry(_spec()) == (7, 2, 3) and stem_geometry(_spec(stem="small")) == (3, 1, 1)
     assert stem_geometry(ResNetSpec.from_json(_spec().to_json())) == (7, 2, 3)  # JSON strings are not interned
