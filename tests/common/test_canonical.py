@@ -30,6 +30,7 @@ def test_basic_modules_in_execution_order() -> None:
         ("layer2.1.conv1", "conv", (4, 4, 3, 3)), ("layer2.1.bn1", "bn", (4,)),
         ("layer2.1.conv2", "conv", (4, 4, 3, 3)), ("layer2.1.bn2", "bn", (4,)),
         ("fc", "fc", (3, 4))]
+    assert c.canonical_modules(ResNetSpec.from_json(BASIC.to_json())) == c.canonical_modules(BASIC)  # not interned
     assert c.relu_sites(BASIC) == ["bn1", "layer1.0.bn1", "layer1.0", "layer2.0.bn1", "layer2.0",
                                    "layer2.1.bn1", "layer2.1"]
 
@@ -66,6 +67,8 @@ def test_check_weights_names_each_problem() -> None:
                                         r"and 6 more; unexpected keys extra\.weight; key bn1\.bias: expected shape "
                                         r"\(2,\), found \(3,\)$"):
         c.check_weights(bad, BASIC, "f")
+    with pytest.raises(UserError, match=r"^f: does not match tiny_basic: key bn1\.bias: expected shape \(2,\), found \(1,\)$"):
+        c.check_weights({**good, "bn1.bias": np.zeros(1, np.float32)}, BASIC, "f")
     for key, value, message in [("fc.bias", np.zeros(3, np.int32), r"unsupported dtype int32 \(expected one of "
                                  r"float16, float32, float64\)"),
                                 ("bn1.weight", np.array([1.0, np.nan], np.float16), "contains non-finite values"),

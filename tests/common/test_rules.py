@@ -40,6 +40,12 @@ def test_native_names_follow_the_table() -> None:
         assert table["bn1.running_mean"][0].endswith(("running_mean", "_mean", "/mean"))
 
 
+def test_paddle_names_count_stages_from_zero() -> None:
+    four = BASIC.replace(depths=(1, 1, 1, 1), widths=(2, 2, 2, 2))
+    assert [rules.key_map(four, "paddle")[f"layer{s}.0.bn2.bias"][0] for s in (1, 2, 3, 4)] == [
+        f"bb_{s}_0.conv1._batch_norm.bias" for s in (0, 1, 2, 3)]
+
+
 def test_bottleneck_third_conv_and_blocks_by_name() -> None:
     assert rules.key_map(BOTTLENECK, "paddle")["layer1.1.bn3.running_var"][0] == "bb_0_1.conv2._batch_norm._variance"
     assert rules.key_map(BOTTLENECK, "flax")["layer1.1.conv3.weight"][0] == "params/layer1_1/conv3/kernel"

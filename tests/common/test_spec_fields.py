@@ -38,7 +38,7 @@ def test_stage_lists(field: str, cap: int) -> None:
 
 @pytest.mark.parametrize("field, good, bad, interval", [
     ("bn_eps", (1e-300, 0.999, 1), (0.0, 1.0, -1e-5, float("nan"), float("inf"), True, "1e-5"), r"\(0, 1\)"),
-    ("bn_momentum", (1e-9, 1.0, 1, 0.5), (0.0, 1.0000001, -0.1, float("nan"), False), r"\(0, 1\]"),
+    ("bn_momentum", (1e-9, 1.0, 1, 0.5), (0.0, 1.0000001, -0.1, float("nan"), False, True), r"\(0, 1\]"),
 ])
 def test_batch_norm_numbers(field: str, good: tuple, bad: tuple, interval: str) -> None:
     for value in good:
