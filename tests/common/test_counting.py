@@ -24,6 +24,7 @@ def test_basic_counts_by_hand() -> None:
     layer2_1 = 2 * 4 * 4 * 4 * 4 * 9
     assert macs(BASIC) == stem + layer1 + layer2_0 + layer2_1 + 4 * 3
     assert macs(BASIC, 64) == 4 * (stem + layer1 + layer2_0 + layer2_1) + 12
+    assert macs(BASIC.replace(num_classes=256)) == macs(BASIC) + 4 * (256 - 3)  # the classifier term is added
     assert macs(BASIC, 31) == macs(BASIC, 32)  # 31 px: (31 + 6 - 7) // 2 + 1 = 16 as well
 
 
