@@ -144,8 +144,9 @@ def test_fit_to_tensors_reads_classes_and_input_channels(fmt: str) -> None:
     table = rules.key_map(BASIC, fmt)
     for drop in ("fc.bias", "conv1.weight"):
         assert rules.fit_to_tensors(BASIC, {k: v for k, v in native.items() if k != table[drop][0]}, fmt) is None
-    native[table["conv1.weight"][0]] = np.zeros((2, 5, 7))
-    assert rules.fit_to_tensors(BASIC, native, fmt) is None
+    for shape in ((2, 5, 7), (2, 5, 7, 7, 1)):
+        native[table["conv1.weight"][0]] = np.zeros(shape)
+        assert rules.fit_to_tensors(BASIC, native, fmt) is None
 
 
 def test_infer_spec_picks_the_one_matching_preset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,6 +66,10 @@ def test_choices_names_and_flags() -> None:
     with pytest.raises(UserError, match=r"^spec s: field width_per_group: expected widths \* width_per_group / 64 >= 1"):
         _spec(widths=(8, 1), width_per_group=32)
     assert _spec(widths=(8, 2), width_per_group=32).widths == (8, 2)
+    text = _spec().to_json().replace('"widths": [8, 16]', '"widths": [8, 1]').replace('"width_per_group": 64',
+                                                                                     '"width_per_group": 32')
+    with pytest.raises(UserError, match=r"field width_per_group: expected widths \* width_per_group / 64 >= 1"):
+        ResNetSpec.from_json(text)  # "bottleneck" read from JSON: equal to the constant, not identical
 
 
 def test_from_json_refusals_name_the_source() -> None:
