@@ -141,6 +141,7 @@ def test_fit_to_tensors_reads_classes_and_input_channels(fmt: str) -> None:
     data = BASIC.replace(num_classes=7, in_channels=5)
     native = rules.to_native(random_weights(data), data, fmt)
     assert rules.fit_to_tensors(BASIC, native, fmt) == data
+    assert rules.fit_to_tensors(BASIC, native, "".join(fmt)) == data  # a computed format name: equal, not identical
     table = rules.key_map(BASIC, fmt)
     for drop in ("fc.bias", "conv1.weight"):
         assert rules.fit_to_tensors(BASIC, {k: v for k, v in native.items() if k != table[drop][0]}, fmt) is None
