@@ -25,7 +25,9 @@ def test_basic_counts_by_hand() -> None:
     assert macs(BASIC) == stem + layer1 + layer2_0 + layer2_1 + 4 * 3
     assert macs(BASIC, 64) == 4 * (stem + layer1 + layer2_0 + layer2_1) + 12
     assert macs(BASIC.replace(num_classes=256)) == macs(BASIC) + 4 * (256 - 3)  # the classifier term is added
-    assert macs(BASIC, 31) == macs(BASIC, 32)  # 31 px: (31 + 6 - 7) // 2 + 1 = 16 as well
+    assert macs(BASIC, 31) == macs(BASIC, 32)
+    assert macs(BASIC, 30) == macs(BASIC) - (16 * 16 - 15 * 15) * 98  # stem 15x15, max-pool back to 8x8
+    assert macs(ResNetSpec.from_json(BASIC.to_json())) == macs(BASIC)  # "basic" read from JSON, not interned  # 31 px: (31 + 6 - 7) // 2 + 1 = 16 as well
 
 
 def test_bottleneck_counts_by_hand() -> None:

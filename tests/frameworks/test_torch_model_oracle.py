@@ -56,4 +56,6 @@ def test_torch_init_and_zero_init_residual() -> None:
     assert abs(conv.std().item() / np.sqrt(2 / 576) - 1) < 0.05
     assert float(model.layer1[0].bn2.weight.abs().sum()) == 0.0 and float(model.layer1[0].bn1.weight.min()) == 1.0
     assert float(ResNet(SMALL).layer1[0].bn2.weight.detach().min()) == 1.0
+    bottleneck = ResNet(IMNET.replace(zero_init_residual=True)).layer1[0]
+    assert float(bottleneck.bn3.weight.detach().abs().sum()) == 0.0 and float(bottleneck.bn2.weight.detach().min()) == 1.0
     assert model.layer1[0].bn1.eps == spec.bn_eps and model.layer1[0].bn1.momentum == spec.bn_momentum
