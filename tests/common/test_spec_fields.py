@@ -97,7 +97,9 @@ def test_block_plan_channels_strides_and_shortcuts() -> None:
     assert [(p.stage, p.index) for p in block_plan(_spec())] == [(1, 0), (2, 0)]
     assert block_plan(_spec())[0].downsample  # 64 -> 32 channels: a shortcut conv without a stride
     assert [(p.stage, p.index) for p in block_plan(get_spec("resnet50")) if p.downsample] == [
-        (1, 0), (2, 0), (3, 0), (4, 0)]  # 512 == 512 channels although not the same int object
+        (1, 0), (2, 0), (3, 0), (4, 0)]
+    wide_stem = ResNetSpec("w", "basic", (1,), widths=(300,), stem_width=300)  # 300 == 300, two int objects
+    assert not block_plan(wide_stem)[0].downsample
     resnext, wide = block_plan(get_spec("resnext50_32x4d")), block_plan(get_spec("wide_resnet50_2"))
     assert [p.mid_channels for p in resnext if p.index == 0] == [128, 256, 512, 1024]
     assert [p.mid_channels for p in wide if p.index == 0] == [128, 256, 512, 1024]
