@@ -39,7 +39,7 @@ class BatchNorm2d(nn.BatchNorm2d):
         with torch.no_grad():  # undo the n/(n-1) factor on the new-batch term only
             m = self.momentum
             new_term = self.running_var - (1 - m) * old_var
-            self.running_var.copy_((1 - m) * old_var + new_term * (n - 1) / n)
+            self.running_var.data.copy_((1 - m) * old_var + new_term * (n - 1) / n)  # .data: autograd saved it
         return y
 
 
