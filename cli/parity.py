@@ -66,6 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "resnet-rosetta installed there (implies --isolate)")
     p.add_argument("--timeout", type=number("--timeout", 0, 10**7, low_open=True), default=900, help="seconds per worker process (default 900)")
     p.add_argument("--run-dir", help="keep the isolated run's exchange files in this folder")
+    p.add_argument("--data-parallel", type=integer("--data-parallel"), metavar="N",
+                   help="add the dp check: each framework trains on one global batch split over N >= 2 replicas "
+                        "with its own engine (DDP, paddle.DataParallel, a JAX device mesh), against the float64 "
+                        "oracle of the same batch-norm semantics; N must divide --batch")
+    p.add_argument("--dp-steps", type=integer("--dp-steps"), default=3, metavar="K",
+                   help="SGD steps of the dp check (default 3)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown tables")
     return p
@@ -89,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         grad_size=args.grad_size, batch=args.batch, seed=args.seed, steps=args.steps, lr=args.lr,
         bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
-        markdown=args.markdown))
+        markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps))
     return 0 if doc["passed"] else 1

@@ -145,20 +145,21 @@ def load_rank(folder: Path, rank: int) -> dict[str, np.ndarray]:
 
 
 def diagnose(folder: Path, replicas: int) -> str:
-    """Which replica failed, from the files the replicas left: an error, else the one(s) behind."""
-    errors = [(r, (folder / f"rank{r}.error").read_text()) for r in range(replicas)
-              if (folder / f"rank{r}.error").exists()]
-    if errors:
-        return "; ".join(f"rank {r} failed: {text}" for r, text in errors)
-    progress = {r: int(p.read_text() or 0) if (p := folder / f"rank{r}.progress").exists() else -1
-                for r in range(replicas)}
-    if not progress or max(progress.values()) < 0:
-        return "no replica started"
+    """Which replica failed, from the files the replicas left: those behind the others (with their
+    error, if they left one), else every replica's error."""
+    def read(r: int, kind: str) -> str | None:
+        path = folder / f"rank{r}.{kind}"
+        return path.read_text() if path.exists() else None
+    progress = {r: int(read(r, "progress") or -1) for r in range(replicas)}
+    errors = {r: text for r in range(replicas) if (text := read(r, "error")) is not None}
     lead = max(progress.values())
-    behind = [r for r, k in progress.items() if k < lead]
+    if lead < 0:
+        return "no replica started"
+    behind = [r for r, k in progress.items() if k < lead] or sorted(errors)
     if not behind:
         return f"every replica reached step {lead}"
-    return "; ".join(f"rank {r} never reached step {lead} (stuck at step {max(progress[r], 0)}; the others "
+    return "; ".join(f"rank {r} failed: {errors[r]}" if r in errors else
+                     f"rank {r} never reached step {lead} (stuck at step {max(progress[r], 0)}; the others "
                      "waited for it)" for r in behind)
 
 

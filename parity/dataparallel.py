@@ -11,7 +11,8 @@ launcher, batch-norm mode, the running-statistics rule expected and the ones mea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,21 @@ from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.replicas import ReplicaCase, diagnose, load_rank
 from resnet_rosetta.common.tolerance import compare, tolerance
 from . import dp_oracle
-from .engine import ORACLE, Comparison, Row
+from .engine import ORACLE, Comparison, ParityCase, Row
 
 CHECK = "dp"
 DEFAULT_STEPS = 3
+
+
+def with_dp(checks: tuple[str, ...], replicas: int | None, batch: int, steps: int) -> tuple[str, ...]:
+    """The checks of a run: `dp` added when replicas are asked for (which are checked first), and
+    refused without them."""
+    if replicas is None:
+        if CHECK in checks:
+            raise UserError("--checks dp needs --data-parallel N (the number of replicas)")
+        return checks
+    check_replicas(replicas, batch, steps)
+    return checks if CHECK in checks else (*checks, CHECK)
 
 
 def check_replicas(replicas: int, batch: int, steps: int) -> None:
@@ -43,10 +55,58 @@ def check_replicas(replicas: int, batch: int, steps: int) -> None:
 
 @dataclass
 class DpFound:
+    """The dp check's comparisons, failures, unsupported features and the `data_parallel` section."""
+
     comparisons: list[Comparison] = field(default_factory=list)
     section: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     unsupported: dict[str, str] = field(default_factory=dict)
+
+
+def run_cases(cases: list[ParityCase], names: tuple[str, ...], replicas: int, steps: int, seed: int,
+              run_dir: Path, timeout: float) -> DpFound:
+    """The dp check of every architecture: the case's weights, K fresh global batches of its size."""
+    found = DpFound(section={"replicas": replicas, "steps": steps, "archs": {}})
+    for case in cases:
+        drawn = ParityCase.seeded(case.spec, int(case.x.shape[-1]), len(case.x), seed, case.weights,
+                                  replace(case.hyper, steps=steps), grad_size=int(case.batches[0][0].shape[-1]))
+        h = case.hyper
+        one = run_dp(ReplicaCase(case.spec, drawn.weights, drawn.batches, replicas, h.lr, h.momentum, h.weight_decay),
+                     names, run_dir / "dp" / case.spec.name, timeout)
+        found.comparisons += one.comparisons
+        found.errors.update({f"{case.spec.name} {k}": v for k, v in one.errors.items()})
+        found.unsupported.update(one.unsupported)
+        found.section["archs"][case.spec.name] = one.section
+    return found
+
+
+def terminal(section: dict[str, Any]) -> str:
+    """Per architecture and variant: engine, batch-norm mode and how running statistics were kept."""
+    lines = [f"\ndata parallel: {section['replicas']} replicas, {section['steps']} SGD steps"]
+    for arch, variants in section["archs"].items():
+        for variant, info in variants.items():
+            measured = ", ".join(info["running_stats_measured"]) or "none of the known rules"
+            lines.append(f"  {arch} · {variant}: {info['engine']} over {info['backend']}; batch norm "
+                         f"{info['batch_norm']}; running statistics expected {info['running_stats_rule']}, "
+                         f"measured {measured}; SyncBatchNorm {info['sync_batch_norm']['status']}")
+    return "\n".join(lines)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The `data_parallel` section as a Markdown table ('' without one)."""
+    section = doc.get("data_parallel")
+    if not section:
+        return ""
+    out = [f"## Data parallel ({section['replicas']} replicas, {section['steps']} SGD steps)", "",
+           "| arch | variant | engine | backend | launcher | batch norm | running statistics (expected; measured) "
+           "| SyncBatchNorm |", "|---|---|---|---|---|---|---|---|"]
+    for arch, variants in section["archs"].items():
+        for variant, i in variants.items():
+            sync = i["sync_batch_norm"]
+            out.append(f"| {arch} | {variant} | {i['engine']} | {i['backend']} | {i['launcher']} | {i['batch_norm']} "
+                       f"| {i['running_stats_rule']}; {', '.join(i['running_stats_measured']) or 'none'} "
+                       f"| {sync['status']}{': ' + sync['reason'] if sync.get('reason') else ''} |")
+    return "\n".join(out) + "\n"
 
 
 def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: float) -> DpFound:
@@ -56,6 +116,7 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
     case.save(case_file)
     found, runs = DpFound(), {}
     for name in names:
+        print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
             for info in _job(name, case, case_file, folder, timeout):
                 runs[info["variant"]] = (info, _outputs(folder / info["variant"].replace("/", "-"), case.replicas))

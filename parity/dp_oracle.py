@@ -68,16 +68,16 @@ def reference(case: ReplicaCase, batch_norm: str, gates: Gates | None = None, st
             params[name] = params[name] - case.lr * momentum[name]
         out[f"dp/step{k}.loss"] = np.array([np.mean(losses)])
         out.update({f"dp/step{k}:{n}": v for n, v in params.items()})
-    return out, running_statistics(start, feeds, m, case.replicas), match
+    return out, running_statistics(start, feeds, m, case.replicas, batch_norm == "sync"), match
 
 
-def running_statistics(start: Weights, feeds: list[list[Weights]], m: float, replicas: int
+def running_statistics(start: Weights, feeds: list[list[Weights]], m: float, replicas: int, whole: bool = False
                        ) -> dict[str, list[Weights]]:
     """Per rule, each replica's running statistics after the last step, from the batch statistics
-    fed at each step (`feeds[k][r]`: shard r's, or one entry for the whole batch)."""
+    fed at each step (`feeds[k][r]`: shard r's; with `whole`, one entry: the whole batch's)."""
     def fold(old: Weights, feed: Weights) -> Weights:
         return {n: (1 - m) * old[n] + m * feed[n] for n in old}
-    if len(feeds[0]) == 1:
+    if whole:
         kept = start
         for (feed,) in feeds:
             kept = fold(kept, feed)

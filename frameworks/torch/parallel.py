@@ -44,7 +44,7 @@ def _replica(rank: int, case_file: str, folder: str, port: int, threads: int, ti
         torch.set_num_threads(threads)
         case = ReplicaCase.load(Path(case_file))
         dist.init_process_group(BACKEND, init_method=f"tcp://{HOST}:{port}", rank=rank, world_size=case.replicas,
-                                timeout=datetime.timedelta(seconds=timeout))
+                                timeout=datetime.timedelta(seconds=timeout + 60))  # the job's limit ends it first
         try:
             trainer = Trainer(case.spec, case.weights, lr=case.lr, momentum=case.momentum,
                               weight_decay=case.weight_decay, record_gates=True)
