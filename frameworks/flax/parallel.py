@@ -5,8 +5,8 @@
   (`NamedSharding`, P("data")) and everything else replicated: XLA partitions the whole step, so
   batch norm sees the GLOBAL batch (sync batch norm for free) and gradients are exact;
 - `flax/shard_map`: the same loss under `jax.shard_map`, each device normalising its own shard;
-  gradients and the updated running statistics are averaged with `lax.pmean` (what Flax's ImageNet
-  example does with its batch statistics).
+  the gradient is that of the replicas' mean loss and the updated running statistics are averaged
+  with `lax.pmean` (what Flax's ImageNet example does with its batch statistics).
 Replicas are devices of one process, so a fault takes down all of them at once.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
     infos = []
     for variant, engine, bn, rule in (
             ("flax", "jax.jit over a Mesh, batch NamedSharding P('data'), the rest replicated", "sync", "global"),
-            ("flax/shard_map", "jax.shard_map over a Mesh, lax.pmean of gradients and batch statistics",
+            ("flax/shard_map", "jax.shard_map over a Mesh, gradient of the lax.pmean'd loss, statistics pmean'd",
              "local", "replica_mean")):
         _train(case, mesh, Path(folder) / variant.replace("/", "-"), variant == "flax/shard_map")
         infos.append({"variant": variant, "engine": engine, "batch_norm": bn, "running_stats_rule": rule, **common,
@@ -76,14 +76,19 @@ def _train(case: ReplicaCase, mesh: Mesh, out: Path, per_replica: bool) -> None:
 
 
 def _local_step(trainer: Trainer, mesh: Mesh) -> Any:
-    """One SGD step per shard: the trainer's loss on the shard, gradients and statistics pmean'd."""
-    grad_fn = jax.value_and_grad(trainer.loss_fn, has_aux=True)
+    """One SGD step per shard: the gradient of the replicas' mean loss (JAX's varying-axes typing
+    sums the gradient of the replicated parameters over the mesh, so a `pmean` of per-shard
+    gradients would double them: measured), the updated statistics pmean'd."""
+    def mean_loss(params: Any, batch_stats: Any, x: jnp.ndarray, y: jnp.ndarray) -> tuple[jnp.ndarray, Any]:
+        loss, aux = trainer.loss_fn(params, batch_stats, x, y)
+        return jax.lax.pmean(loss, AXIS), (loss, aux)
+    grad_fn = jax.value_and_grad(mean_loss, has_aux=True)
 
     def step(params: Any, batch_stats: Any, opt_state: Any, x: jnp.ndarray, y: jnp.ndarray) -> tuple:
-        (loss, (batch_stats, gates)), grads = grad_fn(params, batch_stats, x, y)
-        grads, batch_stats = jax.lax.pmean((grads, batch_stats), AXIS)
+        (_, (loss, (batch_stats, gates))), grads = grad_fn(params, batch_stats, x, y)
         updates, opt_state = trainer.tx.update(grads, opt_state, params)
-        return loss[None], optax.apply_updates(params, updates), batch_stats, opt_state, gates
+        return (loss[None], optax.apply_updates(params, updates), jax.lax.pmean(batch_stats, AXIS), opt_state,
+                gates)
     return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
                                  out_specs=(P(AXIS), P(), P(), P(), P(AXIS))))
 
