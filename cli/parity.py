@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                    f"(default: {', '.join(DEFAULT_ARCHS)})")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated")
     p.add_argument("--checks", help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all of them "
-                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16)")
+                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16; dp only with and always "
+                                    "with --data-parallel)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
                         "inputs onto that grid, run every layer in it and compare with the float64 oracle "

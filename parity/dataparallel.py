@@ -64,15 +64,16 @@ class DpFound:
 
 
 def run_cases(cases: list[ParityCase], names: tuple[str, ...], replicas: int, steps: int, seed: int,
-              run_dir: Path, timeout: float) -> DpFound:
-    """The dp check of every architecture: the case's weights, K fresh global batches of its size."""
+              run_dir: Path, timeout: float, pythons: dict[str, str] | None = None) -> DpFound:
+    """The dp check of every architecture: the case's weights, K fresh global batches of its size;
+    each framework's job under its `pythons` interpreter (default: this one)."""
     found = DpFound(section={"replicas": replicas, "steps": steps, "archs": {}})
     for case in cases:
         drawn = ParityCase.seeded(case.spec, int(case.x.shape[-1]), len(case.x), seed, case.weights,
                                   replace(case.hyper, steps=steps), grad_size=int(case.batches[0][0].shape[-1]))
         h = case.hyper
         one = run_dp(ReplicaCase(case.spec, drawn.weights, drawn.batches, replicas, h.lr, h.momentum, h.weight_decay),
-                     names, run_dir / "dp" / case.spec.name, timeout)
+                     names, run_dir / "dp" / case.spec.name, timeout, pythons)
         found.comparisons += one.comparisons
         found.errors.update({f"{case.spec.name} {k}": v for k, v in one.errors.items()})
         found.unsupported.update(one.unsupported)
@@ -109,7 +110,8 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: float) -> DpFound:
+def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: float,
+           pythons: dict[str, str] | None = None) -> DpFound:
     """Run every framework's dp job, the oracle of each variant's semantics and the comparisons."""
     folder.mkdir(parents=True, exist_ok=True)
     case_file = folder / "case.safetensors"
@@ -118,7 +120,7 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
     for name in names:
         print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
-            for info in _job(name, case, case_file, folder, timeout):
+            for info in _job(name, case, case_file, folder, timeout, (pythons or {}).get(name)):
                 runs[info["variant"]] = (info, _outputs(folder / info["variant"].replace("/", "-"), case.replicas))
         except process.ProcessFailed as exc:
             found.errors[f"{name} dp"] = str(exc)
@@ -151,14 +153,15 @@ def job(name: str, case_file: str, folder: str, timeout: float) -> list[dict[str
     return frameworks.load(name, "parallel").run(case_file, folder, timeout)
 
 
-def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: float) -> list[dict[str, Any]]:
+def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: float,
+         python: str | None) -> list[dict[str, Any]]:
     env = {**os.environ}
     if name == "flax":  # N host devices exist only if set before JAX starts
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={case.replicas}".strip()
         env["JAX_PLATFORMS"] = "cpu"
     outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout,
-                                   timeout=timeout, env=env, cwd=folder)
+                                   timeout=timeout, env=env, cwd=folder, python=python)
     if outcome.returncode == 0 and outcome.has_result:
         return outcome.result
     raise process.ProcessFailed(f"{name} dp: {diagnose(folder / name, case.replicas)} ({outcome.describe()})")

@@ -100,7 +100,7 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
     try:
         found = _run_cases(s, cases, run_dir) if set(s.checks) - {dataparallel.CHECK} else _Found()
         dp = dataparallel.run_cases(cases, s.frameworks, s.data_parallel, s.dp_steps, s.seed, run_dir,
-                                    s.timeout) if s.data_parallel else None
+                                    s.timeout, s.python) if s.data_parallel else None
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

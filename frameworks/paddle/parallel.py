@@ -23,7 +23,8 @@ BACKEND = "gloo"
 
 
 def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case with N replicas; one variant: `paddle` (local batch norm)."""
+    """Train the dp case with N replicas; one variant: `paddle` (local batch norm). `timeout` is the
+    job's own limit (parity/dataparallel.py): spawn has no rendezvous timeout to pass it to."""
     case = ReplicaCase.load(Path(case_file))
     out = Path(folder) / "paddle"
     out.mkdir(parents=True, exist_ok=True)
