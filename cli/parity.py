@@ -16,6 +16,7 @@ there (the report lists every such input), so the gradient bounds hold strictly;
 K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
 checks with every layer in that dtype, against the oracle on the same rounded inputs;
 a framework without kernels for it on this device is reported as unsupported, not as a failure.
+`--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md).
 """
 from __future__ import annotations
 
