@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="add the dp check: each framework trains on one global batch split over N >= 2 replicas "
                         "with its own engine (DDP, paddle.DataParallel, a JAX device mesh), against the float64 "
                         "oracle of the same batch-norm semantics; N must divide --batch")
-    p.add_argument("--dp-steps", type=integer("--dp-steps"), default=3, metavar="K",
+    p.add_argument("--dp-steps", type=integer("--dp-steps"), default=Settings.dp_steps, metavar="K",
                    help="SGD steps of the dp check (default 3)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown tables")
