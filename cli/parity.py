@@ -16,6 +16,7 @@ there (the report lists every such input), so the gradient bounds hold strictly;
 K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
 checks with every layer in that dtype, against the oracle on the same rounded inputs;
 a framework without kernels for it on this device is reported as unsupported, not as a failure.
+`--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                    f"(default: {', '.join(DEFAULT_ARCHS)})")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated")
     p.add_argument("--checks", help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all of them "
-                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16)")
+                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16; dp only with and always "
+                                    "with --data-parallel)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
                         "inputs onto that grid, run every layer in it and compare with the float64 oracle "
@@ -70,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "resnet-rosetta installed there (implies --isolate)")
     p.add_argument("--timeout", type=number("--timeout", 0, 10**7, low_open=True), default=900, help="seconds per worker process (default 900)")
     p.add_argument("--run-dir", help="keep the isolated run's exchange files in this folder")
+    p.add_argument("--data-parallel", type=integer("--data-parallel"), metavar="N",
+                   help="add the dp check: each framework trains on one global batch split over N >= 2 replicas "
+                        "with its own engine (DDP, paddle.DataParallel, a JAX device mesh), against the float64 "
+                        "oracle of the same batch-norm semantics; N must divide --batch")
+    p.add_argument("--dp-steps", type=integer("--dp-steps"), default=Settings.dp_steps, metavar="K",
+                   help="SGD steps of the dp check (default 3)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown tables")
     return p
@@ -94,5 +102,5 @@ def run(args: argparse.Namespace) -> int:
         bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, device=args.device,
         isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
-        markdown=args.markdown))
+        markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps))
     return 0 if doc["passed"] else 1

@@ -27,10 +27,10 @@ from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
 from resnet_rosetta.frameworks import FRAMEWORKS, devices
 from resnet_rosetta.frameworks.weights import read_weights
-from . import engine, isolation, report
+from . import dataparallel, engine, isolation, report
 
 DEFAULT_ARCHS = ("resnet18", "resnet50")
-ALL_CHECKS = engine.CHECKS
+ALL_CHECKS = engine.CHECKS + (dataparallel.CHECK,)
 FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
 RUNNING_VAR_FEEDS = ("unbiased", "biased", "native")
 
@@ -59,6 +59,8 @@ class Settings:
     run_dir: str | None = None
     json_out: str | None = None
     markdown: str | None = None
+    data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
+    dp_steps: int = dataparallel.DEFAULT_STEPS
 
     def validated(self) -> Settings:
         for name in self.frameworks:
@@ -72,7 +74,8 @@ class Settings:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)} and the running-variance feed one of "
                             f"{', '.join(RUNNING_VAR_FEEDS)}")
         low_precision = self.dtype != "fp32"
-        checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else ALL_CHECKS
+        checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else engine.CHECKS
+        checks = dataparallel.with_dp(tuple(checks), self.data_parallel, self.batch, self.dp_steps)
         unknown = [c for c in checks if c not in ALL_CHECKS]
         if unknown or not checks:
             raise UserError(f"unknown check {unknown[0] if unknown else '(none)'!r}; known: {', '.join(ALL_CHECKS)}")
@@ -106,18 +109,28 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
              for spec, weights in _participants(s)]
     run_dir = Path(s.run_dir) if s.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
     try:
-        _run_cases(s, cases, run_dir, found)
+        if set(s.checks) - {dataparallel.CHECK}:
+            _run_cases(s, cases, run_dir, found)
+        dp = dataparallel.run_cases(cases, s.frameworks, s.data_parallel, s.dp_steps, s.seed, run_dir,
+                                    s.timeout, s.python) if s.data_parallel else None
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+    if dp is not None:
+        found.comparisons += dp.comparisons
+        found.errors.update(dp.errors)
+        found.unsupported.update(dp.unsupported)
     doc = report.to_json(found.comparisons, _settings_record(s, cases, hyper), found.numerics, found.errors,
                          found.conventions, found.unsupported, found.branches)
     print(report.terminal(found.comparisons, found.errors, found.conventions, found.unsupported, found.branches),
           file=out)
+    if dp is not None:
+        doc["data_parallel"] = dp.section
+        print(dataparallel.terminal(dp.section), file=out)
     if s.json_out:
         atomic_write_text(s.json_out, json.dumps(doc, indent=2) + "\n")
     if s.markdown:
-        atomic_write_text(s.markdown, report.markdown(doc))
+        atomic_write_text(s.markdown, report.markdown(doc) + dataparallel.markdown(doc))
     print(f"\nparity: {'PASS' if doc['passed'] else 'FAIL'}", file=out)
     return doc
 

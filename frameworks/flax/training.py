@@ -51,6 +51,7 @@ class Trainer:
             updates, opt_state = tx.update(grads, opt_state, params)
             return loss, optax.apply_updates(params, updates), batch_stats, opt_state, gates
 
+        self.tx, self.loss_fn, self.step_fn = tx, loss_fn, step  # for data parallel (parallel.py)
         self._grads = jax.jit(grad_fn)
         self._step = jax.jit(step)
 

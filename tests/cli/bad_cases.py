@@ -341,6 +341,18 @@ for _cmd, _flag, _value, _expect in [
                       _expect))
 
 
+PARITY_DP = ["parity", "--arch", "resnet18_small", "--batch", "4", "--checks", "eval"]
+for _extra, _expect in [
+    (["--data-parallel", "1"], "--data-parallel expects N >= 2 replicas, found 1"),
+    (["--data-parallel", "3"], "--data-parallel 3 must divide --batch 4 into equal shards"),
+    (["--data-parallel", "8"], "--data-parallel 8 must divide --batch 4 into equal shards"),
+    (["--data-parallel", "2", "--dp-steps", "0"], "--dp-steps expects K >= 1, found 0"),
+    (["--checks", "dp"], "--checks dp needs --data-parallel N"),
+]:
+    CASES.append(Case(f"option-parity{''.join(_extra)}", "options", f"`parity --batch 4 {' '.join(_extra)}`",
+                      _options([*PARITY_DP, *_extra], "--json", "p.json"), _expect))
+
+
 @functools.lru_cache(maxsize=None)
 def _trained() -> tuple[bytes, bytes]:
     """A real one-epoch training checkpoint pair (tiny), as bytes, made once."""

@@ -1,0 +1,64 @@
+"""Data parallel in Paddle: paddle.DataParallel over paddle.distributed (gloo on a CPU build), one
+process per replica started by paddle.distributed.spawn, rendezvous on 127.0.0.1 at a free port.
+
+Each replica wraps the ordinary trainer's model (training.py) in DataParallel and trains its shard
+of every global batch; DataParallel averages the gradients (and copies rank 0's parameters and
+buffers once, when it is built). SyncBatchNorm is tried on the same device and reported, never
+substituted.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+
+from resnet_rosetta.common.replicas import (HOST, ReplicaCase, free_port, replica, save_sync_bn, sync_bn_record,
+                                           train_replica)
+from .training import Trainer
+
+BACKEND = "gloo"
+
+
+def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
+    """Train the dp case with N replicas; one variant: `paddle` (local batch norm). `timeout` is the
+    job's own limit (parity/dataparallel.py): spawn has no rendezvous timeout to pass it to."""
+    case = ReplicaCase.load(Path(case_file))
+    out = Path(folder) / "paddle"
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // case.replicas)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each spawned replica when Paddle starts
+    dist.spawn(_replica, args=(case_file, str(out)), nprocs=case.replicas, join=True, backend=BACKEND,
+               ips=HOST, started_port=free_port())
+    return [{"variant": "paddle", "framework": "paddle", "engine": "paddle.DataParallel",
+             "backend": BACKEND, "launcher": f"paddle.distributed.spawn, one process per replica, {HOST}",
+             "replicas": case.replicas, "threads_per_replica": threads, "batch_norm": "local",
+             "running_stats_rule": "local", "sync_batch_norm": sync_bn_record(out)}]
+
+
+def _replica(case_file: str, folder: str) -> None:
+    out = Path(folder)
+    dist.init_parallel_env()
+    rank = dist.get_rank()
+    with replica(out, rank):
+        case = ReplicaCase.load(Path(case_file))
+        trainer = Trainer(case.spec, case.weights, lr=case.lr, momentum=case.momentum,
+                          weight_decay=case.weight_decay, record_gates=True)
+        trainer.model = paddle.DataParallel(trainer.model)
+        train_replica(trainer, case, rank, out)
+        reason = _try_sync_bn()  # on every rank: where it runs, it is a collective
+        if rank == 0:
+            save_sync_bn(out, reason)
+
+
+def _try_sync_bn() -> str:
+    """SyncBatchNorm on this device: '' when a train-mode forward runs, else the engine's own error."""
+    layer = paddle.nn.SyncBatchNorm(4)
+    layer.train()
+    try:
+        layer(paddle.to_tensor(np.zeros((2, 4, 4, 4), np.float32)))
+    except (ValueError, RuntimeError, NotImplementedError) as exc:
+        return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    return ""

@@ -1,0 +1,68 @@
+"""Data parallel in PyTorch: DistributedDataParallel over torch.distributed (gloo on CPU), one
+process per replica started by torch.multiprocessing, rendezvous on 127.0.0.1 at a free port.
+
+Each replica wraps the ordinary trainer's model (training.py) in DDP with its defaults
+(broadcast_buffers=True: rank 0's running statistics are copied to every rank before each
+forward) and trains its shard of every global batch; DDP averages the gradients. SyncBatchNorm
+is tried on the same shards and reported, never substituted.
+"""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from resnet_rosetta.common.replicas import (HOST, ReplicaCase, free_port, replica, save_sync_bn, sync_bn_record,
+                                           train_replica)
+from .training import Trainer
+
+BACKEND = "gloo"
+
+
+def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
+    """Train the dp case with N replicas; one variant: `torch` (local batch norm)."""
+    case = ReplicaCase.load(Path(case_file))
+    out = Path(folder) / "torch"
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, torch.get_num_threads() // case.replicas)
+    mp.start_processes(_replica, args=(case_file, str(out), free_port(), threads, timeout),
+                       nprocs=case.replicas, join=True, start_method="spawn")
+    return [{"variant": "torch", "framework": "torch",
+             "engine": "torch.nn.parallel.DistributedDataParallel (broadcast_buffers=True, the default)",
+             "backend": BACKEND, "launcher": "torch.multiprocessing.start_processes (spawn), one process per "
+                                             f"replica, tcp://{HOST}", "replicas": case.replicas,
+             "threads_per_replica": threads, "batch_norm": "local", "running_stats_rule": "rank0_broadcast",
+             "sync_batch_norm": sync_bn_record(out)}]
+
+
+def _replica(rank: int, case_file: str, folder: str, port: int, threads: int, timeout: float) -> None:
+    out = Path(folder)
+    with replica(out, rank):
+        torch.set_num_threads(threads)
+        case = ReplicaCase.load(Path(case_file))
+        dist.init_process_group(BACKEND, init_method=f"tcp://{HOST}:{port}", rank=rank, world_size=case.replicas,
+                                timeout=datetime.timedelta(seconds=timeout + 60))  # the job's limit ends it first
+        try:
+            trainer = Trainer(case.spec, case.weights, lr=case.lr, momentum=case.momentum,
+                              weight_decay=case.weight_decay, record_gates=True)
+            trainer.model = torch.nn.parallel.DistributedDataParallel(trainer.model)
+            train_replica(trainer, case, rank, out)
+            reason = _try_sync_bn(trainer)  # on every rank: where it runs, it is a collective
+            if rank == 0:
+                save_sync_bn(out, reason)
+        finally:
+            dist.destroy_process_group()
+
+
+def _try_sync_bn(trainer: Trainer) -> str:
+    """SyncBatchNorm on this device: '' when a train-mode forward runs, else the engine's own error."""
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.model.module.bn1)
+    x = torch.zeros((2, model.num_features, 4, 4))
+    try:
+        model.train()(x)
+    except (ValueError, RuntimeError) as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return ""
