@@ -212,10 +212,10 @@ def _native_shape(shape: tuple[int, ...], to_n: Layout) -> tuple[int, ...]:
 
 def detect_paddle_flavour(native: Mapping[str, np.ndarray], source: str = ".pdparams") -> str:
     """This suite's classic-source names (`conv._conv.weight`, or `conv1_1._conv.weight` for a deep
-    stem) or paddle.vision's (`conv1.weight`)."""
+    stem) or paddle.vision's (`conv1.weight`; `conv1.0.weight`, timm's names, for a deep stem)."""
     if "conv._conv.weight" in native or "conv1_1._conv.weight" in native:
         return "paddle"
-    if "conv1.weight" in native:
+    if "conv1.weight" in native or "conv1.0.weight" in native:
         return "paddle-vision"
     raise UserError(f"{source}: holds neither this suite's Paddle names (conv._conv.weight) "
                     f"nor paddle.vision's (conv1.weight); found keys {', '.join(list(map(str, native))[:4])}")

@@ -99,12 +99,13 @@ def test_resnet_d_file_chain_infers_the_preset_and_comes_back_bit_identical(tmp_
     spec = get_spec("resnet18d")
     weights = random_weights(spec, seed=5)
     save_canonical(tmp_path / "w.safetensors", weights, spec)
-    chain = ["w.safetensors", "a.pdparams", "b.msgpack", "c.pth", "back.safetensors"]
+    chain = ["w.safetensors", "a.pdparams", "b.msgpack", "c.pth", "d.pdparams", "back.safetensors"]
     for src, dst in zip(chain, chain[1:]):
-        assert main(["convert", str(tmp_path / src), str(tmp_path / dst)]) == 0
-    for name in chain[1:4]:  # native files carry no spec: the preset comes from their keys and shapes
-        _, inferred, _ = read_weights(tmp_path / name)
-        assert inferred.name == "resnet18d"
+        to = ["--to", "paddle-vision"] if dst == "d.pdparams" else []
+        assert main(["convert", str(tmp_path / src), str(tmp_path / dst), *to]) == 0
+    for name, fmt in zip(chain[1:5], ["paddle", "flax", "torch", "paddle-vision"]):
+        _, inferred, found = read_weights(tmp_path / name)  # no spec inside: the preset comes from the keys
+        assert (inferred.name, found) == ("resnet18d", fmt)
     back, back_spec, _ = read_weights(tmp_path / "back.safetensors")
     assert back_spec == spec and all(np.array_equal(back[k], weights[k]) for k in weights)
 
