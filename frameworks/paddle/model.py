@@ -105,7 +105,8 @@ class BasicBlock(nn.Layer):
         self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = _short(plan, spec)
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
+                                     is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv1 = self.conv1(self.conv0(inputs))
@@ -122,17 +123,13 @@ class BottleneckBlock(nn.Layer):
         self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = _short(plan, spec)
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
+                                     is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv2 = self.conv2(self.conv1(self.conv0(inputs)))
         short = inputs if self.shortcut else self.short(inputs)
         return nn.functional.relu(paddle.add(short, conv2))
-
-
-def _short(plan: BlockPlan, spec: ResNetSpec) -> ConvBNLayer:
-    """The projection shortcut: a strided 1x1 ConvBNLayer, or the vd source's pooled one."""
-    return ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride, is_vd_mode=plan.pool)
 
 
 class ResNet(nn.Layer):
