@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def rows() -> list[dict[str, object]]:
     return [{"name": s.name, "block": s.block, "depths": list(s.depths), "groups": s.groups,
-             "width_per_group": s.width_per_group, "stem": s.stem, "num_classes": s.num_classes,
+             "width_per_group": s.width_per_group, "stem": s.stem, "downsample": s.downsample, "num_classes": s.num_classes,
              "input_size": s.input_size, "parameters": parameter_count(s), "gmacs": macs(s) / 1e9}
             for s in PRESETS]
 

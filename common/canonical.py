@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import save_safetensors
 from .errors import UserError, note
-from .spec import ResNetSpec, block_plan, stem_geometry
+from .spec import ResNetSpec, block_plan, downsample_names, stem_convs
 
 FORMAT_NAME = "resnet-rosetta-canonical"
 FORMAT_VERSION = "1"
@@ -30,11 +30,11 @@ def canonical_modules(spec: ResNetSpec) -> list[tuple[str, str, tuple[int, ...]]
 
     kind is "conv", "bn" or "fc"; for bn the shape is (channels,).
     """
-    k = stem_geometry(spec)[0]
-    mods: list[tuple[str, str, tuple[int, ...]]] = [
-        ("conv1", "conv", (spec.stem_width, spec.in_channels, k, k)),
-        ("bn1", "bn", (spec.stem_width,)),
-    ]
+    mods: list[tuple[str, str, tuple[int, ...]]] = []
+    for c in stem_convs(spec):
+        mods += [(c.conv, "conv", (c.out_channels, c.in_channels, c.kernel, c.kernel)),
+                 (c.bn, "bn", (c.out_channels,))]
+    short_conv, short_bn = downsample_names(spec)
     for b in block_plan(spec):
         p = b.prefix
         if spec.block == "basic":
@@ -50,18 +50,19 @@ def canonical_modules(spec: ResNetSpec) -> list[tuple[str, str, tuple[int, ...]]
                      (f"{p}.conv3", "conv", (b.out_channels, b.mid_channels, 1, 1)),
                      (f"{p}.bn3", "bn", (b.out_channels,))]
         if b.downsample:
-            mods += [(f"{p}.downsample.0", "conv", (b.out_channels, b.in_channels, 1, 1)),
-                     (f"{p}.downsample.1", "bn", (b.out_channels,))]
+            mods += [(f"{p}.{short_conv}", "conv", (b.out_channels, b.in_channels, 1, 1)),
+                     (f"{p}.{short_bn}", "bn", (b.out_channels,))]
     mods.append(("fc", "fc", (spec.num_classes, spec.feature_dim)))
     return mods
 
 
 def relu_sites(spec: ResNetSpec) -> list[str]:
     """Every ReLU of `spec`, in execution order, named by the canonical module whose output it
-    gates: the batch norms followed by a ReLU (`bn1`, `layerS.I.bn1`, and `layerS.I.bn2` in a
-    bottleneck) and each block (`layerS.I`), whose output is the ReLU of the residual sum."""
+    gates: the batch norms followed by a ReLU (the stem's: `bn1`, and `conv1.1`, `conv1.4` in a deep
+    stem; `layerS.I.bn1`, and `layerS.I.bn2` in a bottleneck) and each block (`layerS.I`), whose
+    output is the ReLU of the residual sum."""
     inner = ("bn1",) if spec.block == "basic" else ("bn1", "bn2")
-    sites = ["bn1"]
+    sites = [c.bn for c in stem_convs(spec)]
     for b in block_plan(spec):
         sites += [f"{b.prefix}.{bn}" for bn in inner] + [b.prefix]
     return sites

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .canonical import canonical_shapes, is_buffer
-from .spec import ResNetSpec, block_plan, stem_geometry
+from .spec import ResNetSpec, block_plan, has_max_pool, stem_convs
 
 
 def parameter_count(spec: ResNetSpec) -> int:
@@ -22,12 +22,14 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
 
 
 def macs(spec: ResNetSpec, size: int | None = None) -> int:
-    """Multiply-accumulates of convolutions and the classifier for one square image."""
-    size = spec.input_size if size is None else size
-    k, s, p = stem_geometry(spec)
-    h = _conv_out(size, k, s, p)
-    total = h * h * spec.stem_width * spec.in_channels * k * k
-    if spec.stem == "imagenet":
+    """Multiply-accumulates of convolutions and the classifier for one square image (pooling and
+    batch norm not counted, as timm's and torchvision's published figures)."""
+    h = spec.input_size if size is None else size
+    total = 0
+    for c in stem_convs(spec):
+        h = _conv_out(h, c.kernel, c.stride, c.padding)
+        total += h * h * c.out_channels * c.in_channels * c.kernel * c.kernel
+    if has_max_pool(spec):
         h = _conv_out(h, 3, 2, 1)
     for b in block_plan(spec):
         h_out = _conv_out(h, 3, b.stride, 1)

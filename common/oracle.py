@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .canonical import Weights
-from .spec import ResNetSpec, block_plan, stem_geometry
+from .spec import ResNetSpec, block_plan, downsample_names, has_max_pool, stem_convs
 from .tolerance import KINK_MARGIN
 
 Gates = dict[str, np.ndarray]  # ReLU site (see canonical.relu_sites) -> bool array, True where the input was > 0
@@ -68,6 +68,32 @@ def max_pool_3x3_s2_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
         i, j = divmod(k, 3)
         dxp[:, :, i:i + 2 * (oh - 1) + 1:2, j:j + 2 * (ow - 1) + 1:2] += np.where(first == k, dy, 0.0)
     return dxp[:, :, 1:-1, 1:-1]
+
+
+def _avg_pool_windows(h: int, w: int) -> tuple[tuple[int, int], np.ndarray]:
+    """Zero padding (bottom, right) that makes 2x2/2 windows cover an h x w map in ceil mode, and
+    the count of real (unpadded) elements in each window: the divisor with padding excluded."""
+    pads = (h % 2, w % 2)
+    ones = np.pad(np.ones((h, w)), ((0, pads[0]), (0, pads[1])))
+    return pads, ones.reshape((h + pads[0]) // 2, 2, (w + pads[1]) // 2, 2).sum(axis=(1, 3))
+
+
+def avg_pool_2x2_s2_ceil(x: np.ndarray) -> np.ndarray:
+    """2x2 average pool, stride 2, ceil mode, padding excluded from the average, as
+    torch.nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False): a trailing odd row or column
+    is averaged over its real elements only."""
+    n, c, h, w = x.shape
+    (ph, pw), count = _avg_pool_windows(h, w)
+    xp = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
+    return xp.reshape(n, c, (h + ph) // 2, 2, (w + pw) // 2, 2).sum(axis=(3, 5)) / count
+
+
+def avg_pool_2x2_s2_ceil_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each output gradient, divided by its window's count, to every real element of the window."""
+    h, w = x.shape[2:]
+    _, count = _avg_pool_windows(h, w)
+    spread = np.repeat(np.repeat(dy / count, 2, axis=2), 2, axis=3)
+    return spread[:, :, :h, :w]
 
 
 @dataclass(frozen=True)
@@ -211,6 +237,12 @@ class Oracle:
             self._tape.record(y, lambda dy: [(x, max_pool_3x3_s2_backward(dy, x))])
         return y
 
+    def _avg_pool(self, x: np.ndarray) -> np.ndarray:
+        y = avg_pool_2x2_s2_ceil(x)
+        if self._tape is not None:
+            self._tape.record(y, lambda dy: [(x, avg_pool_2x2_s2_ceil_backward(dy, x))])
+        return y
+
     def _head(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global average pool and the fully connected classifier."""
         pooled = x.mean(axis=(2, 3))
@@ -257,10 +289,12 @@ class Oracle:
         """Named stage outputs (stem, layer1..layer4, pooled, logits) for an NCHW batch."""
         spec = self.spec
         relu = self._relu
-        k, s, p = stem_geometry(spec)
-        x = relu(self._bn(self._conv(np.asarray(x, np.float64), "conv1", s, p), "bn1", train), "bn1")
-        if spec.stem == "imagenet":
+        x = np.asarray(x, np.float64)
+        for c in stem_convs(spec):
+            x = relu(self._bn(self._conv(x, c.conv, c.stride, c.padding), c.bn, train), c.bn)
+        if has_max_pool(spec):
             x = self._max_pool(x)
+        short_conv, short_bn = downsample_names(spec)
         out = {"stem": x}
         for b in block_plan(spec):
             pre = b.prefix
@@ -273,7 +307,8 @@ class Oracle:
                          f"{pre}.bn2")
                 y = self._bn(self._conv(y, f"{pre}.conv3", 1, 0), f"{pre}.bn3", train)
             if b.downsample:
-                x = self._bn(self._conv(x, f"{pre}.downsample.0", b.stride, 0), f"{pre}.downsample.1", train)
+                x = self._avg_pool(x) if b.pool else x
+                x = self._bn(self._conv(x, f"{pre}.{short_conv}", b.shortcut_stride, 0), f"{pre}.{short_bn}", train)
             x = relu(self._add(x, y), pre)
             out[f"layer{b.stage}"] = x
         out["pooled"], out["logits"] = self._head(x)

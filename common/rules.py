@@ -10,6 +10,12 @@ its tensors. Native state is a flat dict of NumPy arrays; nested trees (Flax) us
     layer2.0.downsample.0.weight      same         bb_1_0.short._conv.weight      same               params/layer2_0/downsample_conv/kernel
     fc.weight             [out, in]   same         out.weight [in, out]           fc.weight [in,out] params/fc/kernel [in, out]
 
+ResNet-D (stem "deep", downsample "avg") takes timm's names as canonical; Paddle follows the classic
+vd source (three stem ConvBNLayers `conv1_1..conv1_3`, the pool inside `short`), Flax mirrors timm:
+    conv1.0.weight  (conv1.1 its BN)  same         conv1_1._conv.weight           (none)             params/conv1_0/kernel
+    conv1.6.weight, bn1.weight        same         conv1_3._conv, ._batch_norm    (none)             params/conv1_6, bn1
+    layer2.0.downsample.1.weight      same         bb_1_0.short._conv.weight      (none)             params/layer2_0/downsample_conv/kernel
+
 Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
 """
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from .canonical import Weights, canonical_modules, canonical_shapes, few_keys
 from .errors import UserError
-from .spec import PRESETS, ResNetSpec
+from .spec import PRESETS, ResNetSpec, downsample_names, stem_convs
 
 Layout = Callable[[np.ndarray], np.ndarray]
 
@@ -93,49 +99,58 @@ _BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
 _BLOCK_ITSELF = re.compile(r"^layer(\d+)\.(\d+)$")
 
 
-def _paddle_module(path: str) -> str:
-    """Classic Paddle ResNet names: ConvBNLayer(_conv, _batch_norm), blocks bb_{stage}_{i}, head `out`."""
+def _paddle_module(path: str, spec: ResNetSpec) -> str:
+    """Classic Paddle ResNet names: ConvBNLayer(_conv, _batch_norm), blocks bb_{stage}_{i}, head `out`;
+    the stem is one ConvBNLayer `conv`, or the vd source's three `conv1_1..conv1_3` for a deep stem."""
     if path == "fc":
         return "out"
-    if path in ("conv1", "bn1"):
-        return "conv._conv" if path == "conv1" else "conv._batch_norm"
+    stem = stem_convs(spec)
+    for i, c in enumerate(stem, start=1):
+        layer = "conv" if len(stem) == 1 else f"conv1_{i}"
+        if path in (c.conv, c.bn):
+            return f"{layer}._conv" if path == c.conv else f"{layer}._batch_norm"
     if whole := _BLOCK_ITSELF.match(path):
         return f"bb_{int(whole[1]) - 1}_{whole[2]}"
     m = _BLOCK.match(path)
     assert m, path
     block = f"bb_{int(m[1]) - 1}_{m[2]}"
-    inner = {"downsample.0": "short._conv", "downsample.1": "short._batch_norm"}.get(m[3])
+    inner = dict(zip(downsample_names(spec), ("short._conv", "short._batch_norm"))).get(m[3])
     if inner is None:  # convK / bnK -> conv{K-1}._conv / conv{K-1}._batch_norm
         kind, k = m[3][:-1], int(m[3][-1])
         inner = f"conv{k - 1}." + ("_conv" if kind == "conv" else "_batch_norm")
     return f"{block}.{inner}"
 
 
-def _flax_module(path: str) -> str:
-    """Flax submodule names mirror torchvision; a block is one module `layer{s}_{i}`."""
+def _flax_module(path: str, spec: ResNetSpec) -> str:
+    """Flax submodule names mirror torchvision (a deep stem's `conv1.0` is `conv1_0`); a block is one
+    module `layer{s}_{i}`, its shortcut `downsample_conv` + `downsample_bn` whatever the downsample."""
     if whole := _BLOCK_ITSELF.match(path):
         return f"layer{whole[1]}_{whole[2]}"
     m = _BLOCK.match(path)
     if not m:
-        return path
-    inner = {"downsample.0": "downsample_conv", "downsample.1": "downsample_bn"}.get(m[3], m[3])
+        return path.replace(".", "_")
+    inner = dict(zip(downsample_names(spec), ("downsample_conv", "downsample_bn"))).get(m[3], m[3])
     return f"layer{m[1]}_{m[2]}/{inner}"
 
 
-MODULE_RULES: dict[str, Callable[[str], str]] = {
-    "torch": _same,  # type: ignore[dict-item]
+def _as_canonical(path: str, spec: ResNetSpec) -> str:
+    return path
+
+
+MODULE_RULES: dict[str, Callable[[str, ResNetSpec], str]] = {
+    "torch": _as_canonical,
     "paddle": _paddle_module,
-    "paddle-vision": _same,  # type: ignore[dict-item]
+    "paddle-vision": _as_canonical,
     "flax": _flax_module,
 }
 NATIVE_FORMATS = tuple(MODULE_RULES)
 
 
-def native_module(path: str, fmt: str) -> str:
-    """The native module path of canonical module `path` (a layer, or a block `layerS.I`)."""
+def native_module(path: str, fmt: str, spec: ResNetSpec) -> str:
+    """The native module path of canonical module `path` (a layer, or a block `layerS.I`) of `spec`."""
     if fmt not in MODULE_RULES:
         raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
-    return MODULE_RULES[fmt](path)
+    return MODULE_RULES[fmt](path, spec)
 
 
 # Native tensors that carry no information in the canonical schema, per format.
@@ -151,7 +166,7 @@ def key_map(spec: ResNetSpec, fmt: str) -> dict[str, tuple[str, Layout, Layout]]
     """canonical key -> (native key, to_native, from_native) for every tensor of `spec`."""
     table = {}
     for path, kind, _ in canonical_modules(spec):
-        module = native_module(path, fmt)
+        module = native_module(path, fmt, spec)
         leaves = ("weight",) if kind == "conv" else (
             ("weight", "bias") if kind == "fc" else ("weight", "bias", "running_mean", "running_var"))
         for leaf in leaves:
@@ -196,10 +211,11 @@ def _native_shape(shape: tuple[int, ...], to_n: Layout) -> tuple[int, ...]:
 
 
 def detect_paddle_flavour(native: Mapping[str, np.ndarray], source: str = ".pdparams") -> str:
-    """This suite's classic-source names (`conv._conv.weight`) or paddle.vision's (`conv1.weight`)."""
-    if "conv._conv.weight" in native:
+    """This suite's classic-source names (`conv._conv.weight`, or `conv1_1._conv.weight` for a deep
+    stem) or paddle.vision's (`conv1.weight`; `conv1.0.weight`, timm's names, for a deep stem)."""
+    if "conv._conv.weight" in native or "conv1_1._conv.weight" in native:
         return "paddle"
-    if "conv1.weight" in native:
+    if "conv1.weight" in native or "conv1.0.weight" in native:
         return "paddle-vision"
     raise UserError(f"{source}: holds neither this suite's Paddle names (conv._conv.weight) "
                     f"nor paddle.vision's (conv1.weight); found keys {', '.join(list(map(str, native))[:4])}")
@@ -209,7 +225,7 @@ def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: st
     """`preset` with num_classes and in_channels read off the classifier and stem tensors of
     `native` (those are data, not architecture); None when those tensors are absent."""
     probe = key_map(preset, fmt)
-    fc_bias, conv1 = probe["fc.bias"][0], probe["conv1.weight"][0]
+    fc_bias, conv1 = probe["fc.bias"][0], probe[f"{stem_convs(preset)[0].conv}.weight"][0]
     if fc_bias not in native or conv1 not in native or np.ndim(native[conv1]) != 4:
         return None
     in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW

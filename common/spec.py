@@ -6,6 +6,8 @@ plan (`block_plan`) is the one place where channel counts, strides and shortcuts
 Batch-norm momentum convention: `bn_momentum` is the weight of the *new batch statistic* in the
 running-average update, as in PyTorch (0.1): running = (1 - m) * running + m * batch.
 Paddle and Flax pass `1 - bn_momentum` (0.9) to their own BatchNorm.
+`stem` "deep" and `downsample` "avg" are ResNet-D (timm's resnet*d, PaddleClas' ResNet*_vd): see
+docs/variants.md; `stem_convs` and `BlockPlan.pool` are where their shapes are derived.
 `bn_running_var` says which batch variance feeds the running variance: "unbiased" (n/(n-1),
 PyTorch's native rule) or "biased" (Paddle's and Flax's native rule); "native" lets each
 framework do what it does by default.
@@ -21,7 +23,8 @@ from typing import Iterator, Literal
 from .errors import UserError
 
 BlockType = Literal["basic", "bottleneck"]
-StemType = Literal["imagenet", "small"]
+StemType = Literal["imagenet", "small", "deep"]
+DownsampleType = Literal["conv", "avg"]
 RunningVar = Literal["unbiased", "biased", "native"]
 
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -41,7 +44,8 @@ class ResNetSpec:
     num_classes: int = 1000
     in_channels: int = 3
     stem: StemType = "imagenet"
-    stem_width: int = 64
+    stem_width: int = 64  # channels leaving the stem (a deep stem's last conv)
+    downsample: DownsampleType = "conv"  # "avg": 2x2 average pool, then a stride-1 1x1 conv (ResNet-D)
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     bn_running_var: RunningVar = "unbiased"
@@ -112,7 +116,7 @@ def validate_spec(spec: ResNetSpec) -> None:
 
     if not isinstance(spec.name, str) or not spec.name:
         raise UserError(f"spec: field name: expected a non-empty string, found {spec.name!r}")
-    choices = {"block": tuple(EXPANSION), "stem": ("imagenet", "small"),
+    choices = {"block": tuple(EXPANSION), "stem": ("imagenet", "small", "deep"), "downsample": ("conv", "avg"),
                "bn_running_var": ("unbiased", "biased", "native")}
     for field, allowed in choices.items():
         if getattr(spec, field) not in allowed:
@@ -132,6 +136,8 @@ def validate_spec(spec: ResNetSpec) -> None:
         if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
                 or not low < value <= high or (value == high and not closed)):
             raise bad(field, f"a finite number in ({low:g}, {high:g}{']' if closed else ')'}")
+    if spec.stem == "deep" and spec.stem_width % 2:
+        raise bad("stem_width", "an even number for a deep stem (its first two convs have stem_width / 2)")
     if not isinstance(spec.zero_init_residual, bool):
         raise bad("zero_init_residual", "true or false")
     if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
@@ -151,6 +157,12 @@ class BlockPlan:
     out_channels: int
     stride: int
     downsample: bool  # 1x1 conv + BN shortcut instead of identity
+    pool: bool = False  # the shortcut averages 2x2 windows (stride 2, ceil mode) before a stride-1 1x1 conv
+
+    @property
+    def shortcut_stride(self) -> int:
+        """Stride of the shortcut's 1x1 conv: 1 when the average pool has already downsampled."""
+        return 1 if self.pool else self.stride
 
     @property
     def prefix(self) -> str:
@@ -170,8 +182,9 @@ def block_plan(spec: ResNetSpec) -> list[BlockPlan]:
             mid = width
         for index in range(depth):
             stride = 2 if (index == 0 and stage > 1) else 1
-            plans.append(BlockPlan(stage, index, in_ch, mid, out_ch, stride,
-                                   downsample=stride != 1 or in_ch != out_ch))
+            downsample = stride != 1 or in_ch != out_ch
+            plans.append(BlockPlan(stage, index, in_ch, mid, out_ch, stride, downsample,
+                                   pool=downsample and stride != 1 and spec.downsample == "avg"))
             in_ch = out_ch
     return plans
 
@@ -183,9 +196,46 @@ def stages(spec: ResNetSpec) -> Iterator[tuple[int, list[BlockPlan]]]:
         yield stage, [p for p in plans if p.stage == stage]
 
 
-def stem_geometry(spec: ResNetSpec) -> tuple[int, int, int]:
-    """(kernel, stride, padding) of the stem convolution."""
-    return (7, 2, 3) if spec.stem == "imagenet" else (3, 1, 1)
+@dataclass(frozen=True)
+class StemConv:
+    """One convolution of the stem, its batch norm (a ReLU follows each) and their canonical names."""
+
+    conv: str
+    bn: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+
+    @property
+    def padding(self) -> int:
+        return self.kernel // 2
+
+
+def stem_convs(spec: ResNetSpec) -> list[StemConv]:
+    """The stem's conv + BN + ReLU triples in order; a max-pool follows unless the stem is "small".
+
+    "imagenet": one 7x7/2; "small": one 3x3/1; "deep" (ResNet-C/D): three 3x3 convs, widths
+    stem_width/2, stem_width/2, stem_width, the first of stride 2, named as timm names them
+    (`conv1.0`, `conv1.1` its BN, `conv1.3`, `conv1.4`, `conv1.6`, then `bn1`)."""
+    if spec.stem != "deep":
+        k, s = (7, 2) if spec.stem == "imagenet" else (3, 1)
+        return [StemConv("conv1", "bn1", spec.in_channels, spec.stem_width, k, s)]
+    half = spec.stem_width // 2
+    return [StemConv("conv1.0", "conv1.1", spec.in_channels, half, 3, 2),
+            StemConv("conv1.3", "conv1.4", half, half, 3, 1),
+            StemConv("conv1.6", "bn1", half, spec.stem_width, 3, 1)]
+
+
+def has_max_pool(spec: ResNetSpec) -> bool:
+    """The 3x3/2 max-pool that ends the stem (every stem but "small")."""
+    return spec.stem != "small"
+
+
+def downsample_names(spec: ResNetSpec) -> tuple[str, str]:
+    """Canonical names of the shortcut's conv and BN inside a block: torchvision's `downsample.0/.1`,
+    or timm's `downsample.1/.2` when `downsample.0` is the average pool (an Identity at stride 1)."""
+    return ("downsample.1", "downsample.2") if spec.downsample == "avg" else ("downsample.0", "downsample.1")
 
 
 # ---------------------------------------------------------------- registry
@@ -227,6 +277,15 @@ for _name, _block, _depths in [
     ("resnet152", "bottleneck", (3, 8, 36, 3)),
 ]:
     PRESETS.register(ResNetSpec(_name, _block, _depths))
+# ResNet-D (timm's resnet*d, PaddleClas' ResNet*_vd): deep 32-32-64 stem, average-pool downsample.
+for _name, _block, _depths in [
+    ("resnet18d", "basic", (2, 2, 2, 2)),
+    ("resnet34d", "basic", (3, 4, 6, 3)),
+    ("resnet50d", "bottleneck", (3, 4, 6, 3)),
+    ("resnet101d", "bottleneck", (3, 4, 23, 3)),
+    ("resnet152d", "bottleneck", (3, 8, 36, 3)),
+]:
+    PRESETS.register(ResNetSpec(_name, _block, _depths, stem="deep", downsample="avg"))
 PRESETS.register(ResNetSpec("resnext50_32x4d", "bottleneck", (3, 4, 6, 3), groups=32, width_per_group=4))
 PRESETS.register(ResNetSpec("wide_resnet50_2", "bottleneck", (3, 4, 6, 3), width_per_group=128))
 # Small-input variants: 3x3/1 stem, no max-pool, for 28-32 px images (MNIST, CIFAR).

@@ -75,7 +75,7 @@ def default_out(config: TrainConfig, with_framework: bool) -> Path:
 
 def check_spec(found: ResNetSpec, expected: ResNetSpec, source: str) -> None:
     """Refuse a checkpoint whose architecture, classes, channels or input size differ from the run's."""
-    fields = ("name", "block", "depths", "widths", "groups", "width_per_group", "stem", "stem_width",
+    fields = ("name", "block", "depths", "widths", "groups", "width_per_group", "stem", "stem_width", "downsample",
               "num_classes", "in_channels", "input_size")
     diffs = [f"{f} {getattr(found, f)} (expected {getattr(expected, f)})"
              for f in fields if getattr(found, f) != getattr(expected, f)]

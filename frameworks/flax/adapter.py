@@ -88,7 +88,7 @@ def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:
 
 def _gate_paths(spec: ResNetSpec) -> dict[tuple[str, ...], str]:
     """Native module path -> ReLU site (`canonical.relu_sites`), through the rule table."""
-    return {tuple(rules.native_module(site, NATIVE_FORMAT).split("/")): site for site in relu_sites(spec)}
+    return {tuple(rules.native_module(site, NATIVE_FORMAT, spec).split("/")): site for site in relu_sites(spec)}
 
 
 def gate_filter(spec: ResNetSpec) -> Any:

@@ -4,6 +4,8 @@ Idioms worth noticing: conv and norm are passed in as `functools.partial`s (as i
 ImageNet example), every submodule is named explicitly so parameter paths mirror torchvision
 (`params/layer1_0/conv1/kernel`), padding is always explicit `((p, p), (p, p))` because 'SAME'
 pads (0, 1) for stride 2 on even sizes, and batch-norm state lives in the `batch_stats` collection.
+linen's `avg_pool` has no ceil mode: ResNet-D's shortcut pads an odd side by one at the end and
+leaves the padding out of the average (`count_include_pad=False`), which is the same thing.
 
 A Flax NNX variant can sit beside this file as its own module: the converter rules key on the
 parameter paths, not on the module system.
@@ -16,7 +18,7 @@ from typing import Callable
 import jax.numpy as jnp
 from flax import linen as nn
 
-from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, has_max_pool, stages, stem_convs
 
 ModuleDef = Callable[..., nn.Module]
 # torchvision's conv initialisation: Kaiming normal, fan_out, gain sqrt(2).
@@ -104,8 +106,11 @@ def _shortcut(block: BasicBlock | Bottleneck, x: jnp.ndarray) -> jnp.ndarray:
     p = block.plan
     if not p.downsample:
         return x
-    x = block.conv(p.out_channels, (1, 1), (p.stride, p.stride), padding=((0, 0), (0, 0)),
-                   name="downsample_conv")(x)
+    if p.pool:  # 2x2/2 average pool in ceil mode, padding excluded (ResNet-D)
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding=((0, x.shape[1] % 2), (0, x.shape[2] % 2)),
+                        count_include_pad=False)
+    s = p.shortcut_stride
+    x = block.conv(p.out_channels, (1, 1), (s, s), padding=((0, 0), (0, 0)), name="downsample_conv")(x)
     return block.norm(name="downsample_bn")(x)
 
 
@@ -119,10 +124,11 @@ class ResNet(nn.Module):
         spec = self.spec
         conv = partial(nn.Conv, use_bias=False, kernel_init=conv_init)
         norm = partial(BatchNorm, spec=spec, use_running_average=not train)
-        k, s, p = stem_geometry(spec)
-        x = conv(spec.stem_width, (k, k), (s, s), padding=((p, p), (p, p)), name="conv1")(x)
-        x = nn.relu(norm(name="bn1")(x))
-        if spec.stem == "imagenet":
+        for c in stem_convs(spec):  # names mirror the canonical ones: conv1, bn1 (deep: conv1_0, conv1_1, ...)
+            k, s, p = c.kernel, c.stride, c.padding
+            x = conv(c.out_channels, (k, k), (s, s), padding=((p, p), (p, p)), name=c.conv.replace(".", "_"))(x)
+            x = nn.relu(norm(name=c.bn.replace(".", "_"))(x))
+        if has_max_pool(spec):
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         block = BasicBlock if spec.block == "basic" else partial(Bottleneck, groups=spec.groups)
         out = {"stem": x}

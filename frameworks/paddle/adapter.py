@@ -87,7 +87,7 @@ def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
     def hook(site: str):  # type: ignore[no-untyped-def]
         return lambda _layer, _inputs, out: gates.__setitem__(site, (out > 0).numpy())
     for site in relu_sites(model.spec):
-        layers[rules.native_module(site, NATIVE_FORMAT)].register_forward_post_hook(hook(site))
+        layers[rules.native_module(site, NATIVE_FORMAT, model.spec)].register_forward_post_hook(hook(site))
 
 
 def _require_kernels(dtype: str) -> None:

@@ -4,7 +4,9 @@ ConvBNLayer (`_conv` + `_batch_norm`), BasicBlock / BottleneckBlock (`conv0..con
 blocks registered as `bb_{stage}_{i}`, classifier `out` with `class_dim` outputs, written with
 today's `paddle.nn` instead of `paddle.fluid`. Paddle's Linear stores its weight `[in, out]`.
 `ResNet(spec)` builds any preset; `resnet(layers=50, class_dim=1000)` is the classic source's
-entry point, for its five depths.
+entry point, for its five depths. ResNet-D follows the classic vd source: a ConvBNLayer in
+`is_vd_mode` averages 2x2 windows (`_pool2d_avg`) before its stride-1 conv, and the deep stem is
+`conv1_1`, `conv1_2`, `conv1_3`.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import paddle
 from paddle import nn
 
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, get_spec, stages, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, get_spec, has_max_pool, stages, stem_convs
 
 SUPPORTED_LAYERS = (18, 34, 50, 101, 152)  # the classic source's depths; other presets come from the spec
 
@@ -73,17 +75,25 @@ class BatchNorm2D(nn.BatchNorm2D):
 
 
 class ConvBNLayer(nn.Layer):
-    """Conv (no bias) + BN (+ ReLU); padding (k - 1) // 2 as in the classic source."""
+    """Conv (no bias) + BN (+ ReLU); padding (k - 1) // 2 as in the classic source. In `is_vd_mode`
+    a 2x2/2 average pool (ceil mode; `exclusive`: padding left out of the average) comes first and
+    the conv takes stride 1, as the classic vd source's shortcut."""
 
     def __init__(self, num_channels: int, num_filters: int, filter_size: int, spec: ResNetSpec,
-                 stride: int = 1, groups: int = 1, act: str | None = None, ends_residual_branch: bool = False) -> None:
+                 stride: int = 1, groups: int = 1, act: str | None = None, ends_residual_branch: bool = False,
+                 is_vd_mode: bool = False) -> None:
         super().__init__()
-        self._conv = nn.Conv2D(num_channels, num_filters, filter_size, stride=stride,
+        self.is_vd_mode = is_vd_mode
+        if is_vd_mode:
+            self._pool2d_avg = nn.AvgPool2D(kernel_size=2, stride=2, padding=0, ceil_mode=True, exclusive=True)
+        self._conv = nn.Conv2D(num_channels, num_filters, filter_size, stride=1 if is_vd_mode else stride,
                                padding=(filter_size - 1) // 2, groups=groups, bias_attr=False)
         self._batch_norm = BatchNorm2D(num_filters, spec, ends_residual_branch)
         self._act = nn.ReLU() if act == "relu" else None
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        if self.is_vd_mode:
+            inputs = self._pool2d_avg(inputs)
         y = self._batch_norm(self._conv(inputs))
         return self._act(y) if self._act is not None else y
 
@@ -95,7 +105,8 @@ class BasicBlock(nn.Layer):
         self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
+                                     is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv1 = self.conv1(self.conv0(inputs))
@@ -112,7 +123,8 @@ class BottleneckBlock(nn.Layer):
         self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride)
+            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
+                                     is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv2 = self.conv2(self.conv1(self.conv0(inputs)))
@@ -126,9 +138,12 @@ class ResNet(nn.Layer):
     def __init__(self, spec: ResNetSpec) -> None:
         super().__init__()
         self.spec = spec
-        k, s, _ = stem_geometry(spec)
-        self.conv = ConvBNLayer(spec.in_channels, spec.stem_width, k, spec, stride=s, act="relu")
-        self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
+        convs = stem_convs(spec)  # the classic source's `conv`, or the vd source's conv1_1..conv1_3
+        names = ["conv"] if len(convs) == 1 else [f"conv1_{i}" for i in range(1, len(convs) + 1)]
+        self.stem = [self.add_sublayer(name, ConvBNLayer(c.in_channels, c.out_channels, c.kernel, spec,
+                                                         stride=c.stride, act="relu"))
+                     for name, c in zip(names, convs)]
+        self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1) if has_max_pool(spec) else nn.Identity()
         block = BasicBlock if spec.block == "basic" else BottleneckBlock
         self.stage_blocks: list[list[nn.Layer]] = []  # registered as bb_{stage - 1}_{index}, as the classic source
         for stage, plans in stages(spec):
@@ -140,7 +155,10 @@ class ResNet(nn.Layer):
                              weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-stdv, stdv)))
 
     def forward_stages(self, inputs: paddle.Tensor) -> dict[str, paddle.Tensor]:
-        y = self.pool2d_max(self.conv(inputs))
+        y = inputs
+        for layer in self.stem:
+            y = layer(y)
+        y = self.pool2d_max(y)
         out = {"stem": y}
         for i, blocks in enumerate(self.stage_blocks):  # no `start=`: paddle.jit.to_static cannot convert it
             for block in blocks:

@@ -1,10 +1,11 @@
-"""ResNet in PyTorch (`torch.nn`, NCHW), built from a ResNetSpec; state_dict identical to torchvision's."""
+"""ResNet in PyTorch (`torch.nn`, NCHW), built from a ResNetSpec; state_dict identical to torchvision's,
+and to timm's for ResNet-D (deep stem `conv1` a Sequential, average-pool `downsample.0`)."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, stages, stem_geometry
+from resnet_rosetta.common.spec import BlockPlan, ResNetSpec, has_max_pool, stages, stem_convs
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -85,10 +86,26 @@ class Bottleneck(nn.Module):
 
 
 def _downsample(plan: BlockPlan, spec: ResNetSpec) -> nn.Sequential | None:
+    """torchvision's conv1x1 + BN; for ResNet-D timm's AvgPool2d (Identity at stride 1) + conv1x1 + BN."""
     if not plan.downsample:
         return None
-    return nn.Sequential(conv1x1(plan.in_channels, plan.out_channels, plan.stride),
-                         BatchNorm2d(plan.out_channels, spec))
+    conv_bn = [conv1x1(plan.in_channels, plan.out_channels, plan.shortcut_stride), BatchNorm2d(plan.out_channels, spec)]
+    if spec.downsample == "conv":
+        return nn.Sequential(*conv_bn)
+    pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if plan.pool else nn.Identity()
+    return nn.Sequential(pool, *conv_bn)
+
+
+def _stem(spec: ResNetSpec) -> tuple[nn.Module, BatchNorm2d]:
+    """The stem's convs up to its last BN (`conv1`, `bn1`): one conv, or timm's deep Sequential
+    conv, BN, ReLU, conv, BN, ReLU, conv."""
+    convs = stem_convs(spec)
+    layers: list[nn.Module] = []
+    for c in convs:
+        layers += [nn.Conv2d(c.in_channels, c.out_channels, c.kernel, stride=c.stride, padding=c.padding, bias=False),
+                   BatchNorm2d(c.out_channels, spec), nn.ReLU(inplace=True)]
+    *inner, conv_last, bn_last, _ = layers
+    return (conv_last if len(convs) == 1 else nn.Sequential(*inner, conv_last)), bn_last
 
 
 class ResNet(nn.Module):
@@ -98,11 +115,9 @@ class ResNet(nn.Module):
         super().__init__()
         self.spec = spec
         block = BasicBlock if spec.block == "basic" else Bottleneck
-        k, s, p = stem_geometry(spec)
-        self.conv1 = nn.Conv2d(spec.in_channels, spec.stem_width, k, stride=s, padding=p, bias=False)
-        self.bn1 = BatchNorm2d(spec.stem_width, spec)
+        self.conv1, self.bn1 = _stem(spec)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if spec.stem == "imagenet" else nn.Identity()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if has_max_pool(spec) else nn.Identity()
         for stage, plans in stages(spec):
             self.add_module(f"layer{stage}", nn.Sequential(*[block(plan, spec) for plan in plans]))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))

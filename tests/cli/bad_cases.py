@@ -124,7 +124,8 @@ for _field, _value, _fragment in [("groups", 0, f"{_S} groups: expected an integ
                                   ("bn_eps", -1, f"{_S} bn_eps: expected a finite number in (0, 1), found -1"),
                                   ("bn_eps", float("nan"), f"{_S} bn_eps: expected a finite number in (0, 1), found nan"),
                                   ("width_per_group", 0, f"{_S} width_per_group: expected an integer"),
-                                  ("stem", "huge", f"{_S} stem: expected imagenet or small, found 'huge'"),
+                                  ("stem", "huge", f"{_S} stem: expected imagenet or small or deep, found 'huge'"),
+                                  ("downsample", "max", f"{_S} downsample: expected conv or avg, found 'max'"),
                                   ("depths", 2, "spec field depths: expected a list of integers, found 2"),
                                   ("colour", "red", "spec: unknown fields colour")]:
     CASES.append(Case(f"header-spec-{_field}-{_value}", "weights",

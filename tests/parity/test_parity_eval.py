@@ -39,7 +39,11 @@ def test_grayscale_small_input_runs_in_every_framework() -> None:
     assert results["flax"]["eval/logits"].shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", PRESETS.names())
+# A deeper ResNet-D differs from resnet18d / resnet50d only in its depths, which its plain twin covers.
+STRUCTURES = [n for n in PRESETS.names() if n not in ("resnet34d", "resnet101d", "resnet152d")]
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
 def test_every_preset_structure_runs_in_every_framework(name: str) -> None:
     """Each preset's depths, block, groups and stem at narrow widths, so all nine fit in seconds."""
     spec = get_spec(name).replace(widths=(16, 32, 64, 128), stem_width=16, num_classes=5)
