@@ -10,7 +10,7 @@ import pytest
 
 from resnet_rosetta.common import oracle as o
 from resnet_rosetta.common.canonical import random_weights, relu_sites
-from resnet_rosetta.common.spec import ResNetSpec, block_plan, stem_geometry
+from resnet_rosetta.common.spec import ResNetSpec, block_plan, has_max_pool, stem_convs
 from resnet_rosetta.common.tolerance import KINK_MARGIN
 
 SMALL = ResNetSpec("t_small", "basic", (1, 1), widths=(2, 3), stem="small", stem_width=2, in_channels=2,
@@ -140,9 +140,9 @@ def _composed(spec: ResNetSpec, w: dict[str, np.ndarray], x: np.ndarray) -> dict
         out = bn(o.conv2d(t, w[f"{name}.weight"], stride, pad, groups), bn_name)
         return np.maximum(out, 0.0) if act else out
 
-    k, s, p = stem_geometry(spec)
-    t = cbr(x, "conv1", "bn1", s, p)
-    out = {"stem": o.max_pool_3x3_s2(t) if spec.stem == "imagenet" else t}
+    (stem,) = stem_convs(spec)  # the one-conv stems ("imagenet", "small")
+    t = cbr(x, stem.conv, stem.bn, stem.stride, stem.padding)
+    out = {"stem": o.max_pool_3x3_s2(t) if has_max_pool(spec) else t}
     t = out["stem"]
     for b in block_plan(spec):
         q = b.prefix

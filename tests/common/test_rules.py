@@ -49,14 +49,14 @@ def test_paddle_names_count_stages_from_zero() -> None:
 def test_bottleneck_third_conv_and_blocks_by_name() -> None:
     assert rules.key_map(BOTTLENECK, "paddle")["layer1.1.bn3.running_var"][0] == "bb_0_1.conv2._batch_norm._variance"
     assert rules.key_map(BOTTLENECK, "flax")["layer1.1.conv3.weight"][0] == "params/layer1_1/conv3/kernel"
-    assert [rules.native_module("layer3.1", f) for f in rules.NATIVE_FORMATS] == [
+    assert [rules.native_module("layer3.1", f, BOTTLENECK) for f in rules.NATIVE_FORMATS] == [
         "layer3.1", "bb_2_1", "layer3.1", "layer3_1"]
-    assert [rules.native_module(f"layer{s}.0", "paddle") for s in (1, 2, 4)] == ["bb_0_0", "bb_1_0", "bb_3_0"]
-    assert rules.native_module("fc", "flax") == "fc"
+    assert [rules.native_module(f"layer{s}.0", "paddle", BOTTLENECK) for s in (1, 2, 4)] == ["bb_0_0", "bb_1_0", "bb_3_0"]
+    assert rules.native_module("fc", "flax", BOTTLENECK) == "fc"
     computed = ["".join(["f", "c"]), "".join(["conv", "1"]), "".join(["bn", "1"])]  # equal, not identical
-    assert [rules.native_module(p, "paddle") for p in computed] == ["out", "conv._conv", "conv._batch_norm"]
+    assert [rules.native_module(p, "paddle", BOTTLENECK) for p in computed] == ["out", "conv._conv", "conv._batch_norm"]
     with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax"):
-        rules.native_module("fc", "onnx")
+        rules.native_module("fc", "onnx", BOTTLENECK)
 
 
 @pytest.mark.parametrize("fmt", rules.NATIVE_FORMATS)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import PRESETS, ResNetSpec, SpecRegistry, block_plan, get_spec, stages, stem_geometry
+from resnet_rosetta.common.spec import PRESETS, ResNetSpec, SpecRegistry, block_plan, get_spec, stages, stem_convs
 
 
 def _spec(**changes: object) -> ResNetSpec:
@@ -50,7 +50,8 @@ def test_batch_norm_numbers(field: str, good: tuple, bad: tuple, interval: str) 
 
 
 def test_choices_names_and_flags() -> None:
-    for field, bad, allowed in [("block", "dense", "basic or bottleneck"), ("stem", "huge", "imagenet or small"),
+    for field, bad, allowed in [("block", "dense", "basic or bottleneck"), ("stem", "huge", "imagenet or small or deep"),
+                                ("downsample", "pool", "conv or avg"),
                                 ("bn_running_var", "sometimes", "unbiased or biased or native")]:
         with pytest.raises(UserError, match=f"^spec s: field {field}: expected {allowed}, found '{bad}'$"):
             _spec(**{field: bad})
@@ -107,8 +108,11 @@ def test_block_plan_channels_strides_and_shortcuts() -> None:
     assert [(n, [p.index for p in ps]) for n, ps in stages(_spec(depths=(2, 1)))] == [(1, [0, 1]), (2, [0])]
     assert _spec(depths=(1, 1, 1), widths=(8, 16, 32)).feature_dim == 128 and len(set(block_plan(_spec()))) == 2
     assert _spec().feature_dim == 64 and _spec(block="basic").feature_dim == 16 and _spec().expansion == 4
-    assert stem_geometry(_spec()) == (7, 2, 3) and stem_geometry(_spec(stem="small")) == (3, 1, 1)
-    assert stem_geometry(ResNetSpec.from_json(_spec().to_json())) == (7, 2, 3)  # JSON strings are not interned
+    def geometry(spec: ResNetSpec) -> list[tuple[int, int, int]]:
+        return [(c.kernel, c.stride, c.padding) for c in stem_convs(spec)]
+    assert geometry(_spec()) == [(7, 2, 3)] and geometry(_spec(stem="small")) == [(3, 1, 1)]
+    assert geometry(ResNetSpec.from_json(_spec().to_json())) == [(7, 2, 3)]  # JSON strings are not interned
+    assert geometry(_spec(stem="deep")) == [(3, 2, 1), (3, 1, 1), (3, 1, 1)]
 
 
 def test_registry() -> None:
@@ -119,20 +123,27 @@ def test_registry() -> None:
     assert "a" in registry and "c" not in registry
     with pytest.raises(UserError, match=r"^unknown architecture 'c'; known: a, b$"):
         registry.get("c")
-    assert PRESETS.names() == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-                               "wide_resnet50_2", "resnet18_small", "resnet50_small"]
+    assert PRESETS.names() == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet18d", "resnet34d",
+                               "resnet50d", "resnet101d", "resnet152d", "resnext50_32x4d", "wide_resnet50_2",
+                               "resnet18_small", "resnet50_small"]
     default = ResNetSpec("d", "basic", (1, 1, 1, 1))
-    fields = ("block", "depths", "widths", "groups", "width_per_group", "stem", "num_classes", "input_size")
+    fields = ("block", "depths", "widths", "groups", "width_per_group", "stem", "num_classes", "input_size",
+              "downsample")
     assert [tuple(getattr(get_spec(n), f) for f in fields) for n in PRESETS.names()] == [
-        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "imagenet", 1000, 224),
-        ("basic", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224),
-        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224),
-        ("bottleneck", (3, 4, 23, 3), default.widths, 1, 64, "imagenet", 1000, 224),
-        ("bottleneck", (3, 8, 36, 3), default.widths, 1, 64, "imagenet", 1000, 224),
-        ("bottleneck", (3, 4, 6, 3), default.widths, 32, 4, "imagenet", 1000, 224),
-        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 128, "imagenet", 1000, 224),
-        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "small", 10, 32),
-        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "small", 10, 32)]
+        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "imagenet", 1000, 224, "conv"),
+        ("basic", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224, "conv"),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "imagenet", 1000, 224, "conv"),
+        ("bottleneck", (3, 4, 23, 3), default.widths, 1, 64, "imagenet", 1000, 224, "conv"),
+        ("bottleneck", (3, 8, 36, 3), default.widths, 1, 64, "imagenet", 1000, 224, "conv"),
+        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "deep", 1000, 224, "avg"),
+        ("basic", (3, 4, 6, 3), default.widths, 1, 64, "deep", 1000, 224, "avg"),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "deep", 1000, 224, "avg"),
+        ("bottleneck", (3, 4, 23, 3), default.widths, 1, 64, "deep", 1000, 224, "avg"),
+        ("bottleneck", (3, 8, 36, 3), default.widths, 1, 64, "deep", 1000, 224, "avg"),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 32, 4, "imagenet", 1000, 224, "conv"),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 128, "imagenet", 1000, 224, "conv"),
+        ("basic", (2, 2, 2, 2), default.widths, 1, 64, "small", 10, 32, "conv"),
+        ("bottleneck", (3, 4, 6, 3), default.widths, 1, 64, "small", 10, 32, "conv")]
     assert default.widths == (64, 128, 256, 512) and (default.in_channels, default.stem_width) == (3, 64)
     assert (default.bn_eps, default.bn_momentum, default.bn_running_var) == (1e-5, 0.1, "unbiased")
     assert all(get_spec(n).replace(name="d", depths=(1, 1, 1, 1)) == default for n in ("resnet18", "resnet34"))
