@@ -175,6 +175,8 @@ FACTS: dict[tuple[str, str], Flip] = {
 }
 # Expectations no fact row names alone (the others' siblings are derived below)
 EXTRA: dict[str, Flip] = {
+    "canonical-conv-to-flax": _f("test_weights", "test_rules_round_trip_exactly", "from_canonical.conv.flax", None,
+                                 fmt="flax"),
     "tf32-cpu-wheel": _f("test_tf32", "test_tf32_defaults", "paddle_switches.cpu_wheel", [True, True]),
     "block-basic-class": _f("test_block", "test_block_structure", "classes.basic.paddle", "BottleneckBlock",
                             spec="basic"),
