@@ -159,6 +159,7 @@ def _torchvision_peer(num_classes: int = 10) -> tuple[torch.nn.Module, dict[str,
     return model.eval(), weights
 
 
+@pytest.mark.slow
 def test_ports_give_the_torchvision_peers_logits(framework: str) -> None:
     """torchvision's state dict, converted by the rules into each framework, gives torchvision's own logits."""
     from resnet_rosetta.common.tolerance import compare, tolerance
@@ -172,6 +173,7 @@ def test_ports_give_the_torchvision_peers_logits(framework: str) -> None:
     assert compare(logits, expected, 0).max_rel < tolerance("eval", pairwise=True)
 
 
+@pytest.mark.slow
 def test_paddle_vision_peer_converts_to_its_own_logits() -> None:
     """paddle.vision's ResNet-18 state dict, read through the paddle-vision rules, gives its logits in torch."""
     import paddle

@@ -2,15 +2,11 @@
 the frameworks as installed."""
 from __future__ import annotations
 
-import time
 import functools
 from typing import Any
 
-import jax.numpy as jnp
-import numpy as np
 import paddle
 import pytest
-import torch
 
 from resnet_rosetta.common.tolerance import compare, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS, load

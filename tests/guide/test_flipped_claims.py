@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.guide.pitfalls import PITFALLS
 from resnet_rosetta.guide.topics import TOPICS
 
@@ -177,6 +176,14 @@ FACTS: dict[tuple[str, str], Flip] = {
 EXTRA: dict[str, Flip] = {
     "canonical-conv-to-flax": _f("test_weights", "test_rules_round_trip_exactly", "from_canonical.conv.flax", None,
                                  fmt="flax"),
+    "padding-torch-strided-same": _f("test_padding", "test_same_padding_with_stride_2", "torch_refuses_strided_same",
+                                     False),
+    "naming-classifier-bias": _f("test_naming", "test_native_names", "names.fc\\.bias.paddle", "fc.bias",
+                                 framework="paddle"),
+    "bf16-mantissa": _f("test_mixed_precision", "test_bf16_stored_mantissa_bits", "bf16_stored_mantissa_bits", 8),
+    "tf32-jax-precision": _f("test_tf32", "test_tf32_defaults", "jax_matmul_precision", "highest"),
+    "determinism-paddle-flag": _f("test_determinism", "test_deterministic_switches",
+                                  "paddle_cpu_has_cudnn_deterministic_flag", True),
     "tf32-cpu-wheel": _f("test_tf32", "test_tf32_defaults", "paddle_switches.cpu_wheel", [True, True]),
     "block-basic-class": _f("test_block", "test_block_structure", "classes.basic.paddle", "BottleneckBlock",
                             spec="basic"),
