@@ -15,27 +15,35 @@ from bench_records import make_paired, make_peak, make_record
 
 
 class FakeDevice:
-    """An asynchronous device running named workloads: a step only queues work, the clock may be
-    read only after sync. With `drift`, every step costs more the later it runs (a host slowing
-    down), the case the ABBA order exists for."""
+    """An asynchronous in-order device running named workloads: a step only queues work and returns
+    its handle; `sync(handles)` waits for the given handles (and all work queued before them), as
+    `jax.block_until_ready` does, and the clock may be read only when nothing is queued. A timer that
+    forgets to hand over a step's output reads the clock with work still queued, and fails. With
+    `drift`, every step costs more the later it runs (a host slowing down), the case ABBA exists for."""
 
     def __init__(self, cost: dict[str, float], drift: float = 0.0) -> None:
-        self.now, self.pending, self.cost, self.drift, self.events = 0.0, 0.0, cost, drift, []
+        self.now, self.cost, self.drift, self.events = 0.0, cost, drift, []
+        self.queue: list[tuple[tuple[str, int], float]] = []  # (handle, cost), in issue order
+        self.issued = 0
 
     def stepper(self, name: str):
         def step():
-            self.pending += self.cost[name] * (1 + self.drift * self.now)
+            self.issued += 1
+            handle = (name, self.issued)
+            self.queue.append((handle, self.cost[name] * (1 + self.drift * self.now)))
             self.events.append(name)
-            return name
+            return handle
         return step
 
     def sync(self, handles):
-        self.now += self.pending
-        self.pending = 0.0
+        given = set(handles)
+        last = max((i for i, (h, _) in enumerate(self.queue) if h in given), default=-1)
+        self.now += sum(cost for _, cost in self.queue[:last + 1])
+        del self.queue[:last + 1]
         self.events.append("sync")
 
     def clock(self):
-        assert self.pending == 0, "clock read while steps were still queued on the device"
+        assert not self.queue, "clock read while steps were still queued on the device"
         self.events.append("clock")
         return self.now
 
@@ -49,6 +57,20 @@ def test_timer_syncs_before_every_clock_read_and_excludes_first_call_and_warmup(
     for i, e in enumerate(dev.events):
         if e == "clock" and i > 0:
             assert dev.events[i - 1] == "sync"
+
+
+def test_a_timer_that_does_not_wait_for_the_steps_output_fails(monkeypatch: pytest.MonkeyPatch):
+    def forgetful(step, now, iters):  # syncs, but on no handle: the queued steps are not waited for
+        t0 = now()
+        for _ in range(iters):
+            step()
+        return now() - t0
+
+    dev = FakeDevice({"step": 0.25})
+    assert dev.sync([]) is None and dev.clock() == 0.0  # nothing queued: a sync on no handle is fine
+    monkeypatch.setattr(timing, "_one_repeat", forgetful)
+    with pytest.raises(AssertionError, match="still queued"):
+        timing.measure(dev.stepper("step"), dev.sync, warmup=1, iters=4, repeats=2, clock=dev.clock)
 
 
 def test_auto_iters_targets_the_repeat_time():

@@ -80,7 +80,11 @@ def test_parity_checks_a_users_checkpoint(tmp_path: Path) -> None:
     spec = get_spec("resnet18_small")
     save_canonical(tmp_path / "mine.safetensors", random_weights(spec, seed=9), spec)
     assert main(["parity", "--weights", str(tmp_path / "mine.safetensors"), "--batch", "2", "--size", "16",
-                 "--checks", "eval,grad", "--frameworks", "torch,flax"]) == 0
+                 "--checks", "eval,grad", "--frameworks", "torch,flax", "--json", str(tmp_path / "p.json")]) == 0
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["passed"] is True and doc["settings"]["weights"] == str(tmp_path / "mine.safetensors")
+    # each framework against the oracle and against each other, for both checks, all PASS
+    assert len(doc["checks"]) == 6 and all(c["status"] == "pass" and c["rows"] for c in doc["checks"])
 
 
 def test_user_error_from_the_console_script_is_one_line_without_traceback(tmp_path: Path) -> None:

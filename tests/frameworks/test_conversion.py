@@ -109,3 +109,87 @@ def test_architecture_is_inferred_from_keys_and_shapes() -> None:
         spec = get_spec(name).replace(num_classes=7, in_channels=1)
         native = rules.to_native(random_weights(spec), spec, "flax")
         assert rules.infer_spec(native, "flax", "probe") == spec
+
+
+# Independent references: what each native format holds for a canonical (torchvision) tensor, written out
+# index by index rather than with the rule table's transposes.
+def _hand_built(key: str, a: np.ndarray, fmt: str) -> np.ndarray:
+    """The native tensor for canonical `a`, element by element: a Flax conv kernel is HWIO
+    (k[h, w, i, o] = a[o, i, h, w]); a Paddle or Flax classifier is [in, out] (m[i, o] = a[o, i])."""
+    if a.ndim == 4 and fmt == "flax":
+        out = np.empty((a.shape[2], a.shape[3], a.shape[1], a.shape[0]), a.dtype)
+        for o, i, h, w in np.ndindex(*a.shape):
+            out[h, w, i, o] = a[o, i, h, w]
+        return out
+    if key == "fc.weight" and fmt != "torch":
+        out = np.empty(a.shape[::-1], a.dtype)
+        for o, i in np.ndindex(*a.shape):
+            out[i, o] = a[o, i]
+        return out
+    return a
+
+
+@pytest.mark.parametrize("fmt", NATIVE)
+def test_every_rule_matches_a_hand_built_array(fmt: str) -> None:
+    spec = get_spec("resnet18").replace(depths=(1, 1, 1, 1), widths=(4, 8, 8, 16), stem_width=4, num_classes=6)
+    weights = {k: np.arange(v.size, dtype=np.float32).reshape(v.shape) + 0.5
+               for k, v in random_weights(spec, seed=3).items()}
+    table, native = rules.key_map(spec, fmt), rules.to_native(weights, spec, fmt)
+    for key, a in weights.items():
+        expected = _hand_built(key, a, fmt)
+        got = native[table[key][0]]
+        assert got.shape == expected.shape and np.array_equal(got, expected), (fmt, key)
+
+
+def _torchvision_peer(num_classes: int = 10) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
+    """torchvision's own ResNet-18 layout (one block per stage), random weights, non-trivial BN statistics."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if name.endswith("running_mean"):
+                value.uniform_(-0.5, 0.5)
+            elif name.endswith(("running_var", ".weight")) and value.ndim == 1:
+                value.uniform_(0.5, 1.5)
+            elif name.endswith(".bias") and value.ndim == 1:
+                value.uniform_(-0.2, 0.2)
+    weights = {k: v.numpy().copy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    return model.eval(), weights
+
+
+@pytest.mark.slow
+def test_ports_give_the_torchvision_peers_logits(framework: str) -> None:
+    """torchvision's state dict, converted by the rules into each framework, gives torchvision's own logits."""
+    from resnet_rosetta.common.tolerance import compare, tolerance
+
+    peer, weights = _torchvision_peer()
+    spec = get_spec("resnet18").replace(depths=(1, 1, 1, 1), num_classes=10, input_size=32)
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = peer(torch.from_numpy(x)).numpy()
+    logits = frameworks.load(framework).Adapter(spec, weights).forward(x)["logits"]
+    assert compare(logits, expected, 0).max_rel < tolerance("eval", pairwise=True)
+
+
+@pytest.mark.slow
+def test_paddle_vision_peer_converts_to_its_own_logits() -> None:
+    """paddle.vision's ResNet-18 state dict, read through the paddle-vision rules, gives its logits in torch."""
+    import paddle
+    from paddle.vision.models import resnet18
+
+    from resnet_rosetta.common.tolerance import compare, tolerance
+
+    paddle.seed(0)
+    peer = resnet18(num_classes=10)
+    for name, value in peer.state_dict().items():
+        if name.endswith(("_mean", "_variance")):
+            value.set_value(np.random.default_rng(len(name)).uniform(0.5, 1.5, value.shape).astype(np.float32))
+    peer.eval()
+    spec = get_spec("resnet18").replace(num_classes=10, input_size=32)
+    weights = rules.from_native({k: v.numpy() for k, v in peer.state_dict().items()}, spec, "paddle-vision", "peer")
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    expected = peer(paddle.to_tensor(x)).numpy()
+    logits = frameworks.load("torch").Adapter(spec, weights).forward(x)["logits"]
+    assert compare(logits, expected, 0).max_rel < tolerance("eval", pairwise=True)

@@ -15,7 +15,9 @@ from guide_helpers import INIT_SPEC, native_state
 
 CLAIMS = {"grouped_fan_ignores_groups": {"torch": True, "paddle": True, "flax": True},  # see the rows
           "conv_fan": {"torch": "fan_out", "paddle": "fan_in", "flax": "fan_out"},
-          "classifier_bias_zero": {"torch": False, "paddle": True, "flax": True}}
+          "classifier_bias_zero": {"torch": False, "paddle": True, "flax": True},
+          "classifier_weight": {"torch": "uniform", "paddle": "uniform", "flax": "normal"},
+          "bn_init": {"weight": 1, "bias": 0, "running_mean": 0, "running_var": 1}}
 
 
 def rel_std(a: np.ndarray, expected: float) -> float:
@@ -70,7 +72,7 @@ def test_classifier_init(framework: str) -> None:
     weights = _init_weights(framework, spec)
     w, b = weights["fc.weight"], weights["fc.bias"]
     bound = 1.0 / np.sqrt(spec.feature_dim)
-    if framework == "flax":  # lecun_normal: a (truncated) normal with std 1/sqrt(fan_in)
+    if CLAIMS["classifier_weight"][framework] == "normal":  # lecun_normal: a (truncated) normal, std 1/sqrt(fan_in)
         assert rel_std(w, bound) < 0.1 and np.abs(w).max() > bound
     else:  # uniform in +-bound: std bound / sqrt(3)
         assert rel_std(w, bound / np.sqrt(3)) < 0.1 and np.abs(w).max() <= bound
@@ -83,5 +85,5 @@ def test_classifier_init(framework: str) -> None:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_bn_init(framework: str) -> None:
     weights = _init_weights(framework, INIT_SPEC)
-    assert (weights["bn1.weight"] == 1).all() and (weights["bn1.bias"] == 0).all()
-    assert (weights["bn1.running_mean"] == 0).all() and (weights["bn1.running_var"] == 1).all()
+    for name, value in CLAIMS["bn_init"].items():
+        assert (weights[f"bn1.{name}"] == value).all(), name

@@ -16,7 +16,14 @@ from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 from guide_helpers import flax_shapes
 
-CLAIMS = {"paddle_transpose_is_a_view": True}
+CLAIMS = {"paddle_transpose_is_a_view": True,
+          "nhwc_tensor_shape": {"torch": "NCHW", "paddle": "NHWC"},  # once NHWC is asked for
+          "jax_exposes_strides": False,
+          "nhwc_weight_shape": {"torch": "OIHW", "paddle": "OIHW", "flax": "HWIO"}}
+
+
+def _shape(layout: str, sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(sizes[letter] for letter in layout)
 X = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
 
 
@@ -25,7 +32,9 @@ def test_asking_for_nhwc(bench: Bench) -> None:
     with torch.no_grad():
         expected = model(torch.from_numpy(bench.x)).numpy()
         cl_model, cl_x = torch_demos.channels_last(model, torch.from_numpy(bench.x))
-        assert cl_x.shape == tuple(bench.x.shape) and cl_x.stride()[1] == 1  # NCHW shape, C fastest
+        n, c, h, w = bench.x.shape
+        shape = CLAIMS["nhwc_tensor_shape"]
+        assert tuple(cl_x.shape) == _shape(shape["torch"], dict(N=n, C=c, H=h, W=w)) and cl_x.stride()[1] == 1
         assert cl_model.conv1(cl_x).is_contiguous(memory_format=torch.channels_last)  # kept downstream
         logits = cl_model(cl_x).numpy()
     assert compare(logits, expected, 0).max_rel < tolerance("eval")
@@ -35,17 +44,20 @@ def test_asking_for_nhwc(bench: Bench) -> None:
     nchw.set_state_dict(layer.state_dict())  # the same parameters, the same names and shapes
     nchw.eval()
     out = layer(paddle.to_tensor(X.transpose(0, 2, 3, 1)))
-    assert out.shape == [2, 8, 8, 4]
+    assert tuple(out.shape) == _shape(shape["paddle"], dict(N=2, C=4, H=8, W=8))
     np.testing.assert_allclose(out.numpy().transpose(0, 3, 1, 2), nchw(paddle.to_tensor(X)).numpy(), atol=1e-5)
-    assert not hasattr(jnp.asarray(X), "strides")  # XLA owns the physical layout
+    assert hasattr(jnp.asarray(X), "strides") == CLAIMS["jax_exposes_strides"]  # XLA owns the physical layout
 
 
 def test_nhwc_weights() -> None:
+    layout = CLAIMS["nhwc_weight_shape"]
     conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
-    assert tuple(conv.weight.shape) == (4, 3, 3, 3) and conv.weight.stride()[1] == 1
-    assert paddle_demos.nhwc_conv_bn(3, 4)[0].weight.shape == [4, 3, 3, 3]
-    kernel = flax_shapes(TINY)["params/conv1/kernel"].shape  # HWIO
-    assert kernel[0] == kernel[1] and kernel[2:] == (TINY.in_channels, TINY.stem_width)
+    assert tuple(conv.weight.shape) == _shape(layout["torch"], dict(O=4, I=3, H=3, W=3))
+    assert conv.weight.stride()[1] == 1  # NHWC strides
+    assert tuple(paddle_demos.nhwc_conv_bn(3, 4)[0].weight.shape) == _shape(layout["paddle"], dict(O=4, I=3, H=3, W=3))
+    kernel = flax_shapes(TINY)["params/conv1/kernel"].shape
+    k = 7  # the ImageNet stem's 7x7 conv
+    assert kernel == _shape(layout["flax"], dict(O=TINY.stem_width, I=TINY.in_channels, H=k, W=k))
 
 
 def test_boundary_transposes() -> None:

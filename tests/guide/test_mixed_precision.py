@@ -18,7 +18,10 @@ from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 
-CLAIMS = {"bf16_stored_mantissa_bits": 7}
+CLAIMS = {"bf16_stored_mantissa_bits": 7,
+          "autocast_context": {"torch": True, "flax": False},  # a context that casts each op, or none
+          "runs_in_bf16_on_this_cpu": {"torch": True, "paddle": False, "flax": True},
+          "parameters_stay": "float32"}
 
 
 def test_bf16_stored_mantissa_bits() -> None:
@@ -33,12 +36,15 @@ def test_bf16_stored_mantissa_bits() -> None:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_bf16_paths(framework: str, bench: Bench) -> None:
     adapter = load(framework).Adapter(TINY, bench.weights)
+    in_bf16 = CLAIMS["runs_in_bf16_on_this_cpu"][framework]
+    param_dtype = CLAIMS["parameters_stay"]
     if framework == "torch":
         logits = torch_demos.bf16_logits(adapter.model.eval(), torch.from_numpy(bench.x))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert adapter.model.conv1(torch.from_numpy(bench.x)).dtype == torch.bfloat16
-        assert logits.dtype == torch.bfloat16  # the classifier's matmul
-        assert all(p.dtype == torch.float32 for p in adapter.model.parameters())
+            conv_dtype = adapter.model.conv1(torch.from_numpy(bench.x)).dtype
+        assert (conv_dtype == torch.bfloat16) == CLAIMS["autocast_context"]["torch"]
+        assert (logits.dtype == torch.bfloat16) == in_bf16  # the classifier's matmul
+        assert all(p.dtype == getattr(torch, param_dtype) for p in adapter.model.parameters())
         logits = logits.float().numpy()
     elif framework == "paddle":
         if paddle.is_compiled_with_cuda():
@@ -47,8 +53,9 @@ def test_bf16_paths(framework: str, bench: Bench) -> None:
         with pytest.warns(UserWarning, match="amp_guard can only be enabled on CUDAPlace, XPUPlace, and CustomPlace"):
             out = paddle_demos.bf16_logits(adapter.model, paddle.to_tensor(bench.x))
             with paddle.amp.auto_cast(dtype="bfloat16"):  # switched off: not even a matmul is cast
-                assert paddle.matmul(paddle.ones([2, 2]), paddle.ones([2, 2])).dtype == paddle.float32
-        assert out.dtype == paddle.float32 and all(p.dtype == paddle.float32 for p in adapter.model.parameters())
+                matmul_dtype = paddle.matmul(paddle.ones([2, 2]), paddle.ones([2, 2])).dtype
+        assert (matmul_dtype == paddle.bfloat16) == in_bf16 and (out.dtype == paddle.bfloat16) == in_bf16
+        assert all(p.dtype == getattr(paddle, param_dtype) for p in adapter.model.parameters())
         np.testing.assert_array_equal(out.numpy(), adapter.forward(bench.x)["logits"])
         with pytest.raises(Exception, match="bfloat16"):  # no bf16 conv kernel on CPU
             paddle.nn.functional.conv2d(paddle.to_tensor(bench.x).astype("bfloat16"),
@@ -57,11 +64,13 @@ def test_bf16_paths(framework: str, bench: Bench) -> None:
     else:
         x = jnp.asarray(bench.x.transpose(0, 2, 3, 1))
         out = jax.jit(flax_demos.bf16_logits, static_argnums=0)(adapter.model, adapter.variables, x)
-        assert out.dtype == jnp.bfloat16
-        assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(adapter.variables))
+        assert (out.dtype == jnp.bfloat16) == in_bf16
+        assert all(v.dtype == getattr(jnp, param_dtype) for v in jax.tree.leaves(adapter.variables))
         conv = nn.Conv(4, (3, 3), dtype=jnp.bfloat16)  # or a compute dtype per module, float32 parameters
         conv_out, conv_vars = conv.init_with_output(jax.random.key(0), x[:1])
-        assert conv_out.dtype == jnp.bfloat16 and conv_vars["params"]["kernel"].dtype == jnp.float32
+        assert conv_out.dtype == jnp.bfloat16 and conv_vars["params"]["kernel"].dtype == getattr(jnp, param_dtype)
+        has_autocast = any(hasattr(module, "autocast") for module in (jax, nn, jnp))
+        assert has_autocast == CLAIMS["autocast_context"]["flax"]
         logits = np.asarray(out, np.float32)
     error = compare(logits, bench.eval_reference["logits"], 0).max_rel
     assert 1e-3 < error < 5e-2  # clearly bf16, clearly the same network

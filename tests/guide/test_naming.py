@@ -24,7 +24,9 @@ CLAIMED_NAMES = {
 }
 
 
-CLAIMS = {"names": CLAIMED_NAMES, "num_batches_tracked": {"torch": True, "paddle": False, "flax": False}}
+CLAIMS = {"names": CLAIMED_NAMES, "num_batches_tracked": {"torch": True, "paddle": False, "flax": False},
+          "paddle_vision_names": ["conv1.weight", "layer2.0.downsample.1._variance", "fc.weight", "fc.bias"],
+          "running_stats_are_parameters": {"torch": False, "paddle": True, "flax": False}}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -42,16 +44,20 @@ def test_paddle_vision_names() -> None:
     import paddle  # noqa: PLC0415 (only this test needs paddle.vision)
 
     names = set(paddle.vision.models.resnet18(num_classes=10).state_dict())
-    assert {"conv1.weight", "layer2.0.downsample.1._variance", "fc.weight", "fc.bias"} <= names
+    assert set(CLAIMS["paddle_vision_names"]) <= names
     assert not any(k.startswith(("conv._conv", "bb_", "out.")) for k in names)
 
 
 def test_where_running_statistics_live() -> None:
+    is_parameter = CLAIMS["running_stats_are_parameters"]
     model = TorchResNet(TINY)
-    assert "bn1.running_mean" in dict(model.named_buffers())
-    assert "bn1.running_mean" not in dict(model.named_parameters())
+    assert "bn1.running_mean" in dict(model.state_dict())
+    assert ("bn1.running_mean" in dict(model.named_parameters())) == is_parameter["torch"]
+    assert ("bn1.running_mean" in dict(model.named_buffers())) != is_parameter["torch"]
     params = dict(PaddleResNet(TINY).named_parameters())
+    assert ("conv._batch_norm._mean" in params) == is_parameter["paddle"]
     assert params["conv._batch_norm._mean"].stop_gradient and params["conv._batch_norm._variance"].stop_gradient
     variables = traverse_util.unflatten_dict(flax_shapes(TINY), sep="/")
     assert set(variables) == {"params", "batch_stats"}
-    assert set(variables["batch_stats"]["bn1"]) == {"mean", "var"} and "mean" not in variables["params"]["bn1"]
+    assert set(variables["batch_stats"]["bn1"]) == {"mean", "var"}
+    assert ("mean" in variables["params"]["bn1"]) == is_parameter["flax"]

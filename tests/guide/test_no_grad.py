@@ -17,7 +17,20 @@ from resnet_rosetta.guide.pitfalls import TINY, Bench
 
 A = np.array([0.5, -1.0, 2.0], np.float32)
 CLAIMS = {"cut_factor_is_constant": {"torch": True, "paddle": True, "flax": True},  # d/da a*cut(a) = a, not 2a
-          "paddle_data_stop_gradient": True}
+          "paddle_data_stop_gradient": True,
+          "graph_recorded_by_default": {"torch": True, "paddle": True, "flax": False},
+          "augmented_assignment_in_place": {"torch": True, "paddle": False, "flax": False},
+          "in_place_op_breaks_backward": {"torch": True, "paddle": True},
+          "residual_add_in_place": {"torch": True, "paddle": False}}
+
+
+def _backward_refused(y: torch.Tensor | paddle.Tensor) -> bool:
+    """Whether y.sum().backward() raises because a value it needs was modified in place."""
+    try:
+        y.sum().backward()
+    except RuntimeError as e:
+        return "modified by an inplace operation" in str(e)
+    return False
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -26,16 +39,17 @@ def test_no_grad_forward(framework: str, bench: Bench) -> None:
     if framework == "torch":
         logits = torch_demos.inference_logits(adapter.model, torch.from_numpy(bench.x))
         assert not logits.requires_grad and logits.grad_fn is None
-        assert adapter.model(torch.from_numpy(bench.x)).grad_fn is not None  # outside: a graph is recorded
+        recorded = adapter.model(torch.from_numpy(bench.x)).grad_fn is not None  # outside no_grad
     elif framework == "paddle":
         logits = paddle_demos.inference_logits(adapter.model, paddle.to_tensor(bench.x))
         assert logits.stop_gradient
-        assert not adapter.model(paddle.to_tensor(bench.x)).stop_gradient  # outside: a graph is recorded
+        recorded = not adapter.model(paddle.to_tensor(bench.x)).stop_gradient  # outside no_grad
     else:
         x = jnp.asarray(bench.x.transpose(0, 2, 3, 1))
         logits = flax_demos.inference_logits(adapter.model, adapter.variables, x)
         assert isinstance(logits, jax.Array) and not isinstance(logits, jax.core.Tracer)  # a plain value
-        assert not hasattr(logits, "grad") and not hasattr(logits, "grad_fn")
+        recorded = any(hasattr(logits, attr) for attr in ("grad", "grad_fn", "stop_gradient"))
+    assert recorded == CLAIMS["graph_recorded_by_default"][framework]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -66,36 +80,31 @@ def test_new_tensor_defaults() -> None:
 
 
 def test_augmented_assignment() -> None:
+    in_place = CLAIMS["augmented_assignment_in_place"]
     a = torch.tensor(A, requires_grad=True)
-    y = torch.sigmoid(a)  # sigmoid's backward reads its output
+    y = before = torch.sigmoid(a)  # sigmoid's backward reads its output
     y += 1
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        y.sum().backward()
+    assert (y is before) == in_place["torch"] and _backward_refused(y) == in_place["torch"]
     p = paddle.to_tensor(A, stop_gradient=False)
-    y_paddle = paddle.nn.functional.sigmoid(p)
-    before = y_paddle
+    y_paddle = before_paddle = paddle.nn.functional.sigmoid(p)
     y_paddle += 1  # a new tensor: the saved output is untouched
-    assert y_paddle is not before
-    y_paddle.sum().backward()
+    assert (y_paddle is before_paddle) == in_place["paddle"] and _backward_refused(y_paddle) == in_place["paddle"]
     s = 1 / (1 + np.exp(-A))
     np.testing.assert_allclose(p.grad.numpy(), s * (1 - s), rtol=1e-5)
     x = jnp.asarray(A)
     y_jax = x
     y_jax += 1
-    assert y_jax is not x and np.array_equal(np.asarray(x), A)
+    assert (y_jax is x) == in_place["flax"] and np.array_equal(np.asarray(x), A)
 
 
 def test_explicit_in_place() -> None:
-    a = torch.tensor(A, requires_grad=True)
-    y = torch.sigmoid(a)
+    breaks = CLAIMS["in_place_op_breaks_backward"]
+    y = torch.sigmoid(torch.tensor(A, requires_grad=True))
     y.add_(1)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        y.sum().backward()
-    p = paddle.to_tensor(A, stop_gradient=False)
-    y_paddle = paddle.nn.functional.sigmoid(p)
+    assert _backward_refused(y) == breaks["torch"]
+    y_paddle = paddle.nn.functional.sigmoid(paddle.to_tensor(A, stop_gradient=False))
     y_paddle.add_(paddle.ones([3]))
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        y_paddle.sum().backward()
+    assert _backward_refused(y_paddle) == breaks["paddle"]
     x = jnp.asarray(A)
     with pytest.raises(TypeError, match="immutable"):
         x[0] = 1  # type: ignore[index]
@@ -109,11 +118,12 @@ def test_residual_add(bench: Bench) -> None:
     seen: list[torch.Tensor] = []
     model.layer1[0].bn2.register_forward_hook(lambda m, i, out: seen.append(out))
     model(torch.from_numpy(bench.x)).sum().backward()  # in place, and the backward still works
-    assert seen[0]._version > 0 and model.conv1.weight.grad is not None  # += (and the in-place ReLU)
+    in_place = CLAIMS["residual_add_in_place"]
+    assert (seen[0]._version > 0) == in_place["torch"] and model.conv1.weight.grad is not None  # += (and ReLU_)
     layer = load("paddle").Adapter(TINY, bench.weights).model
     layer.train()
     captured: list[paddle.Tensor] = []
     layer.bb_0_0.conv1.register_forward_post_hook(lambda m, i, out: captured.append((out, out.numpy().copy())))
     layer(paddle.to_tensor(bench.x)).sum().backward()
     out, copy = captured[0]
-    assert out.inplace_version == 0 and np.array_equal(out.numpy(), copy)
+    assert (out.inplace_version > 0 or not np.array_equal(out.numpy(), copy)) == in_place["paddle"]

@@ -13,21 +13,23 @@ from resnet_rosetta.frameworks import FRAMEWORKS
 
 
 LR, MU, WD = 0.1, 0.9, 0.05
-CLAIMS = {"decay_after_sgd": 1.05, "decay_scaled_by_lr": {"torch": True, "paddle": True, "flax": True}}  # p = 1, g = 0, wd = 0.05: add_decayed_weights after sgd grows p
+# p = 1, g = 0, wd = 0.05: add_decayed_weights after sgd grows p
+CLAIMS = {"decay_after_sgd": 1.05, "decay_scaled_by_lr": {"torch": True, "paddle": True, "flax": True},
+          "momentum_applied": {"torch": True, "paddle": True, "flax": True},  # b = mu b + g, not b = g
+          "gradient_dampened": {"torch": False, "paddle": False, "flax": False}}  # b = mu b + (1 - mu) g
 P0 = np.array([1.0, -2.0, 0.5], np.float32)
 GRADS = np.array([[0.3, -0.1, 0.2], [0.1, 0.4, -0.3], [-0.2, 0.2, 0.1]], np.float32)
 
 
-def sgd_reference(decay_scaled_by_lr: bool = True) -> np.ndarray:
-    """b = mu b + (g + wd p); p -= lr b, in float64 (or with decay outside the lr scaling)."""
+def sgd_reference(decay_scaled_by_lr: bool = True, momentum: bool = True, dampened: bool = False) -> np.ndarray:
+    """b = mu b + (g + wd p); p -= lr b, in float64 (or with decay outside the lr scaling, without momentum,
+    or with the new gradient dampened by 1 - mu)."""
+    mu = MU if momentum else 0.0
     p, b = P0.astype(np.float64), np.zeros(3)
     for g in GRADS:
-        if decay_scaled_by_lr:
-            b = MU * b + g + WD * p
-            p = p - LR * b
-        else:
-            b = MU * b + g
-            p = p - LR * b - WD * p
+        g = g + WD * p if decay_scaled_by_lr else g
+        b = mu * b + ((1 - mu) * g if dampened else g)
+        p = p - LR * b - (0.0 if decay_scaled_by_lr else WD * p)
     return p
 
 
@@ -64,8 +66,9 @@ def _optax_steps(tx: optax.GradientTransformation) -> np.ndarray:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_optimizer_update_rule(framework: str) -> None:
-    np.testing.assert_allclose(sgd_native(framework), sgd_reference(CLAIMS["decay_scaled_by_lr"][framework]),
-                               rtol=1e-6)
+    expected = sgd_reference(CLAIMS["decay_scaled_by_lr"][framework], CLAIMS["momentum_applied"][framework],
+                             CLAIMS["gradient_dampened"][framework])
+    np.testing.assert_allclose(sgd_native(framework), expected, rtol=1e-6)
 
 
 def test_optax_chain_order_matters() -> None:

@@ -2,6 +2,7 @@
 the frameworks as installed (the GPU facts by `gpu` tests, skipped without a CUDA device)."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,7 +15,13 @@ import torch
 
 from resnet_rosetta.frameworks import FRAMEWORKS, load
 
-CLAIMS = {"torch_fp32_precision": ["none", "tf32", "raised"]}  # matmul default, conv default, mixing APIs
+CLAIMS = {"torch_fp32_precision": ["none", "tf32", "raised"],  # matmul default, conv default, mixing APIs
+          "torch_tf32": {"matmul": False, "conv": True},  # allow_tf32 in a fresh process
+          "jax_matmul_precision": None,
+          # Paddle's (cublas, cudnn) switches in a fresh process: this CPU wheel, and a GPU build
+          "paddle_switches": {"cpu_wheel": [False, True], "gpu_build": [True, True]},
+          "full_fp32": {"torch_allow_tf32": False, "jax_matmul_precision": "highest", "paddle_switches": False,
+                        "NVIDIA_TF32_OVERRIDE": "0"}}
 FP32_PRECISION_SCRIPT = """
 import torch
 defaults = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
@@ -30,10 +37,14 @@ print(defaults[0], defaults[1], mixed)
 
 
 def test_tf32_defaults(fresh_defaults: dict[str, Any]) -> None:
-    assert fresh_defaults["torch_matmul_tf32"] is False and fresh_defaults["torch_cudnn_tf32"] is True
-    assert fresh_defaults["jax_matmul_precision"] is None
-    core = paddle.base.core  # the GPU-build defaults are checked by test_tf32_defaults_on_gpu
-    assert callable(core.get_cublas_switch) and callable(core.get_cudnn_switch)
+    """The switches as a fresh process sees them (conftest.py); Paddle's GPU-build defaults are checked by
+    test_tf32_defaults_on_gpu."""
+    assert fresh_defaults["torch_matmul_tf32"] is CLAIMS["torch_tf32"]["matmul"]
+    assert fresh_defaults["torch_cudnn_tf32"] is CLAIMS["torch_tf32"]["conv"]
+    assert fresh_defaults["jax_matmul_precision"] == CLAIMS["jax_matmul_precision"]
+    build = "gpu_build" if paddle.is_compiled_with_cuda() else "cpu_wheel"
+    switches = [fresh_defaults["paddle_cublas_switch"], fresh_defaults["paddle_cudnn_switch"]]
+    assert switches == CLAIMS["paddle_switches"][build]
 
 
 @pytest.mark.gpu
@@ -43,7 +54,7 @@ def test_tf32_defaults_on_gpu() -> None:
     done = subprocess.run([sys.executable, "-c", "import paddle.base.core as c; "
                            "print(c.get_cublas_switch(), c.get_cudnn_switch())"],
                           capture_output=True, text=True, check=True, env={**os.environ, "NVIDIA_TF32_OVERRIDE": ""})
-    assert done.stdout.split()[-2:] == ["True", "True"]
+    assert done.stdout.split()[-2:] == [str(v) for v in CLAIMS["paddle_switches"]["gpu_build"]]
     a = torch.randn(256, 256, device="cuda")
     exact = (a.double() @ a.double()).float()
     saved = torch.backends.cuda.matmul.allow_tf32
@@ -55,10 +66,15 @@ def test_tf32_defaults_on_gpu() -> None:
     assert tf32_error > 2.0 ** -14  # well above float32's 6e-8: rounded to 10 stored mantissa bits
 
 
+@functools.cache  # one process per session: test_flipped_claims.py calls the test again
+def _fp32_precision_in_a_fresh_process() -> list[str]:
+    done = subprocess.run([sys.executable, "-c", FP32_PRECISION_SCRIPT], capture_output=True, text=True, check=True)
+    return done.stdout.split()[-3:]
+
+
 def test_torch_fp32_precision_api() -> None:
     """In a fresh process: the torch 2.9+ defaults, and reading the legacy flag after using both APIs raises."""
-    done = subprocess.run([sys.executable, "-c", FP32_PRECISION_SCRIPT], capture_output=True, text=True, check=True)
-    assert done.stdout.split()[-3:] == CLAIMS["torch_fp32_precision"]
+    assert _fp32_precision_in_a_fresh_process() == CLAIMS["torch_fp32_precision"]
 
 
 def test_full_fp32_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,10 +88,12 @@ def test_full_fp32_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         for framework in FRAMEWORKS:
             load(framework, "demos").full_fp32_precision()
-        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-        assert jax.config.jax_default_matmul_precision == "highest"
-        assert not core.get_cublas_switch() and not core.get_cudnn_switch()
-        assert os.environ["NVIDIA_TF32_OVERRIDE"] == "0"
+        full = CLAIMS["full_fp32"]
+        assert torch.backends.cuda.matmul.allow_tf32 is full["torch_allow_tf32"]
+        assert torch.backends.cudnn.allow_tf32 is full["torch_allow_tf32"]
+        assert jax.config.jax_default_matmul_precision == full["jax_matmul_precision"]
+        assert [core.get_cublas_switch(), core.get_cudnn_switch()] == [full["paddle_switches"]] * 2
+        assert os.environ["NVIDIA_TF32_OVERRIDE"] == full["NVIDIA_TF32_OVERRIDE"]
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_torch
         jax.config.update("jax_default_matmul_precision", saved_jax)

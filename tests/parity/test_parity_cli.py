@@ -13,6 +13,7 @@ from resnet_rosetta.common.canonical import random_weights, save_canonical
 from resnet_rosetta.common.spec import get_spec
 
 CLI = [sys.executable, "-m", "resnet_rosetta.cli.main", "parity"]
+PASSED = ("pass", "conditioning-limited")  # a check's statuses that pass (the other is FAIL)
 SMALL = ["--arch", "resnet18_small", "--size", "16", "--grad-size", "16", "--batch", "2", "--steps", "2"]
 
 
@@ -26,15 +27,20 @@ def _parity(tmp_path: Path, *extra: str, timeout: float = 600) -> tuple[subproce
 def test_isolated_workers_reproduce_the_in_process_results(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "iso").mkdir()
-    _, local = _parity(tmp_path / "in", "--checks", "eval,grad")
+    local_proc, local = _parity(tmp_path / "in", "--checks", "eval,grad")
     proc, doc = _parity(tmp_path / "iso", "--isolate", "--checks", "eval,grad", "--run-dir", str(tmp_path / "run"))
-    assert doc["settings"]["isolate"] is True and not doc["errors"], proc.stdout + proc.stderr
+    for run_proc, run_doc in ((local_proc, local), (proc, doc)):  # both runs pass: exit 0, every check PASS
+        assert run_proc.returncode == 0 and run_doc["passed"] is True, run_proc.stdout + run_proc.stderr
+        assert not run_doc["errors"] and all(c["status"] in PASSED for c in run_doc["checks"])
+    assert doc["settings"]["isolate"] is True and local["settings"]["isolate"] is False
     assert {c["check"] for c in doc["checks"]} == {"eval", "grad"}
     run = tmp_path / "run" / "resnet18_small"
     assert sorted(p.name for p in run.glob("*.safetensors")) == ["flax.safetensors", "paddle.safetensors",
                                                                   "torch.safetensors"]
     assert "optimizer" in doc["numerics"]["paddle"]  # each worker reports its optimizer convention
-    for a, b in zip(local["checks"], doc["checks"]):  # same kernels, same inputs: the same errors
+    assert len(local["checks"]) == len(doc["checks"]) == 12  # (3 vs the oracle + 3 pairs) x (eval, grad)
+    for a, b in zip(local["checks"], doc["checks"], strict=True):  # same kernels, same inputs: the same errors
+        assert len(a["rows"]) == len(b["rows"]) > 0
         assert (a["check"], a["left"], a["right"], a["status"]) == (b["check"], b["left"], b["right"], b["status"])
         assert [r["max_rel"] for r in a["rows"]] == pytest.approx([r["max_rel"] for r in b["rows"]], rel=1e-3, abs=1e-9)
 
@@ -77,7 +83,8 @@ def test_unknown_check_and_mismatched_checkpoint_are_user_errors(tmp_path: Path,
 def test_markdown_report_has_one_table_per_check_and_the_conventions(tmp_path: Path) -> None:
     proc, doc = _parity(tmp_path, "--checks", "eval,train", "--bn-running-var", "native",
                         "--markdown", str(tmp_path / "p.md"))
-    assert proc.returncode == (0 if doc["passed"] else 1), proc.stderr
+    assert proc.returncode == 0 and doc["passed"] is True, proc.stdout + proc.stderr
+    assert all(c["status"] in PASSED for c in doc["checks"]) and len(doc["checks"]) == 12
     # native conventions differ by design: running_var rows are shown but cannot fail
     torch_vs_paddle = next(c for c in doc["checks"] if c["check"] == "train" and c["left"] == "torch"
                            and c["right"] == "paddle")

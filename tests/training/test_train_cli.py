@@ -70,6 +70,8 @@ def test_trained_anywhere_predicts_the_same_everywhere(mnist: Path, tmp_path: Pa
         predicted = logits[fw].argmax(1)
         assert float(re.search(r"top-1 accuracy: ([\d.]+)%", report)[1]) == pytest.approx(
             100 * np.mean(predicted == labels), abs=0.005)
+        # it learned: one epoch gives 6 of the 24 test images in each framework (measured 2026-12-02), chance 10%
+        assert np.mean(predicted == labels) >= 0.2, fw
         rows = [[int(c) for c in line.split()[2:]] for line in report.splitlines()[5:15]]
         np.testing.assert_array_equal(rows, confusion_matrix(labels, predicted, 10))
         assert Path(f"{prefix}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
