@@ -16,6 +16,10 @@ there (the report lists every such input), so the gradient bounds hold strictly;
 K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
 checks with every layer in that dtype, against the oracle on the same rounded inputs;
 a framework without kernels for it on this device is reported as unsupported, not as a failure.
+`--dtype fp64` runs every check in float64, where a correct port meets 1e-10 everywhere with no
+floors, no branch-following and free-running K-step trajectories; without `--dtype`, such an fp64
+proof of the same architectures (32 px, batch 2) follows the fp32 run. Exit status 3: nothing
+failed, but some framework could not run in float64 (its rows say why).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from resnet_rosetta.common.options import integer, number
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.frameworks import FRAMEWORKS
-from resnet_rosetta.parity.run import ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, RUNNING_VAR_FEEDS, Settings, run_parity
+from resnet_rosetta.parity.run import (ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, INCOMPLETE, RUNNING_VAR_FEEDS,
+                                       Settings, run_parity)
 
 
 def _csv(values: list[str] | str) -> list[str]:
@@ -41,10 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated")
     p.add_argument("--checks", help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all of them "
                                     f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16)")
-    p.add_argument("--dtype", choices=DTYPES, default="fp32",
-                   help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
-                        "inputs onto that grid, run every layer in it and compare with the float64 oracle "
-                        "under the dtype's tolerances; gradients and SGD steps are checked in fp32 only")
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="compute dtype of the checks (default: fp32, then the fp64 proof at small sizes). "
+                        "bf16 / fp16 round weights and inputs onto that grid, run every layer in it and compare "
+                        "with the float64 oracle under the dtype's tolerances (forward checks only); fp64 runs "
+                        "every check in float64 under one 1e-10 bound")
     p.add_argument("--size", type=int, help="input height and width (default: 224, or the preset's own for "
                                             "small-input presets)")
     p.add_argument("--grad-size", type=int, default=64,
@@ -85,9 +91,10 @@ def _pythons(text: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     doc = run_parity(Settings(
         archs=tuple(_csv(args.arch)) if args.arch else (), frameworks=tuple(_csv(args.frameworks)),
-        checks=tuple(_csv(args.checks)) if args.checks is not None else None, dtype=args.dtype, size=args.size,
+        checks=tuple(_csv(args.checks)) if args.checks is not None else None, dtype=args.dtype or "fp32",
+        proof=args.dtype is None, size=args.size,
         grad_size=args.grad_size, batch=args.batch, seed=args.seed, steps=args.steps, lr=args.lr,
         bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown))
-    return 0 if doc["passed"] else 1
+    return 1 if not doc["passed"] else INCOMPLETE if doc["incomplete"] else 0
