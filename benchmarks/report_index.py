@@ -43,6 +43,9 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
             status.endswith("-limited") for status in counts) else ""
         lines.append(f"**Parity:** {verdict}: {counts.get('pass', 0)} of {len(checks)} comparisons within tolerance"
                      f"{others}{excused}.")
+        proof = (parity["doc"].get("float64") or parity["doc"]).get("proof")
+        if proof:  # the fp64 run's one-line verdict (parity/report.py proof_line)
+            lines.append(f"**Float64:** {proof}.")
     else:
         lines.append(f"**Parity:** {parity['status']}: {parity.get('message', '')}")
     # ours vs reference

@@ -1,24 +1,19 @@
 """`resnet-rosetta parity`: port one set of weights to every framework and compare them all.
 
-In-process is the default: all three frameworks import side by side here, and it is 2-3x faster
-than spawning workers (each worker pays the framework import and, for JAX, compilation again).
+In-process is the default (all three frameworks import side by side, 2-3x faster than workers);
 `--isolate` runs each framework in its own process (and, with `--python`, its own environment),
-exchanging safetensors files; use it when frameworks clash in one process or live in different
-environments.
+exchanging safetensors files: for frameworks that clash in one process or live elsewhere.
 
 Each comparison ends as one of: pass; FAIL (exit code 1); conditioning-limited (beyond the
 tolerance but within 30 times the quantity's conditioning floor: how far the float64 oracle moves
-when weights and inputs move by one unit round-off, e.g. train-mode resnet50 at batch 4), which
-does not fail the run and is never shown as a pass. For grad, step and steps every framework
-records the ReLU branches of each forward; where fp32 took the other branch at an input float64
-puts within 1e-3 (relative) of zero, the oracle's backward follows it, since a gradient jumps
-there (the report lists every such input), so the gradient bounds hold strictly; each of the
-K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
-checks with every layer in that dtype, against the oracle on the same rounded inputs;
-a framework without kernels for it on this device is reported as unsupported, not as a failure.
-`--dtype fp64` runs every check in float64, where a correct port meets 1e-10 everywhere with no
-floors, no branch-following and free-running K-step trajectories; without `--dtype`, such an fp64
-proof of the same architectures (32 px, batch 2) follows the fp32 run. Exit status 3: nothing
+when weights and inputs move by one unit round-off), which does not fail the run and is never
+shown as a pass. For grad, step and steps, where fp32 took the other ReLU branch at an input
+float64 puts within 1e-3 (relative) of zero, the oracle's backward follows it (the report lists
+each), and each of the K steps starts the oracle from the framework's own state.
+`--dtype bf16|fp16` runs the forward checks in that dtype (a framework without kernels for it is
+unsupported, not a failure). `--dtype fp64` runs every check in float64 under one 1e-10 bound, with
+no floors, no branch-following and free-running trajectories; without `--dtype`, such an fp64
+proof of the same architectures (at most 64 px, batch 2) follows the fp32 run. Exit status 3: nothing
 failed, but some framework could not run in float64 (its rows say why).
 """
 from __future__ import annotations

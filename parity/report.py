@@ -88,9 +88,9 @@ def proof_line(doc: dict[str, Any]) -> str:
         fd = bad[0]["first_divergence"] if bad else None
         first = (f"; first: {bad[0]['arch']} {bad[0]['check']} {bad[0]['left']} vs {bad[0]['right']} "
                  f"{fd['quantity']} {fd['max_rel']:.1e}" if fd else "")
-        return (f"float64: ports NOT proven identical: {len(bad)} of {len(doc['checks'])} comparisons beyond "
+        return (f"ports NOT proven identical in float64: {len(bad)} of {len(doc['checks'])} comparisons beyond "
                 f"{FP64_BOUND:g}{first}" + "".join(f"; {n} did not run" for n in doc["errors"]) + f" ({what})")
-    text = (f"float64: ports proven identical in float64 (worst {worst:.1e}, bound {FP64_BOUND:g}): "
+    text = (f"ports proven identical in float64 (worst {worst:.1e}, bound {FP64_BOUND:g}): "
             f"{', '.join(names) or 'none'} vs the float64 oracle and each other ({what})")
     if missing:
         text += "; not proven: " + "; ".join(f"{n} ({why})" for n, why in missing.items())
