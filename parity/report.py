@@ -79,7 +79,8 @@ def proof_line(doc: dict[str, Any]) -> str:
     rows = [r for c in doc["checks"] for r in c["rows"]]
     worst = max((r["max_rel"] for r in rows), default=float("nan"))
     s = doc["settings"]
-    what = (f"{', '.join(s['archs'])}: {', '.join(s['checks'])}, {s['size'][0]} px, batch {s['batch']}"
+    sizes = "/".join(str(n) for n in dict.fromkeys(s["size"]))
+    what = (f"{', '.join(s['archs'])}: {', '.join(s['checks'])}, {sizes} px, batch {s['batch']}"
             + (f", {s['sgd']['steps']} free-running steps" if "steps" in s["checks"] else ""))
     names = sorted({c["left"] for c in doc["checks"]} - {"oracle"})
     missing = {**doc["errors"], **doc["unsupported"]}

@@ -33,6 +33,9 @@ LOW_PRECISION = ("bf16", "fp16")
 # The fp64 proof's sizes (at most these): 64 px keeps 2 x 2 positions per channel in layer4 of an
 # ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel).
 PROOF = {"size": 64, "grad_size": 64, "batch": 2}
+# ... and its checks: grad and step are folded into steps, whose first step compares the same
+# parameters and running statistics, and momentum buffers g + wd * p (one trainer, not three).
+PROOF_CHECKS = {"eval": "eval", "train": "train", "grad": "steps", "step": "steps", "steps": "steps"}
 INCOMPLETE = 3  # exit status: nothing failed, but a framework could not run the fp64 proof
 RUNNING_VAR_FEEDS = ("unbiased", "biased", "native")
 
@@ -94,9 +97,10 @@ class Settings:
                                    proof=self.proof and self.dtype not in STRICT)
 
     def proof_settings(self) -> Settings:
-        """The fp64 proof that accompanies this run: same architectures, checks and weights, PROOF sizes."""
+        """The fp64 proof that accompanies this run: same architectures and weights, PROOF sizes and checks."""
         return dataclasses.replace(
             self, dtype="fp64", proof=False, json_out=None, markdown=None,
+            checks=tuple(dict.fromkeys(PROOF_CHECKS[c] for c in self.checks or ALL_CHECKS)),
             size_cap=PROOF["size"], grad_size=min(self.grad_size, PROOF["grad_size"]),
             batch=min(self.batch, PROOF["batch"]), run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
 
@@ -111,7 +115,8 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
         _progress("float64 proof of the same architectures")
         proof = _run_one(s.proof_settings().validated(), None)
         doc.update(float64=proof, passed=doc["passed"] and proof["passed"], incomplete=proof["incomplete"])
-        print("\n" + report.proof_failures(proof), file=out)
+        if not proof["passed"]:
+            print("\n" + report.proof_failures(proof), file=out)
     if s.dtype in STRICT or s.proof:
         print(f"\n{(doc.get('float64') or doc)['proof']}", file=out)
     if s.json_out:
