@@ -4,11 +4,11 @@ Errors are relative to the reference tensor's scale, rel = max|a - b| / max|ref|
 relative error explodes wherever the reference crosses zero). fp32 bounds per check against the
 float64 oracle, pairs of frameworks twice that where both sides err; bf16 / fp16 in units of the
 dtype's unit round-off, capped at CAP; fp64 (`STRICT`) one bound, FP64_BOUND, for every quantity
-and pair, with no floors, no ReLU branch-following and free-running trajectories. A quantity beyond its bound but within FLOOR_FACTOR times
-its conditioning floor (how far float64 moves when inputs and weights move by one round-off) is
-conditioning-limited, not a pass. The oracle's backward follows a framework's ReLU branch at
-inputs within KINK_MARGIN of zero. The reasoning and the measurements behind every number:
-docs/tolerances.md.
+and pair, with no floors, no ReLU branch-following and free-running trajectories. A quantity beyond
+its bound but within FLOOR_FACTOR times its conditioning floor (how far float64 moves when inputs
+and weights move by one round-off) is conditioning-limited, not a pass. The oracle's backward
+follows a framework's ReLU branch at inputs within KINK_MARGIN of zero. The reasoning and the
+measurements behind every number: docs/tolerances.md.
 """
 from __future__ import annotations
 

@@ -166,10 +166,10 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
     momentum buffers under `momentum/`.
 
     `gates` maps a forward ("grad", "step1" .. "stepK") to the ReLU branches to follow near the
-    kinks in it (float64's own where absent; with follow_kinks=False only counted). `states` maps k to (parameters, momentum) after
-    step k of a framework: step k + 1 then starts from that state instead of the oracle's own,
-    so each step is checked on its own (`nudge`, for the conditioning floor, moves every such
-    state). SGD with momentum and weight decay in float64, torch's rule:
+    kinks in it (float64's own where absent; with follow_kinks=False only counted). `states` maps k
+    to (parameters, momentum) after step k of a framework: step k + 1 then starts from that state
+    instead of the oracle's own, so each step is checked on its own (`nudge`, for the conditioning
+    floor, moves every such state). SGD with momentum and weight decay in float64, torch's rule:
     b = m * b + (g + wd * p) (b = g + wd * p at the first step), p -= lr * b.
     """
     spec, h = case.spec, case.hyper

@@ -143,8 +143,9 @@ def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
-    doc = report.to_json(found.comparisons, _settings_record(s, cases, cases[0].hyper if cases else hyper), found.numerics, found.errors,
-                         found.conventions, found.unsupported, found.branches)
+    record = _settings_record(s, cases, cases[0].hyper if cases else hyper)  # fp64: float32-exact SGD settings
+    doc = report.to_json(found.comparisons, record, found.numerics, found.errors, found.conventions,
+                         found.unsupported, found.branches)
     doc["incomplete"] = sorted(found.unsupported) if s.dtype in STRICT else []
     if s.dtype in STRICT:
         doc["proof"] = report.proof_line(doc)
