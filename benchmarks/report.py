@@ -48,6 +48,8 @@ def run_parity(out: Path, extra: list[str], timeout: float | None) -> dict:
         res.update(status="timeout", message=f"stopped after {timeout:.0f} s (--parity-timeout)")
     elif code == 0 and res["doc"] is not None:
         res["status"] = "passed"
+    elif code == 3 and res["doc"] is not None:  # parity's INCOMPLETE: a framework could not run in fp64
+        res.update(status="incomplete", message=f"not run in float64: {', '.join(res['doc'].get('incomplete', []))}")
     elif code == 1:
         res["status"] = "failed"
         res.setdefault("message", "at least one check is out of tolerance")

@@ -48,6 +48,9 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
         where = parity["doc"].get("settings", {}).get("device", "cpu")
         lines.append(f"**Parity (on the {where.upper()}):** {verdict}: {counts.get('pass', 0)} of {len(checks)} "
                      f"comparisons within tolerance{others}{excused}.")
+        proof = (parity["doc"].get("float64") or parity["doc"]).get("proof")
+        if proof:  # the fp64 run's one-line verdict (parity/report.py proof_line)
+            lines.append(f"**Float64:** {proof}.")
     else:
         lines.append(f"**Parity:** {parity['status']}: {parity.get('message', '')}")
     # ours vs reference

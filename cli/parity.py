@@ -1,21 +1,20 @@
 """`resnet-rosetta parity`: port one set of weights to every framework and compare them all.
 
-In-process is the default: all three frameworks import side by side here, and it is 2-3x faster
-than spawning workers (each worker pays the framework import and, for JAX, compilation again).
+In-process is the default (all three frameworks import side by side, 2-3x faster than workers);
 `--isolate` runs each framework in its own process (and, with `--python`, its own environment),
-exchanging safetensors files; use it when frameworks clash in one process or live in different
-environments.
+exchanging safetensors files: for frameworks that clash in one process or live elsewhere.
 
 Each comparison ends as one of: pass; FAIL (exit code 1); conditioning-limited (beyond the
 tolerance but within 30 times the quantity's conditioning floor: how far the float64 oracle moves
-when weights and inputs move by one unit round-off, e.g. train-mode resnet50 at batch 4), which
-does not fail the run and is never shown as a pass. For grad, step and steps every framework
-records the ReLU branches of each forward; where fp32 took the other branch at an input float64
-puts within 1e-3 (relative) of zero, the oracle's backward follows it, since a gradient jumps
-there (the report lists every such input), so the gradient bounds hold strictly; each of the
-K steps starts the oracle from the framework's own state. `--dtype bf16|fp16` runs the forward
-checks with every layer in that dtype, against the oracle on the same rounded inputs;
-a framework without kernels for it on this device is reported as unsupported, not as a failure.
+when weights and inputs move by one unit round-off), which does not fail the run and is never
+shown as a pass. For grad, step and steps, where fp32 took the other ReLU branch at an input
+float64 puts within 1e-3 (relative) of zero, the oracle's backward follows it (the report lists
+each), and each of the K steps starts the oracle from the framework's own state.
+`--dtype bf16|fp16` runs the forward checks in that dtype (a framework without kernels for it is
+unsupported, not a failure). `--dtype fp64` runs every check in float64 under one 1e-10 bound, with
+no floors, no branch-following and free-running trajectories; `--proof` adds such an fp64 proof
+of the same architectures (at most 64 px, batch 2) after the run. Exit status 3: nothing failed,
+but some framework could not run in float64 (its rows say why).
 `--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md).
 """
 from __future__ import annotations
@@ -26,7 +25,8 @@ from resnet_rosetta.common.options import integer, number
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.frameworks import FRAMEWORKS
-from resnet_rosetta.parity.run import ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, RUNNING_VAR_FEEDS, Settings, run_parity
+from resnet_rosetta.parity.run import (ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, INCOMPLETE, RUNNING_VAR_FEEDS,
+                                       Settings, run_parity)
 
 
 def _csv(values: list[str] | str) -> list[str]:
@@ -41,12 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                    f"(default: {', '.join(DEFAULT_ARCHS)})")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated")
     p.add_argument("--checks", help=f"comma-separated subset of {','.join(ALL_CHECKS)} (default: all of them "
-                                    f"in fp32, {','.join(FORWARD_CHECKS)} in bf16 / fp16; dp only with and always "
-                                    "with --data-parallel)")
+                                    f"in fp32 and fp64, {','.join(FORWARD_CHECKS)} in bf16 / fp16; dp only with and "
+                                    "always with --data-parallel)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
-                   help="compute dtype of the forward checks (default fp32). bf16 / fp16 round weights and "
-                        "inputs onto that grid, run every layer in it and compare with the float64 oracle "
-                        "under the dtype's tolerances; gradients and SGD steps are checked in fp32 only")
+                   help="compute dtype of the checks (default fp32). bf16 / fp16 round weights and inputs onto "
+                        "that grid, run every layer in it and compare with the float64 oracle under the dtype's "
+                        "tolerances (forward checks only); fp64 runs every check in float64 under one 1e-10 bound")
+    p.add_argument("--proof", action="store_true",
+                   help="after the run, the fp64 proof of the same architectures at small sizes (at most 64 px, "
+                        "batch 2): every check in float64 under one 1e-10 bound")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="where the frameworks compute (default cpu); gpu: each framework that sees one, TF32 "
                         "off and deterministic kernels, the others listed as unsupported; the oracle stays float64 "
@@ -97,10 +100,11 @@ def _pythons(text: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     doc = run_parity(Settings(
         archs=tuple(_csv(args.arch)) if args.arch else (), frameworks=tuple(_csv(args.frameworks)),
-        checks=tuple(_csv(args.checks)) if args.checks is not None else None, dtype=args.dtype, size=args.size,
+        checks=tuple(_csv(args.checks)) if args.checks is not None else None, dtype=args.dtype,
+        proof=args.proof, size=args.size,
         grad_size=args.grad_size, batch=args.batch, seed=args.seed, steps=args.steps, lr=args.lr,
         bn_running_var=args.bn_running_var, stagewise=args.stagewise, weights=args.weights, device=args.device,
         isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps))
-    return 0 if doc["passed"] else 1
+    return 1 if not doc["passed"] else INCOMPLETE if doc["incomplete"] else 0

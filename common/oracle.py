@@ -168,6 +168,7 @@ class Oracle:
         self.weights: Weights = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         self._tape: _Tape | None = None
         self._follow: Gates = {}  # a framework's ReLU branches to follow near the kinks (loss_and_grads)
+        self._follow_kinks = True  # False: only compare them with float64's (gate_match), never follow
         self.gates: Gates = {}  # the branches the last loss_and_grads took, per site
         self.gate_match = GateMatch()  # how they differed from float64's, after the last loss_and_grads
 
@@ -219,7 +220,8 @@ class Oracle:
         if self._tape is not None:
             gate = x > 0
             if site in self._follow:
-                gate, match = resolve_gate(x, self._follow[site], site)
+                followed, match = resolve_gate(x, self._follow[site], site)
+                gate = followed if self._follow_kinks else gate
                 self.gate_match += match
             self.gates[site] = gate
             self._tape.record(y, lambda dy: [(x, dy * gate)])
@@ -259,18 +261,21 @@ class Oracle:
             self._tape.record(logits, push)
         return pooled, logits
 
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, gates: Mapping[str, np.ndarray] | None = None
-                       ) -> tuple[float, Weights]:
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, gates: Mapping[str, np.ndarray] | None = None,
+                       follow_kinks: bool = True) -> tuple[float, Weights]:
         """Mean cross-entropy of a train-mode forward and its gradient for every trainable parameter.
 
         Like a framework's training step, the forward updates the running statistics.
         With `gates` (a framework's ReLU branches on the same batch, per site), the backward takes
         the framework's branch at every ReLU input within KINK_MARGIN of zero: a gradient is
         discontinuous there, and fp32 may land on either side. `self.gate_match` says how many
-        inputs that changed, and how many disagreed farther out (which are not followed).
+        inputs that changed, and how many disagreed farther out (which are not followed). With
+        `follow_kinks=False` (fp64 runs) float64's own branches are taken everywhere and `gates` are
+        only counted.
         """
         self._tape = _Tape()
         self._follow, self.gate_match, self.gates = dict(gates or {}), GateMatch(), {}
+        self._follow_kinks = follow_kinks
         try:
             logits = self.forward(x, train=True)["logits"]
             shifted = logits - logits.max(axis=1, keepdims=True)

@@ -3,11 +3,12 @@
 Errors are relative to the reference tensor's scale, rel = max|a - b| / max|ref| (element-wise
 relative error explodes wherever the reference crosses zero). fp32 bounds per check against the
 float64 oracle, pairs of frameworks twice that where both sides err; bf16 / fp16 in units of the
-dtype's unit round-off, capped at CAP. A quantity beyond its bound but within FLOOR_FACTOR times
-its conditioning floor (how far float64 moves when inputs and weights move by one round-off) is
-conditioning-limited, not a pass. The oracle's backward follows a framework's ReLU branch at
-inputs within KINK_MARGIN of zero. The reasoning and the measurements behind every number:
-docs/tolerances.md.
+dtype's unit round-off, capped at CAP; fp64 (`STRICT`) one bound, FP64_BOUND, for every quantity
+and pair, with no floors, no ReLU branch-following and free-running trajectories. A quantity beyond
+its bound but within FLOOR_FACTOR times its conditioning floor (how far float64 moves when inputs
+and weights move by one round-off) is conditioning-limited, not a pass. The oracle's backward
+follows a framework's ReLU branch at inputs within KINK_MARGIN of zero. The reasoning and the
+measurements behind every number: docs/tolerances.md.
 """
 from __future__ import annotations
 
@@ -31,7 +32,12 @@ _FP32_VS_ORACLE = {
 }
 _PAIRWISE_FACTOR = {"eval": 2.0, "reference": 1.0, "train": 2.0, "running_stats": 2.0, "grad": 2.0,
                     "step": 1.0, "steps": 1.0, "loss": 1.0}
-UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "bf16": 2.0 ** -8, "fp16": 2.0 ** -11}
+UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "bf16": 2.0 ** -8, "fp16": 2.0 ** -11, "fp64": 2.0 ** -53}
+# A port that agrees with the float64 oracle this closely computes the same function: in fp64 every
+# quantity (stage outputs, running statistics, gradients, parameters, momentum buffers, K-step
+# trajectories), against the oracle and between frameworks, meets it with no excuse.
+FP64_BOUND = 1e-10
+STRICT = ("fp64",)  # dtypes judged by FP64_BOUND alone: no conditioning floors, no branch-following
 LOW_PRECISION_KINDS = ("eval", "reference", "train", "running_stats")
 _LOW_PRECISION_UNITS = 16.0
 CAP = 1e-1  # no allowance goes beyond this: wrong ports measured by the guide err by 1.0 to 9.5
@@ -58,6 +64,8 @@ def tolerance(check: str, dtype: str = "fp32", pairwise: bool = False) -> float:
         raise UserError(f"unknown check {check!r}; known: {', '.join(TOLERANCE_KINDS)}")
     if dtype not in UNIT_ROUNDOFF:
         raise UserError(f"unknown dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
+    if dtype in STRICT:
+        return FP64_BOUND
     factor = _PAIRWISE_FACTOR[check] if pairwise else 1.0
     if dtype == "fp32":
         return _FP32_VS_ORACLE[check] * factor

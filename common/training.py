@@ -58,8 +58,9 @@ def params_to_canonical(native: Mapping[str, np.ndarray], spec: ResNetSpec, fmt:
     return {ck: table[ck][2](np.asarray(native[table[ck][0]])) for ck in trainable_keys(spec)}
 
 
-def params_to_native(canonical: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str, source: str) -> Weights:
-    """Canonical per-parameter arrays -> native names and layouts; strict about names and shapes."""
+def params_to_native(canonical: Mapping[str, np.ndarray], spec: ResNetSpec, fmt: str, source: str,
+                     dtype: type = np.float32) -> Weights:
+    """Canonical per-parameter arrays -> native names and layouts (as `dtype`); strict about names and shapes."""
     keys = trainable_keys(spec)
     missing = [k for k in keys if k not in canonical]
     unexpected = [k for k in canonical if k not in set(keys)]
@@ -72,4 +73,4 @@ def params_to_native(canonical: Mapping[str, np.ndarray], spec: ResNetSpec, fmt:
         if tuple(canonical[k].shape) != shapes[k]:
             raise UserError(f"{source}: key {k}: expected shape {shapes[k]}, found {tuple(canonical[k].shape)}")
     table = rules.key_map(spec, fmt)
-    return {table[k][0]: table[k][1](np.asarray(canonical[k], dtype=np.float32)) for k in keys}
+    return {table[k][0]: table[k][1](np.asarray(canonical[k], dtype=dtype)) for k in keys}

@@ -7,7 +7,9 @@ over shared names; the first failing name in order is the first divergence.
 The checks (eval, stagewise, train, grad, step, steps) are described in docs/parity.md.
 The training checks record each forward's ReLU branches in every framework; the oracle's backward
 follows a framework's branch wherever float64 puts the input within KINK_MARGIN of zero
-(`follow_gates`), so a gradient's jump at a kink is not mistaken for an error.
+(`follow_gates`), so a gradient's jump at a kink is not mistaken for an error. An fp64 run
+(`tolerance.STRICT`) follows nothing and restarts nothing: branches are only counted, the K-step
+trajectories run free, and momentum buffers and running statistics after each step are compared too.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import numpy as np
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.canonical import Weights, is_buffer, random_weights
 from resnet_rosetta.common.oracle import GateMatch, Oracle
-from resnet_rosetta.common.precision import representable, representable_weights
+from resnet_rosetta.common.precision import float32_exact, representable, representable_weights, strict_spec
 from resnet_rosetta.common.spec import STAGE_NAMES, ResNetSpec
-from resnet_rosetta.common.tolerance import UNIT_ROUNDOFF, compare, floor_allowance, tolerance
+from resnet_rosetta.common.tolerance import STRICT, UNIT_ROUNDOFF, compare, floor_allowance, tolerance
 
 CHECKS = ("eval", "train", "grad", "step", "steps")
 ORACLE = "oracle"
@@ -54,13 +56,22 @@ class ParityCase:
     batches: tuple[tuple[np.ndarray, np.ndarray], ...]  # (x, labels) of the gradient checks: grad and
     hyper: Hyper = Hyper()                               # step use the first, steps all of them
     feed: Outputs = field(default_factory=dict)  # oracle stage outputs for stagewise mode
-    dtype: str = "fp32"  # compute dtype of the forward checks; weights and inputs already on its grid
+    dtype: str = "fp32"  # compute dtype of every check; weights and inputs already on its grid
     device: str = "cpu"  # where the frameworks compute: "cpu" or "gpu" (the oracle always on the CPU)
+
+    @property
+    def strict(self) -> bool:
+        """fp64: no floors, no branch-following, free-running trajectories, momentum compared."""
+        return self.dtype in STRICT
 
     @classmethod
     def seeded(cls, spec: ResNetSpec, size: int, batch: int, seed: int = 0, weights: Weights | None = None,
                hyper: Hyper = Hyper(), grad_size: int | None = None, dtype: str = "fp32") -> "ParityCase":
         rng = np.random.default_rng(seed + 1)
+        spec = strict_spec(spec, dtype)  # fp64: BN constants every framework holds exactly
+        if dtype in STRICT:  # and SGD coefficients too (Paddle's are float32 attributes)
+            hyper = replace(hyper, lr=float32_exact(hyper.lr), momentum=float32_exact(hyper.momentum),
+                            weight_decay=float32_exact(hyper.weight_decay))
 
         def draw(side: int) -> np.ndarray:
             return representable(rng.normal(0.0, 1.0, (batch, spec.in_channels, side, side)), dtype, "input")
@@ -96,7 +107,7 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
 
         def trainer() -> object:
             return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
-                                    device=case.device, record_gates=True)
+                                    device=case.device, record_gates=True, dtype=case.dtype)
         if "grad" in checks:
             t = trainer()
             loss, grads = t.loss_and_grads(*case.batches[0])
@@ -106,17 +117,30 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
         if {"step", "steps"} & set(checks):
             t = trainer()
             for k, (bx, by) in enumerate(case.batches if "steps" in checks else case.batches[:1], start=1):
-                loss = _scalar(t.step(bx, by))
-                weights = t.canonical_weights()
+                loss = t.step(bx, by)
                 out.update(_prefixed(f"{GATES}step{k}", t.gates))
-                if "steps" in checks:
-                    out.update(_prefixed(f"{MOMENTUM}step{k}", t.optimizer_state()))
-                if k == 1 and "step" in checks:
-                    out["step/loss"] = loss
-                    out.update(_prefixed("step", weights))
-                if "steps" in checks:
-                    out[f"steps/step{k}.loss"] = loss
-                    out.update(_prefixed(f"steps/step{k}", _params(weights), sep=":"))
+                momentum = t.optimizer_state() if "steps" in checks or case.strict else {}
+                out.update(_step_outputs(case, checks, k, loss, t.canonical_weights(), momentum))
+    return out
+
+
+def _step_outputs(case: ParityCase, checks: tuple[str, ...], k: int, loss: float, weights: Weights,
+                  momentum: Weights) -> Outputs:
+    """What step k of a trajectory (a framework's or the oracle's) contributes: `step` is step 1,
+    `steps` every step; momentum buffers travel under `momentum/` for `follow_gates`, and in an
+    fp64 run are compared as `momentum:` quantities, beside each step's running statistics."""
+    out: Outputs = _prefixed(f"{MOMENTUM}step{k}", momentum) if "steps" in checks else {}
+    if k == 1 and "step" in checks:
+        out["step/loss"] = _scalar(loss)
+        out.update(_prefixed("step", weights))
+        if case.strict:
+            out.update(_prefixed("step/momentum", momentum, sep=":"))
+    if "steps" in checks:
+        out[f"steps/step{k}.loss"] = _scalar(loss)
+        out.update(_prefixed(f"steps/step{k}", _params(weights), sep=":"))
+        if case.strict:
+            out.update(_prefixed(f"steps/step{k}.momentum", momentum, sep=":"))
+            out.update(_prefixed(f"steps/step{k}.stats", _buffers(weights), sep=":"))
     return out
 
 
@@ -137,15 +161,16 @@ def oracle_outputs(case: ParityCase, checks: tuple[str, ...]) -> Outputs:
 
 def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[str, Mapping[str, np.ndarray]],
                      states: Mapping[int, tuple[Weights, Weights]] | None = None,
-                     nudge: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[Outputs, GateMatch]:
+                     nudge: Callable[[np.ndarray], np.ndarray] | None = None,
+                     follow_kinks: bool = True) -> tuple[Outputs, GateMatch]:
     """The oracle's grad, step and steps outputs, with the branches it took under `gates/` and its
     momentum buffers under `momentum/`.
 
     `gates` maps a forward ("grad", "step1" .. "stepK") to the ReLU branches to follow near the
-    kinks in it (float64's own where absent). `states` maps k to (parameters, momentum) after
-    step k of a framework: step k + 1 then starts from that state instead of the oracle's own,
-    so each step is checked on its own (`nudge`, for the conditioning floor, moves every such
-    state). SGD with momentum and weight decay in float64, torch's rule:
+    kinks in it (float64's own where absent; with follow_kinks=False only counted). `states` maps k
+    to (parameters, momentum) after step k of a framework: step k + 1 then starts from that state
+    instead of the oracle's own, so each step is checked on its own (`nudge`, for the conditioning
+    floor, moves every such state). SGD with momentum and weight decay in float64, torch's rule:
     b = m * b + (g + wd * p) (b = g + wd * p at the first step), p -= lr * b.
     """
     spec, h = case.spec, case.hyper
@@ -153,7 +178,7 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
     match = GateMatch()
     if "grad" in checks:
         oracle = Oracle(spec, case.weights)
-        loss, grads = oracle.loss_and_grads(*case.batches[0], gates=gates.get("grad"))
+        loss, grads = oracle.loss_and_grads(*case.batches[0], gates=gates.get("grad"), follow_kinks=follow_kinks)
         out["grad/loss"] = _scalar(loss)
         out.update(_prefixed("grad", grads))
         out.update(_prefixed(f"{GATES}grad", oracle.gates))
@@ -169,7 +194,7 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
                     weights = {n: nudge(v) if n in params else v for n, v in weights.items()}
                     momentum = {n: nudge(v) for n, v in momentum.items()}
             oracle = Oracle(spec, weights)
-            loss, grads = oracle.loss_and_grads(bx, by, gates=gates.get(f"step{k}"))
+            loss, grads = oracle.loss_and_grads(bx, by, gates=gates.get(f"step{k}"), follow_kinks=follow_kinks)
             weights = oracle.weights  # with the running statistics this forward updated
             for name, g in grads.items():
                 d = g + h.weight_decay * weights[name]
@@ -177,13 +202,7 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
                 weights[name] = weights[name] - h.lr * momentum[name]
             out.update(_prefixed(f"{GATES}step{k}", oracle.gates))
             match += oracle.gate_match
-            if k == 1 and "step" in checks:
-                out["step/loss"] = _scalar(loss)
-                out.update(_prefixed("step", weights))
-            if "steps" in checks:
-                out[f"steps/step{k}.loss"] = _scalar(loss)
-                out.update(_prefixed(f"steps/step{k}", _params(weights), sep=":"))
-                out.update(_prefixed(f"{MOMENTUM}step{k}", dict(momentum)))
+            out.update(_step_outputs(case, checks, k, loss, dict(weights), dict(momentum)))
     return out, match
 
 
@@ -219,7 +238,9 @@ def follow_gates(case: ParityCase, checks: tuple[str, ...], results: Mapping[str
     differ farther out are conflicts, counted and never followed. The steps check also starts each
     oracle step from the framework's own state after the step before. So the oracle's training
     checks run once more per framework (skipped only for grad / step alone when every branch
-    agrees). Returns (framework -> the oracle outputs that
+    agrees). An fp64 case (`case.strict`) follows nothing and restarts nothing: where a framework's
+    branches differ from float64's, the oracle reruns only to count the flips and conflicts, and
+    no reference replaces the shared one. Returns (framework -> the oracle outputs that
     replace the shared ones for it, framework -> how its branches matched float64's).
     """
     own = gates_by_forward(results.get(ORACLE, {}))
@@ -229,13 +250,15 @@ def follow_gates(case: ParityCase, checks: tuple[str, ...], results: Mapping[str
         gates = gates_by_forward(out)
         if name == ORACLE or not gates or not set(TRAINING_CHECKS) & set(checks):
             continue
-        states = trajectory_states(out) if "steps" in checks else {}
+        states = trajectory_states(out) if "steps" in checks and not case.strict else {}
         same = all(np.array_equal(g, own.get(fw, {}).get(site)) for fw, sites in gates.items()
                    for site, g in sites.items())
         if same and not states:
             matches[name] = GateMatch()
             continue
-        redone, matches[name] = _oracle_training(case, checks, gates, states)
+        redone, matches[name] = _oracle_training(case, checks, gates, states, follow_kinks=not case.strict)
+        if case.strict:
+            continue
         references[name] = {k: v for k, v in redone.items() if not k.startswith(SIDE_CHANNELS)}
     return references, matches
 
@@ -393,13 +416,13 @@ def compare_participants(arch: str, results: Mapping[str, Outputs], dtype: str =
                        and c.max_rel <= floor_allowance(floor, kind, pairwise=right != ORACLE))
             if check not in by_check:
                 by_check[check] = Comparison(arch, check, left, right,
-                                             note=_branch_note(check, left, right, matches or {}))
+                                             note=_branch_note(check, left, right, matches or {}, dtype in STRICT))
             by_check[check].rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, floor, limited))
         comparisons.extend(_summarise_steps(c) if c.check == "steps" else c for c in by_check.values())
     return comparisons
 
 
-def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMatch]) -> str:
+def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMatch], strict: bool = False) -> str:
     """For a training check: at how many ReLU kinks the oracle followed each side's branch."""
     if check not in TRAINING_CHECKS:
         return ""
@@ -409,33 +432,34 @@ def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMa
         if m is not None and (m.flips or m.conflicts):
             where = ", ".join(m.sites)
             parts.append(f"{name} took the other branch at {m.flips} ReLU input(s) within {m.widest:.0e} of zero"
+                         + (" (not followed: float64)" if strict and m.flips else "")
                          + (f" and disagreed at {m.conflicts} farther out (not followed)" if m.conflicts else "")
                          + f" ({where})")
     return "; ".join(parts)
 
 
 def _summarise_steps(comp: Comparison) -> Comparison:
-    """K steps x every parameter is too much to read: one loss row and one parameter row per step
-    (the worst tensor of that step)."""
-    rows: list[Row] = []
-    by_step: dict[str, list[Row]] = {}
+    """K steps x every parameter is too much to read: per step one loss row and one row per group of
+    tensors (`stepK:` parameters; in fp64 also `stepK.momentum:` and `stepK.stats:`), its worst tensor."""
+    groups: dict[str, list[Row]] = {}
     for r in comp.rows:
-        step, _, tensor = r.quantity.partition(":")
-        if tensor:
-            by_step.setdefault(step, []).append(r)
-        else:
-            rows.append(r)
-            by_step.setdefault(step.removesuffix(".loss"), [])
+        group, sep, _ = r.quantity.partition(":")
+        if sep:
+            groups.setdefault(group, []).append(r)
     summary: list[Row] = []
-    for r in rows:
+    for r in comp.rows:
+        if ":" in r.quantity:
+            continue
         summary.append(r)
-        params = by_step.get(r.quantity.removesuffix(".loss"), [])
-        if params:
-            worst = max(params, key=lambda p: p.max_rel / p.tolerance)
-            failing = [p for p in params if not p.passed]
-            summary.append(Row(f"{r.quantity.removesuffix('.loss')}.params (worst: {worst.quantity.split(':', 1)[1]})",
-                               worst.max_abs, worst.max_rel, worst.tolerance, not failing, worst.floor,
-                               bool(failing) and all(p.floor_limited for p in failing)))
+        step = r.quantity.removesuffix(".loss")
+        for group, rows in groups.items():
+            if group == step or group.startswith(step + "."):
+                worst = max(rows, key=lambda p: p.max_rel / p.tolerance)
+                failing = [p for p in rows if not p.passed]
+                label = f"{step}.params" if group == step else group
+                summary.append(Row(f"{label} (worst: {worst.quantity.split(':', 1)[1]})", worst.max_abs,
+                                   worst.max_rel, worst.tolerance, not failing, worst.floor,
+                                   bool(failing) and all(p.floor_limited for p in failing)))
     return Comparison(comp.arch, comp.check, comp.left, comp.right, summary, comp.note)
 
 

@@ -1,5 +1,6 @@
 """Parity results as a terminal table, a JSON document (schema `resnet-rosetta-parity/2`, described
-field by field in docs/parity.md) and Markdown tables.
+field by field in docs/parity.md) and Markdown tables; an fp64 run's verdict also as one line
+(`proof_line`), the one `parity` and `report` print beside the fp32 numerics.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from resnet_rosetta.common import host
-from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
 from .engine import Comparison, Row
 
 SCHEMA = "resnet-rosetta-parity/2"
@@ -73,8 +74,39 @@ def _unexcused(c: Comparison) -> str:
     return "" if r is None or r is c.first_divergence else f"; fails at {r.quantity} ({r.max_rel:.1e}{_why(r)})"
 
 
-def branch_summary(arch: str, per_framework: dict[str, Any]) -> str:
-    """One line: where each framework's fp32 forward took the other side of a ReLU kink."""
+def proof_line(doc: dict[str, Any]) -> str:
+    """An fp64 run's verdict in one line: proven identical (worst error), failed, or incomplete."""
+    rows = [r for c in doc["checks"] for r in c["rows"]]
+    worst = max((r["max_rel"] for r in rows), default=float("nan"))
+    s = doc["settings"]
+    sizes = "/".join(str(n) for n in dict.fromkeys(s["size"]))
+    what = (f"{', '.join(s['archs'])}: {', '.join(s['checks'])}, {sizes} px, batch {s['batch']}"
+            + (f", {s['sgd']['steps']} free-running steps" if "steps" in s["checks"] else ""))
+    names = sorted({c["left"] for c in doc["checks"]} - {"oracle"})
+    missing = {**doc["errors"], **doc["unsupported"]}
+    if not doc["passed"]:
+        bad = [c for c in doc["checks"] if not c["passed"]]
+        fd = bad[0]["first_divergence"] if bad else None
+        first = (f"; first: {bad[0]['arch']} {bad[0]['check']} {bad[0]['left']} vs {bad[0]['right']} "
+                 f"{fd['quantity']} {fd['max_rel']:.1e}" if fd else "")
+        return (f"ports NOT proven identical in float64: {len(bad)} of {len(doc['checks'])} comparisons beyond "
+                f"{FP64_BOUND:g}{first}" + "".join(f"; {n} did not run" for n in doc["errors"]) + f" ({what})")
+    text = (f"ports proven identical in float64 (worst {worst:.1e}, bound {FP64_BOUND:g}): "
+            f"{', '.join(names) or 'none'} vs the float64 oracle and each other ({what})")
+    if missing:
+        text += "; not proven: " + "; ".join(f"{n} ({why})" for n, why in missing.items())
+    return text
+
+
+def proof_failures(doc: dict[str, Any]) -> str:
+    """The failing comparisons of an fp64 proof run, as terminal lines (empty when all passed)."""
+    return "\n".join(f"float64 {c['arch']} · {c['check']}: {c['left']} vs {c['right']} FAIL (first divergence: "
+                     f"{c['first_divergence']['quantity']} {c['first_divergence']['max_rel']:.2e})"
+                     for c in doc["checks"] if not c["passed"] and c["first_divergence"])
+
+
+def branch_summary(arch: str, per_framework: dict[str, Any], dtype: str = "fp32") -> str:
+    """One line: where each framework's forward took the other side of a ReLU kink."""
     parts = []
     for fw, m in per_framework.items():
         text = f"{fw} {m['flips']}"
@@ -84,12 +116,16 @@ def branch_summary(arch: str, per_framework: dict[str, Any]) -> str:
         if m["conflicts"]:
             text += f", {m['conflicts']} CONFLICTING farther from zero (not followed)"
         parts.append(text)
-    return (f"{arch} · ReLU inputs within {KINK_MARGIN:g} of zero where fp32 took the other branch "
+    if dtype in STRICT:
+        return (f"{arch} · ReLU inputs where a float64 port took the other branch than the oracle (counted, "
+                f"never followed; expected 0): " + "; ".join(parts))
+    return (f"{arch} · ReLU inputs within {KINK_MARGIN:g} of zero where {dtype} took the other branch "
             f"(the oracle's backward followed each framework there): " + "; ".join(parts))
 
 
 def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions: dict[str, Any],
-             unsupported: dict[str, str] | None = None, branches: dict[str, Any] | None = None) -> str:
+             unsupported: dict[str, str] | None = None, branches: dict[str, Any] | None = None,
+             dtype: str = "fp32") -> str:
     """Per arch and check: one line per pair, the relative error per quantity (or the worst one)."""
     lines: list[str] = []
     for (arch, check), comps in _grouped(comparisons).items():
@@ -109,7 +145,7 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
             lines.append(f"  {_pair(c):<18}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
     for arch, per_framework in (branches or {}).items():
         if per_framework:
-            lines.append("\n" + branch_summary(arch, per_framework))
+            lines.append("\n" + branch_summary(arch, per_framework, dtype))
     for arch, conv in conventions.items():
         factors = ", ".join(f"{fw} {f:.5f}" for fw, f in conv["factors"].items())
         lines.append(f"\n{arch} · running_var feed on {conv['layer']} (n = {conv['n']}): {factors}; "
@@ -117,7 +153,7 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
     for name, err in errors.items():
         lines.append(f"\n{name}: did not run: {err}")
     for name, why in (unsupported or {}).items():
-        lines.append(f"\n{name}: not run (unsupported, not a failure): {why}")
+        lines.append(f"\n{name}: not run ({_unsupported_means(dtype)}): {why}")
     return "\n".join(lines)
 
 
@@ -130,18 +166,33 @@ def where(doc: dict[str, Any]) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """One table per arch x check (pair x metric), then first divergences and the settings."""
+    """One table per arch x check (pair x metric), then first divergences, the fp64 proof (its own
+    tables one heading level down) and the settings."""
     out = ["# Parity report", "",
            f"Overall: **{'PASS' if doc['passed'] else 'FAIL'}**. Errors are relative to the reference "
            "tensor's max magnitude; the oracle is a float64 NumPy implementation. The conditioning floor "
            "is how far the oracle's own result moves when every weight and input moves by one unit "
            "round-off of the run's dtype: no implementation in that dtype can be expected to beat it.", "",
            where(doc), ""]
+    out += _markdown_body(doc, "##")
+    if "float64" in doc:
+        out += ["## float64 proof", ""] + _markdown_body(doc["float64"], "###")
+    out += ["## Settings", "", "```json", json.dumps({"settings": doc["settings"], "numerics": doc["numerics"],
+                                                      "environment": doc["environment"]}, indent=2), "```", ""]
+    if "float64" in doc:
+        out += ["Settings of the float64 proof:", "", "```json", json.dumps(doc["float64"]["settings"], indent=2),
+                "```", ""]
+    return "\n".join(out)
+
+
+def _markdown_body(doc: dict[str, Any], heading: str) -> list[str]:
+    """The tables, first divergences and notes of one run's document."""
+    out = [f"**{doc['proof']}.**", ""] if "proof" in doc else []
     by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in doc["checks"]:
         by_group.setdefault((c["arch"], c["check"]), []).append(c)
     for (arch, check), comps in by_group.items():
-        out += [f"## {arch} · {check}", "",
+        out += [f"{heading} {arch} · {check}{' (float64)' if doc['settings']['dtype'] in STRICT else ''}", "",
                 "| pair | worst quantity | max abs | max rel | tolerance | conditioning floor | result |",
                 "|---|---|---|---|---|---|---|"]
         for c in comps:
@@ -159,7 +210,7 @@ def markdown(doc: dict[str, Any]) -> str:
                         f"({fd['max_rel']:.2e} > {fd['tolerance']:.0e}){why}; errors up to it: {history}.", ""]
     for arch, per_framework in doc.get("relu_branches", {}).items():
         if per_framework:
-            out += [branch_summary(arch, per_framework) + ".", ""]
+            out += [branch_summary(arch, per_framework, doc["settings"]["dtype"]) + ".", ""]
     for arch, conv in doc["running_var_conventions"].items():
         out += [f"Running-variance feed, {arch}, layer `{conv['layer']}` (n = {conv['n']} samples per channel): "
                 + ", ".join(f"{fw} x{f:.5f}" for fw, f in conv["factors"].items())
@@ -167,8 +218,10 @@ def markdown(doc: dict[str, Any]) -> str:
     for fw, err in doc["errors"].items():
         out += [f"**{fw} did not run:** {err}", ""]
     for fw, why in doc.get("unsupported", {}).items():
-        out += [f"**{fw} not run (unsupported here, not a failure):** {why}", ""]
-    out += ["## Settings", "", "```json", json.dumps({"settings": doc["settings"], "numerics": doc["numerics"],
-                                                      "environment": doc["environment"]}, indent=2), "```", ""]
-    return "\n".join(out)
+        out += [f"**{fw} not run ({_unsupported_means(doc['settings']['dtype'])}):** {why}", ""]
+    return out
 
+
+def _unsupported_means(dtype: str) -> str:
+    return ("unsupported in float64: the proof is incomplete" if dtype in STRICT
+            else "unsupported here, not a failure")

@@ -6,7 +6,8 @@ each framework's ReLU branches, and every pair compared (`engine.py`). The docum
 table and the Markdown come from `report.py`. `device="gpu"`: the frameworks compute on the GPU
 (those that see none are listed as unsupported, with what they see), TF32 off and deterministic
 kernels (`isolation.gpu_numerics_env` and each adapter's `parity_numerics`); the oracle stays on
-the CPU in float64.
+the CPU in float64. With `proof`, a second, small fp64 run of the same
+architectures follows (`PROOF`): its document rides along under `float64`, its verdict in one line.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
-from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
 from resnet_rosetta.frameworks import FRAMEWORKS, devices
 from resnet_rosetta.frameworks.weights import read_weights
 from . import dataparallel, engine, isolation, report
@@ -32,6 +33,14 @@ from . import dataparallel, engine, isolation, report
 DEFAULT_ARCHS = ("resnet18", "resnet50")
 ALL_CHECKS = engine.CHECKS + (dataparallel.CHECK,)
 FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
+LOW_PRECISION = ("bf16", "fp16")
+# The fp64 proof's sizes (at most these): 64 px keeps 2 x 2 positions per channel in layer4 of an
+# ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel).
+PROOF = {"size": 64, "grad_size": 64, "batch": 2}
+# ... and its checks: grad and step are folded into steps, whose first step compares the same
+# parameters and running statistics, and momentum buffers g + wd * p (one trainer, not three).
+PROOF_CHECKS = {"eval": "eval", "train": "train", "grad": "steps", "step": "steps", "steps": "steps"}
+INCOMPLETE = 3  # exit status: nothing failed, but a framework could not run the fp64 proof
 RUNNING_VAR_FEEDS = ("unbiased", "biased", "native")
 
 
@@ -61,6 +70,8 @@ class Settings:
     markdown: str | None = None
     data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
     dp_steps: int = dataparallel.DEFAULT_STEPS
+    proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
+    size_cap: int | None = None  # inputs at most this size (the proof's)
 
     def validated(self) -> Settings:
         for name in self.frameworks:
@@ -73,7 +84,7 @@ class Settings:
         if self.dtype not in DTYPES or self.bn_running_var not in RUNNING_VAR_FEEDS:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)} and the running-variance feed one of "
                             f"{', '.join(RUNNING_VAR_FEEDS)}")
-        low_precision = self.dtype != "fp32"
+        low_precision = self.dtype in LOW_PRECISION
         checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else engine.CHECKS
         checks = dataparallel.with_dp(tuple(checks), self.data_parallel, self.batch, self.dp_steps)
         unknown = [c for c in checks if c not in ALL_CHECKS]
@@ -82,7 +93,7 @@ class Settings:
         fp32_only = [c for c in checks if c not in FORWARD_CHECKS]
         if low_precision and fp32_only:
             raise UserError(f"--dtype {self.dtype} covers the checks {','.join(FORWARD_CHECKS)}; "
-                            f"{','.join(fp32_only)} run in fp32 only (at bf16 / fp16 too many ReLU inputs sit "
+                            f"{','.join(fp32_only)} run in fp32 and fp64 only (at bf16 / fp16 too many ReLU inputs sit "
                             "within rounding of zero for a branch-following oracle to mean anything)")
         if self.batch < 2 and set(checks) & {"train", "grad", "step", "steps"}:
             raise UserError("--batch must be >= 2 for train-mode checks (batch statistics need two samples)")
@@ -92,21 +103,54 @@ class Settings:
             raise UserError(f"--device must be cpu or gpu, found {self.device!r}")
         if self.weights and len(self.archs) > 1:
             raise UserError("--weights takes at most one --arch")
-        return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python))
+        return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python),
+                                   proof=self.proof and self.dtype not in STRICT)
+
+    def proof_settings(self) -> Settings:
+        """The fp64 proof that accompanies this run: same architectures and weights, PROOF sizes and checks."""
+        return dataclasses.replace(
+            self, dtype="fp64", proof=False, json_out=None, markdown=None, data_parallel=None,
+            checks=tuple(dict.fromkeys(PROOF_CHECKS[c] for c in self.checks or engine.CHECKS if c in PROOF_CHECKS)),
+            size_cap=PROOF["size"], grad_size=min(self.grad_size, PROOF["grad_size"]),
+            batch=min(self.batch, PROOF["batch"]), run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
 
 
 def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
-    """Run every check of `settings`, print the terminal table to `out`, write the JSON / Markdown
-    files asked for (atomically) and return the report document (`doc["passed"]`: the verdict)."""
+    """Run every check of `settings` (and its fp64 proof), print the terminal table to `out`, write
+    the JSON / Markdown files asked for (atomically) and return the report document (`doc["passed"]`:
+    the verdict; `doc["incomplete"]`: frameworks that could not run in fp64)."""
     s, out = settings.validated(), out or sys.stdout
+    doc = _run_one(s, out)
+    if s.proof:
+        _progress("float64 proof of the same architectures")
+        proof = _run_one(s.proof_settings().validated(), None)
+        doc.update(float64=proof, passed=doc["passed"] and proof["passed"], incomplete=proof["incomplete"])
+        if not proof["passed"]:
+            print("\n" + report.proof_failures(proof), file=out)
+    if s.dtype in STRICT or s.proof:
+        print(f"\n{(doc.get('float64') or doc)['proof']}", file=out)
+    if s.json_out:
+        atomic_write_text(s.json_out, json.dumps(doc, indent=2) + "\n")
+    if s.markdown:
+        atomic_write_text(s.markdown, report.markdown(doc) + dataparallel.markdown(doc))
+    print(f"\nparity: {'PASS' if doc['passed'] else 'FAIL'}"
+          + (f" (incomplete: {', '.join(doc['incomplete'])} could not run in fp64)" if doc["incomplete"] else ""),
+          file=out)
+    return doc
+
+
+def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
+    """One dtype's run: the report document, its terminal table printed to `out` (if given)."""
     found = _Found()
     if s.device == "gpu":
         _on_gpu(s, found)
     hyper = engine.Hyper(lr=s.lr, steps=s.steps)
-    cases = [dataclasses.replace(engine.ParityCase.seeded(
-                 spec, s.size or spec.input_size, s.batch, s.seed, weights, hyper,
-                 grad_size=min(s.grad_size, s.size or spec.input_size), dtype=s.dtype), device=s.device)
-             for spec, weights in _participants(s)]
+    cases = []
+    for spec, weights in _participants(s):
+        size = min(s.size or spec.input_size, s.size_cap or 1 << 16)
+        cases.append(dataclasses.replace(engine.ParityCase.seeded(spec, size, s.batch, s.seed, weights, hyper,
+                                                                  grad_size=min(s.grad_size, size), dtype=s.dtype),
+                                         device=s.device))
     run_dir = Path(s.run_dir) if s.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
     try:
         if set(s.checks) - {dataparallel.CHECK}:
@@ -120,18 +164,19 @@ def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
         found.comparisons += dp.comparisons
         found.errors.update(dp.errors)
         found.unsupported.update(dp.unsupported)
-    doc = report.to_json(found.comparisons, _settings_record(s, cases, hyper), found.numerics, found.errors,
-                         found.conventions, found.unsupported, found.branches)
-    print(report.terminal(found.comparisons, found.errors, found.conventions, found.unsupported, found.branches),
-          file=out)
+    record = _settings_record(s, cases, cases[0].hyper if cases else hyper)  # fp64: float32-exact SGD settings
+    doc = report.to_json(found.comparisons, record, found.numerics, found.errors, found.conventions,
+                         found.unsupported, found.branches)
+    doc["incomplete"] = sorted(found.unsupported) if s.dtype in STRICT else []
+    if s.dtype in STRICT:
+        doc["proof"] = report.proof_line(doc)
     if dp is not None:
         doc["data_parallel"] = dp.section
-        print(dataparallel.terminal(dp.section), file=out)
-    if s.json_out:
-        atomic_write_text(s.json_out, json.dumps(doc, indent=2) + "\n")
-    if s.markdown:
-        atomic_write_text(s.markdown, report.markdown(doc) + dataparallel.markdown(doc))
-    print(f"\nparity: {'PASS' if doc['passed'] else 'FAIL'}", file=out)
+    if out is not None:
+        print(report.terminal(found.comparisons, found.errors, found.conventions, found.unsupported, found.branches,
+                              s.dtype), file=out)
+        if dp is not None:
+            print(dataparallel.terminal(dp.section), file=out)
     return doc
 
 
@@ -175,7 +220,7 @@ def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found
         arch = case.spec.name
         _progress(f"{arch}: running the float64 oracle")
         reference = engine.oracle_outputs(case, s.checks)
-        floors = engine.conditioning_floors(case, s.checks, reference, s.seed)
+        floors = {} if case.strict else engine.conditioning_floors(case, s.checks, reference, s.seed)
         if s.stagewise and "eval" in s.checks:
             case = engine.with_stagewise_feed(case, reference)
             reference.update(engine.stagewise_reference(reference))
@@ -213,15 +258,30 @@ def _progress(message: str) -> None:
 
 def _settings_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hyper) -> dict[str, Any]:
     """The `settings` section of the report document (schema resnet-rosetta-parity/2)."""
+    if s.dtype in STRICT:
+        return {**_common_record(s, cases, hyper),
+                "oracle": "float64 NumPy forward and backward (common/oracle.py) on its own ReLU branches "
+                          "everywhere (a framework's flips are counted, never followed); the K steps run free",
+                "conditioning_floor": None, "bound": f"{FP64_BOUND:g} relative, every quantity and pair",
+                "exact_constants": {
+                    "bn": {c.spec.name: {"bn_eps": c.spec.bn_eps, "bn_momentum": c.spec.bn_momentum} for c in cases},
+                    "why": "Paddle keeps batch norm's epsilon and momentum and its optimizer's learning rate, "
+                           "momentum and L2 coefficient as float32 attributes even in float64 models: the run "
+                           "uses BN epsilon and the SGD settings rounded to float32 and a BN momentum m on the "
+                           "2**-24 grid (m and 1 - m both float32), exact in every framework and the oracle"}}
+    return {**_common_record(s, cases, hyper),
+            "oracle": "float64 NumPy forward and backward (common/oracle.py); for grad, step and steps "
+                      f"its backward follows each framework's ReLU branches within {KINK_MARGIN:g} of zero",
+            "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
+                                  "round-off of the dtype (relative, uniform); allowance "
+                                  f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
+
+
+def _common_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hyper) -> dict[str, Any]:
     return {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
             "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
             "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,
             "bn_running_var": s.bn_running_var, "stagewise": s.stagewise,
             "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
-                    "steps": hyper.steps, "nesterov": False},
-            "oracle": "float64 NumPy forward and backward (common/oracle.py); for grad, step and steps "
-                      f"its backward follows each framework's ReLU branches within {KINK_MARGIN:g} of zero",
-            "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
-                                  "round-off of the dtype (relative, uniform); allowance "
-                                  f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
+                    "steps": hyper.steps, "nesterov": False}}

@@ -1,8 +1,10 @@
 """The common surface over the Flax model: canonical weights in and out, forward on NCHW NumPy."""
 from __future__ import annotations
 
+import contextlib
+import functools
 from functools import partial
-from typing import Any, Mapping
+from typing import Any, Callable, ContextManager, Mapping, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from flax import traverse_util
 
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import Weights, relu_sites
+from resnet_rosetta.common.precision import host_dtype
 from resnet_rosetta.common.spec import STAGE_NAMES, ResNetSpec
 from .files import flatten, unflatten
 from .model import ResNet
@@ -19,31 +22,51 @@ from .model import ResNet
 NATIVE_FORMAT = "flax"
 
 
-DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp64": jnp.float64}
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def x64_scope(dtype: str) -> ContextManager[Any]:
+    """JAX has float64 only with its x64 switch on. It is switched on for an fp64 run and only
+    around it (`jax.enable_x64`, a scoped setting that jit keys its cache on), so an fp32 run in
+    the same process, before or after, computes exactly as if fp64 had never run."""
+    return jax.enable_x64(True) if dtype == "fp64" else contextlib.nullcontext()
+
+
+def in_x64_scope(method: Method) -> Method:
+    """Run a method of an object with a `dtype_name` inside `x64_scope(dtype_name)`."""
+    @functools.wraps(method)
+    def scoped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with x64_scope(self.dtype_name):
+            return method(self, *args, **kwargs)
+    return scoped  # type: ignore[return-value]
 
 
 class Adapter:
     """A Flax ResNet and its variables `{params, batch_stats}` built from canonical weights.
 
-    `dtype` bf16 / fp16 stores the variables and feeds the inputs in that dtype; linen layers
-    whose `dtype` is unset compute in the dtype of their inputs and parameters, so every layer
-    computes in it (JAX reductions accumulate low-precision floats in fp32).
+    `dtype` bf16 / fp16 / fp64 stores the variables and feeds the inputs in that dtype; linen
+    layers whose `dtype` is unset compute in the dtype of their inputs and parameters, so every
+    layer computes in it (JAX reductions accumulate low-precision floats in fp32). fp64 methods
+    run inside `x64_scope`.
     """
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
                  dtype: str = "fp32") -> None:
         self.spec = spec
-        self.dtype = DTYPES[dtype]
+        self.dtype_name, self.dtype, self.host = dtype, DTYPES[dtype], host_dtype(dtype)
         self.device = jax.devices("gpu" if device.startswith("gpu") or device.startswith("cuda") else "cpu")[0]
         self.model = ResNet(spec)
         self.load(weights)
 
+    @in_x64_scope
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
         self.variables: dict[str, Any] = jax.device_put(jax.tree.map(self._array, unflatten(native)), self.device)
 
+    @in_x64_scope
     def canonical_weights(self) -> Weights:
-        native = {k: np.asarray(v, dtype=np.float32) for k, v in flatten(self.variables).items()}
+        native = {k: np.asarray(v, dtype=self.host) for k, v in flatten(self.variables).items()}
         return rules.from_native(native, self.spec, NATIVE_FORMAT, "flax model")
 
     def _array(self, a: np.ndarray) -> jnp.ndarray:
@@ -57,6 +80,7 @@ class Adapter:
                 return self.model.apply(variables, x, train=True, mutable=["batch_stats"])
             return self.model.apply(variables, x, train=False), {}
 
+    @in_x64_scope
     def forward(self, x: np.ndarray, train: bool = False,
                 feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Named stage outputs as NCHW NumPy; train=True uses batch statistics and updates them.
@@ -70,7 +94,7 @@ class Adapter:
                                            train, nhwc)
         if train:
             self.variables = {**self.variables, **updates}
-        return {k: _to_nchw(np.asarray(stages[k], dtype=np.float32)) for k in STAGE_NAMES}  # jax sorts dict keys
+        return {k: _to_nchw(np.asarray(stages[k], dtype=self.host)) for k in STAGE_NAMES}  # jax sorts dict keys
 
 
 def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:

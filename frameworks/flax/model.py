@@ -49,10 +49,10 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            # Both moments in one pass over x, reduced in float32, as linen's BatchNorm does by default
-            # (use_fast_variance): Var = E[x^2] - E[x]^2, clipped at 0. The two-pass E[(x - E[x])^2]
-            # reads x once more forward and backward (its cost: docs/benchmarks.md).
-            xf = x.astype(jnp.float32)
+            # Both moments in one pass over x, reduced in float32 (float64 in an fp64 model), as linen's
+            # BatchNorm does by default (use_fast_variance): Var = E[x^2] - E[x]^2, clipped at 0. The
+            # two-pass E[(x - E[x])^2] reads x once more forward and backward (docs/benchmarks.md).
+            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
             mean = xf.mean(axis=(0, 1, 2))
             var = jnp.maximum(0.0, jnp.square(xf).mean(axis=(0, 1, 2)) - jnp.square(mean))
             if not self.is_initializing():

@@ -10,35 +10,42 @@ import paddle
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import Weights, relu_sites
 from resnet_rosetta.common.errors import Unsupported, UserError
+from resnet_rosetta.common.precision import host_dtype
 from resnet_rosetta.common.spec import ResNetSpec
 from .model import ResNet
 
 NATIVE_FORMAT = "paddle"
 
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp64": "float64"}
 
 
 class Adapter:
     """A Paddle ResNet holding the given canonical weights (CPU unless `device` says otherwise).
 
-    `dtype` bf16 / fp16 casts parameters, buffers and inputs (`Layer.to(dtype=...)`): every layer
-    then computes in that dtype, with whatever internal accumulation Paddle's kernels use.
+    `dtype` bf16 / fp16 / fp64 casts parameters, buffers and inputs (`Layer.to(dtype=...)`): every
+    layer then computes in that dtype, with whatever internal accumulation Paddle's kernels use.
+    Batch norm's `epsilon` stays a float32 attribute even then (see `strict_spec`).
     """
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
                  dtype: str = "fp32") -> None:
         self.spec = spec
         self.dtype = DTYPES[dtype]
+        self.host = host_dtype(dtype)  # the NumPy dtype of what comes back
         paddle.set_device(device)
         self.model = ResNet(spec)
-        self.load(weights)
         if dtype != "fp32":
             _require_kernels(self.dtype)
+        if self.host == np.float64:  # float64 parameters take the weights exactly: cast first, then load
+            self.model.to(dtype=self.dtype)
+        self.load(weights)
+        if dtype in ("bf16", "fp16"):  # loaded as float32, then rounded
             self.model.to(dtype=self.dtype)
 
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
-        native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
+        native = {k: v.astype(self.host) if np.issubdtype(v.dtype, np.floating) else v
+                  for k, v in rules.to_native(weights, self.spec, NATIVE_FORMAT).items()}
         # set_state_dict only warns on a shape mismatch and keeps the initial values: check first
         for key, param in self.model.state_dict().items():
             if key in native and tuple(native[key].shape) != tuple(param.shape):
@@ -63,18 +70,19 @@ class Adapter:
         self.model.train() if train else self.model.eval()
         hooks = []
         for layer, source in ([] if feed is None else _stage_inputs(self.model)):
-            fed = self._tensor(feed[source])  # type: ignore[index]
+            fed = self.tensor(feed[source])  # type: ignore[index]
             hooks.append(layer.register_forward_pre_hook(lambda _layer, _inputs, fed=fed: (fed,)))
         try:
             with paddle.no_grad():
-                out = self.model.forward_stages(self._tensor(x))
+                out = self.model.forward_stages(self.tensor(x))
         finally:
             for hook in hooks:
                 hook.remove()
         return {k: _numpy(v) for k, v in out.items()}
 
-    def _tensor(self, a: np.ndarray) -> paddle.Tensor:
-        return paddle.to_tensor(np.array(a, dtype=np.float32)).astype(self.dtype)
+    def tensor(self, a: np.ndarray) -> paddle.Tensor:
+        """A float array as a fresh tensor in the compute dtype."""
+        return paddle.to_tensor(np.array(a, dtype=self.host)).astype(self.dtype)
 
 
 def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
@@ -102,8 +110,8 @@ def _require_kernels(dtype: str) -> None:
 
 
 def _numpy(t: paddle.Tensor) -> np.ndarray:
-    """float32 (or integer) NumPy: NumPy has no bfloat16."""
-    return (t.astype("float32") if t.is_floating_point() else t).numpy()
+    """float32 (float64, integer) NumPy: NumPy has no bfloat16."""
+    return (t.astype("float32") if t.is_floating_point() and t.dtype != paddle.float64 else t).numpy()
 
 
 def _stage_inputs(model: ResNet) -> list[tuple[paddle.nn.Layer, str]]:

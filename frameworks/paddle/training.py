@@ -27,9 +27,10 @@ class Trainer:
                   "(BN included), p -= lr * velocity")
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False) -> None:
+                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False,
+                 dtype: str = "fp32") -> None:
         self.spec = spec
-        self.adapter = Adapter(spec, weights, device)
+        self.adapter = Adapter(spec, weights, device, dtype)
         self.model = self.adapter.model
         self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
         if record_gates:
@@ -42,7 +43,7 @@ class Trainer:
     def _backward(self, x: np.ndarray, y: np.ndarray) -> float:
         self.model.train()
         self.optimizer.clear_grad(set_to_zero=False)
-        logits = self.model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+        logits = self.model(self.adapter.tensor(x))
         loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(np.asarray(y, dtype=np.int64)))
         loss.backward()
         return float(loss.item())
@@ -71,11 +72,11 @@ class Trainer:
         native = {}
         for name, p in self.params.items():
             velocity = saved.get(_VELOCITY.format(p.name))
-            native[name] = np.zeros(p.shape, np.float32) if velocity is None else velocity.numpy()
+            native[name] = np.zeros(p.shape, self.adapter.host) if velocity is None else velocity.numpy()
         return params_to_canonical(native, self.spec, NATIVE_FORMAT)
 
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
-        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state")
+        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state", self.adapter.host)
         self.optimizer.set_state_dict({_VELOCITY.format(p.name): paddle.to_tensor(native[name])
                                        for name, p in self.params.items()})
 

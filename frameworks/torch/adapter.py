@@ -8,6 +8,7 @@ import torch
 
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import Weights, relu_sites
+from resnet_rosetta.common.precision import host_dtype
 from resnet_rosetta.common.spec import ResNetSpec
 from .files import to_state_dict
 from .model import ResNet
@@ -15,15 +16,16 @@ from .model import ResNet
 NATIVE_FORMAT = "torch"
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
 
 class Adapter:
     """A torch ResNet holding the given canonical weights, on CPU unless `device` says otherwise
     ("gpu", the suite's name, is CUDA's first device; any torch device string is accepted).
 
-    `dtype` bf16 / fp16 casts parameters, buffers and inputs (`module.to(dtype)`): every layer then
-    computes in that dtype, with whatever internal accumulation torch's kernels use.
+    `dtype` bf16 / fp16 / fp64 casts parameters, buffers and inputs (`module.to(dtype)`): every
+    layer then computes in that dtype, with whatever internal accumulation torch's kernels use.
+    Outputs come back as float32 NumPy, or float64 for fp64.
     """
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
@@ -31,6 +33,7 @@ class Adapter:
         self.spec = spec
         self.device = torch.device("cuda" if device == "gpu" else device)
         self.dtype = DTYPES[dtype]
+        self.host = host_dtype(dtype)  # the NumPy dtype of what comes back
         self.model = ResNet(spec).to(self.device)
         self.load(weights)
         self.model.to(self.dtype)
@@ -80,14 +83,15 @@ def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.
     """A fresh tensor: np.array copies into C-order strides, where np.ascontiguousarray would keep an
     odd stride on a size-1 axis (e.g. x[:, None]) that torch's CPU conv backward was seen to
     mishandle, corrupting the heap (with 1 OpenMP thread)."""
-    source = np.array(a, dtype=np.int64 if dtype == torch.int64 else np.float32)
+    source = np.array(a, dtype=np.int64 if dtype == torch.int64 else np.float64 if dtype == torch.float64
+                      else np.float32)
     return torch.from_numpy(source).to(device, dtype)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A float32 (or integer) NumPy copy: .numpy() would alias live parameters, and has no bf16."""
+    """A float32 (float64, integer) NumPy copy: .numpy() would alias live parameters, and has no bf16."""
     t = t.detach().cpu()
-    return (t.float() if t.is_floating_point() else t).numpy().copy()
+    return (t.float() if t.is_floating_point() and t.dtype != torch.float64 else t).numpy().copy()
 
 
 def _stage_inputs(model: ResNet) -> list[tuple[torch.nn.Module, str]]:

@@ -20,9 +20,10 @@ class Trainer:
                   "every parameter (BN included), b = m * b + g (b = g on the first step), p -= lr * b")
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False) -> None:
+                 weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False,
+                 dtype: str = "fp32") -> None:
         self.spec = spec
-        self.adapter = Adapter(spec, weights, device)
+        self.adapter = Adapter(spec, weights, device, dtype)
         self.model = self.adapter.model
         self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
         if record_gates:
@@ -37,7 +38,7 @@ class Trainer:
     def _backward(self, x: np.ndarray, y: np.ndarray) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self._tensor(x, torch.float32)), self._tensor(y, torch.int64))
+        loss = F.cross_entropy(self.model(self._tensor(x, self.adapter.dtype)), self._tensor(y, torch.int64))
         loss.backward()
         return float(loss.detach())
 
@@ -65,13 +66,13 @@ class Trainer:
         native = {}
         for name, p in self.params.items():
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-            native[name] = np.zeros(tuple(p.shape), np.float32) if buf is None else buf.detach().cpu().numpy().copy()
+            native[name] = (torch.zeros_like(p) if buf is None else buf).detach().cpu().numpy().copy()
         return params_to_canonical(native, self.spec, NATIVE_FORMAT)
 
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
-        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state")
+        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state", self.adapter.host)
         for name, p in self.params.items():
-            self.optimizer.state[p]["momentum_buffer"] = self._tensor(native[name], torch.float32)
+            self.optimizer.state[p]["momentum_buffer"] = self._tensor(native[name], p.dtype)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.adapter.forward(x)["logits"]

@@ -62,7 +62,7 @@ def test_forward_stages_writes_named_nchw_outputs(tmp_path: Path) -> None:
 
 def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     proc = subprocess.run(CLI + ["parity", "--arch", "resnet18_small", "--batch", "2", "--checks", "eval",
-                                 "--json", str(tmp_path / "p.json"), "--markdown", str(tmp_path / "p.md")],
+                                 "--dtype", "fp32", "--json", str(tmp_path / "p.json"), "--markdown", str(tmp_path / "p.md")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "torch vs oracle" in proc.stdout and "parity: PASS" in proc.stdout

@@ -128,4 +128,4 @@ def test_cli_bf16_runs_the_forward_checks_and_refuses_gradients(tmp_path: Path,
         assert not doc["errors"] and "no bfloat16 conv2d kernel" in doc["unsupported"]["paddle"]
         assert "paddle: not run (unsupported, not a failure)" in proc.stdout
     assert main(["parity", "--dtype", "fp16", "--checks", "eval,grad"]) == 2
-    assert "--dtype fp16 covers the checks eval,train; grad run in fp32 only" in capsys.readouterr().err
+    assert "--dtype fp16 covers the checks eval,train; grad run in fp32 and fp64 only" in capsys.readouterr().err
