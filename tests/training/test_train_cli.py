@@ -57,9 +57,10 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
 def test_trained_anywhere_predicts_the_same_everywhere(mnist: Path, tmp_path: Path, trained_in: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "run.safetensors"
-    assert _train(mnist, ckpt, "--epochs", "1", "--lr", "0.1", framework=trained_in) == 0
-    assert re.search(r"epoch +1/1 +train loss [\d.]+ +train acc +[\d.]+% +test acc +[\d.]+%", capsys.readouterr().out)
-    labels = load_dataset("mnist", 8, mnist).y_test
+    # 10 px keeps every label's bar on its own row (8 px merges some); five epochs of 6 steps
+    assert _train(mnist, ckpt, "--epochs", "5", "--lr", "0.1", "--image-size", "10", framework=trained_in) == 0
+    assert re.search(r"epoch +5/5 +train loss [\d.]+ +train acc +[\d.]+% +test acc +[\d.]+%", capsys.readouterr().out)
+    labels = load_dataset("mnist", 10, mnist).y_test
     logits = {}
     for fw in FRAMEWORKS:
         prefix = tmp_path / f"eval-{fw}"
@@ -70,8 +71,9 @@ def test_trained_anywhere_predicts_the_same_everywhere(mnist: Path, tmp_path: Pa
         predicted = logits[fw].argmax(1)
         assert float(re.search(r"top-1 accuracy: ([\d.]+)%", report)[1]) == pytest.approx(
             100 * np.mean(predicted == labels), abs=0.005)
-        # it learned: one epoch gives 6 of the 24 test images in each framework (measured 2026-12-02), chance 10%
-        assert np.mean(predicted == labels) >= 0.2, fw
+        # it learned: 24 of 24 test images in torch with this data (92-100% over data seeds 0-2,
+        # measured 2026-12-02, AMD EPYC VM), chance 10%
+        assert np.mean(predicted == labels) >= 0.8, fw
         rows = [[int(c) for c in line.split()[2:]] for line in report.splitlines()[5:15]]
         np.testing.assert_array_equal(rows, confusion_matrix(labels, predicted, 10))
         assert Path(f"{prefix}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
