@@ -21,6 +21,14 @@ from resnet_rosetta.frameworks.paddle import demos as paddle_demos
 from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), every guide test runs on one worker: the session
+    fixtures below are measured once, not once per worker."""
+    for item in items:
+        if "tests/guide/" in item.nodeid or item.nodeid.startswith("guide/"):
+            item.add_marker(pytest.mark.xdist_group("guide"))
+
+
 DEFAULTS_SCRIPT = """
 import json, torch, jax, paddle.base.core as core
 print(json.dumps({
