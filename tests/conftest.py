@@ -14,9 +14,13 @@ import pytest  # noqa: E402
 from resnet_rosetta.frameworks import FRAMEWORKS  # noqa: E402
 
 
+@pytest.hookimpl(trylast=True)  # after tests/guide/conftest.py has put the guide's tests in one group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """GPU tests skip cleanly on machines without CUDA: no NVIDIA device node and torch sees none (a
-    GPU that only Paddle or JAX can use still runs their tests, which skip per framework)."""
+    GPU that only Paddle or JAX can use still runs their tests, which skip per framework).
+
+    The long tests go first (`slow`, and the guide's group, which one worker runs as a whole): two
+    workers that start with them end together on the short ones instead of one waiting on the other."""
     try:
         import torch
         has_gpu = torch.cuda.is_available()
@@ -28,6 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("gpu") is not None:  # not keywords: a "gpu" param id is no marker
                 item.add_marker(skip)
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("xdist_group")))
 
 
 @pytest.fixture(params=FRAMEWORKS)

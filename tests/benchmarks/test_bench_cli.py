@@ -68,6 +68,7 @@ def test_existing_output_is_refused_and_left_alone(tmp_path):
     assert (out / "results.jsonl").read_text() == "earlier results\n"
 
 
+@pytest.mark.slow
 def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
     out = tmp_path / "out"
     p = cli("bench", "--frameworks", "torch", "--mode", "infer", *TINY, "--rounds", "3", "--out", str(out))
@@ -113,6 +114,7 @@ def test_torch_sweep_writes_every_output_with_environment_and_ratios(tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_paddle_and_flax_cells_run_in_their_usual_modes(tmp_path):
     out = tmp_path / "out"
     p = cli("bench", "--frameworks", "paddle,flax", "--mode", "train", "--reference", "none", "--no-peak", *TINY,

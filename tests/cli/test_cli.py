@@ -30,6 +30,7 @@ def test_list_prints_every_preset_with_counts(capsys: pytest.CaptureFixture[str]
 
 # One preset per structural family (basic / small stem / grouped bottleneck) end to end through the CLI;
 # every preset's structure in every framework is covered by test_parity_eval.py at narrow widths.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "resnet50_small", "resnext50_32x4d"])
 def test_convert_and_forward_through_every_framework(name: str, tmp_path: Path) -> None:
     """Canonical -> each framework's native file -> forward in that framework == the oracle."""
@@ -60,6 +61,7 @@ def test_forward_stages_writes_named_nchw_outputs(tmp_path: Path) -> None:
     assert stages["stem"].shape == (2, 64, 32, 32) and stages["layer4"].shape == (2, 512, 4, 4)
 
 
+@pytest.mark.slow
 def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     proc = subprocess.run(CLI + ["parity", "--arch", "resnet18_small", "--batch", "2", "--checks", "eval",
                                  "--dtype", "fp32", "--json", str(tmp_path / "p.json"), "--markdown", str(tmp_path / "p.md")],
@@ -76,6 +78,7 @@ def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     assert "## resnet18_small · eval" in markdown and "Computed on the CPU (every framework" in markdown
 
 
+@pytest.mark.slow
 def test_parity_checks_a_users_checkpoint(tmp_path: Path) -> None:
     spec = get_spec("resnet18_small")
     save_canonical(tmp_path / "mine.safetensors", random_weights(spec, seed=9), spec)

@@ -24,6 +24,7 @@ def _parity(tmp_path: Path, *extra: str, timeout: float = 600) -> tuple[subproce
     return proc, doc
 
 
+@pytest.mark.slow
 def test_isolated_workers_reproduce_the_in_process_results(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "iso").mkdir()
@@ -45,6 +46,7 @@ def test_isolated_workers_reproduce_the_in_process_results(tmp_path: Path) -> No
         assert [r["max_rel"] for r in a["rows"]] == pytest.approx([r["max_rel"] for r in b["rows"]], rel=1e-3, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_broken_python_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
     proc, doc = _parity(tmp_path, "--checks", "eval", "--python", f"flax={tmp_path / 'no-such-python'}")
     assert proc.returncode == 1
@@ -80,6 +82,7 @@ def test_unknown_check_and_mismatched_checkpoint_are_user_errors(tmp_path: Path,
     assert "checkpoint is resnet18_small, but --arch says resnet50" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_markdown_report_has_one_table_per_check_and_the_conventions(tmp_path: Path) -> None:
     proc, doc = _parity(tmp_path, "--checks", "eval,train", "--bn-running-var", "native",
                         "--markdown", str(tmp_path / "p.md"))

@@ -51,6 +51,7 @@ def _comparisons(case: engine.ParityCase, frameworks: tuple[str, ...], checks: t
     return engine.compare_participants(case.spec.name, results, case.dtype, floors=floors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_low_precision_eval_matches_the_oracle_within_the_dtype_policy(arch: str, dtype: str) -> None:
@@ -67,6 +68,7 @@ def test_low_precision_eval_matches_the_oracle_within_the_dtype_policy(arch: str
     assert len(logits) == 2 and all(r.max_rel > 20 * tolerance("eval") for r in logits), logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
 def test_low_precision_train_mode_is_judged_against_its_conditioning_floor(dtype: str) -> None:
     """resnet18 (structure; quarter widths) stays checkable in train mode; resnet50's layer4 moves by
@@ -103,6 +105,7 @@ def test_paddle_says_when_it_has_no_low_precision_kernels(rng: np.random.Generat
         assert c.status == "pass"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
 def test_a_wrong_port_still_fails_at_low_precision(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
     monkeypatch.setattr(linen, "Conv", SameConv)
@@ -111,6 +114,7 @@ def test_a_wrong_port_still_fails_at_low_precision(monkeypatch: pytest.MonkeyPat
     assert c.status == "FAIL" and c.first_divergence.quantity == "stem"
 
 
+@pytest.mark.slow
 def test_cli_bf16_runs_the_forward_checks_and_refuses_gradients(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p.json"

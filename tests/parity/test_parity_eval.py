@@ -22,6 +22,7 @@ def comparisons(request: pytest.FixtureRequest) -> list[engine.Comparison]:
     return engine.compare_participants(name, results)
 
 
+@pytest.mark.slow
 def test_every_framework_matches_the_oracle_and_each_other(comparisons: list[engine.Comparison]) -> None:
     pairs = {(c.left, c.right) for c in comparisons}
     assert len(pairs) == 6  # 3 vs oracle + 3 pairs
@@ -43,6 +44,7 @@ def test_grayscale_small_input_runs_in_every_framework() -> None:
 STRUCTURES = [n for n in PRESETS.names() if n not in ("resnet34d", "resnet101d", "resnet152d")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STRUCTURES)
 def test_every_preset_structure_runs_in_every_framework(name: str) -> None:
     """Each preset's depths, block, groups and stem at narrow widths, so all nine fit in seconds."""

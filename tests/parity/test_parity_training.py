@@ -24,6 +24,7 @@ def _run(case: engine.ParityCase, checks: tuple[str, ...]) -> list[engine.Compar
     return engine.compare_participants(case.spec.name, results, references=references, matches=matches)
 
 
+@pytest.mark.slow
 def test_train_mode_gradients_and_sgd_steps_match_for_resnet18() -> None:
     """The resnet18 structure at a quarter of its widths, 64 px, batch 4, seed 1: with the oracle
     following each framework's ReLU branches at the kinks, every bound holds strictly."""
@@ -89,6 +90,7 @@ def _flipped_case() -> tuple[engine.ParityCase, dict[str, engine.Outputs]]:
     return case, {engine.ORACLE: engine.oracle_outputs(case, ("grad",)), "fp32": stand_in}
 
 
+@pytest.mark.slow
 def test_a_kink_flip_is_followed_and_then_every_gradient_must_match() -> None:
     case, results = _flipped_case()
     (naive,) = engine.compare_participants("resnet18", results)  # float64's own branches everywhere
@@ -104,6 +106,7 @@ def test_a_kink_flip_is_followed_and_then_every_gradient_must_match() -> None:
     assert broken.status == "FAIL" and broken.first_divergence.quantity == "layer1.0.conv1.weight"
 
 
+@pytest.mark.slow
 def test_a_branch_far_from_zero_is_a_conflict_and_never_followed() -> None:
     """A port whose layer2.0.bn1 ReLU passed exactly what it should have blocked: a forward bug."""
     case, results = _flipped_case()
@@ -145,6 +148,7 @@ def test_paddle_with_untransposed_linear_is_caught_at_the_logits(monkeypatch: py
     assert np.isfinite(c.first_divergence.max_rel) and c.first_divergence.max_rel > 1e-1
 
 
+@pytest.mark.slow
 def test_resnet50_train_mode_is_limited_by_its_conditioning_floor() -> None:
     """Train-mode BN deep in resnet50 (batch 4) subtracts batch means that dwarf the spread: moving
     weights and inputs by one fp32 ulp moves layer4 by more than the 1e-5 policy, so no fp32 port

@@ -53,6 +53,7 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
     return err[-1] if err else ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trained_in", FRAMEWORKS)
 def test_trained_anywhere_predicts_the_same_everywhere(mnist: Path, tmp_path: Path, trained_in: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,6 +85,7 @@ def test_trained_anywhere_predicts_the_same_everywhere(mnist: Path, tmp_path: Pa
     assert main(["convert", str(ckpt), str(tmp_path / "run.pt")]) == 0
 
 
+@pytest.mark.slow
 def test_compare_table_and_curves(mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = tmp_path / "cmp.safetensors"
     assert main(["train", "--compare", "torch,paddle", *TINY, "--data-dir", str(mnist), "--epochs", "2",
@@ -97,6 +99,7 @@ def test_compare_table_and_curves(mnist: Path, tmp_path: Path, capsys: pytest.Ca
     assert {**vars(configs["torch"]), "framework": None} == {**vars(configs["paddle"]), "framework": None}
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_checkpoint_and_resume_is_exact(mnist: Path, tmp_path: Path) -> None:
     # All three runs are subprocesses with one environment: bitwise equality needs the same thread count
     # (one thread: a tiny model gains nothing from more, and spinning OpenMP threads crawl on a busy machine).

@@ -25,6 +25,7 @@ def _assert_close(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
     assert worst[0] <= tol, f"{what}: {worst[1]} differs by {worst[0]:.2e} relative (tolerance {tol:.0e})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_sgd_convention(fw: str) -> None:
     """b' = m*b + g + wd*p and p' = p - lr*b' for every parameter, BN included; loss_and_grads only
@@ -103,6 +104,8 @@ def trajectories() -> dict[str, dict[str, object]]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("trajectories")  # one worker computes the module's fixture for the three pairs
 @pytest.mark.parametrize("a, b", [("torch", "paddle"), ("torch", "flax"), ("paddle", "flax")])
 def test_pairwise_parity_after_one_and_five_steps(trajectories: dict, a: str, b: str) -> None:
     ra, rb = trajectories[a], trajectories[b]
