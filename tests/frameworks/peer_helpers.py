@@ -1,0 +1,44 @@
+"""What the peer tests (timm, Hugging Face, PaddleClas) share: non-trivial BN statistics, a seeded
+batch, and `forward` in all three frameworks through the CLI, judged against the peer's own logits."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from resnet_rosetta.cli.main import main
+from resnet_rosetta.common.tolerance import compare, tolerance
+from resnet_rosetta.frameworks import FRAMEWORKS
+
+SIZE, BATCH = 32, 2
+
+
+def bn_statistics(names: Iterable[str], shape_of: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random values for every BN statistic and affine term (never the identity a fresh model has):
+    mean and shift around 0, variance and scale around 1, keyed by the peer's own names."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in names:
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("running_mean", "_mean", "bias"):
+            out[name] = rng.uniform(-0.3, 0.3, shape_of[name]).astype(np.float32)
+        elif leaf in ("running_var", "_variance", "weight"):
+            out[name] = rng.uniform(0.5, 1.5, shape_of[name]).astype(np.float32)
+    return out
+
+
+def batch(tmp_path: Path, seed: int = 0) -> tuple[np.ndarray, Path]:
+    x = np.random.default_rng(seed).normal(size=(BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    return x, tmp_path / "x.npy"
+
+
+def forward_everywhere(weights: Path, x_path: Path, expected: np.ndarray, tmp_path: Path) -> None:
+    """`resnet-rosetta forward` in every framework gives the peer's logits within the pairwise eval tolerance."""
+    for fw in FRAMEWORKS:
+        out = tmp_path / f"logits_{fw}.npy"
+        assert main(["forward", "--framework", fw, "--weights", str(weights), "--input", str(x_path),
+                     "--output", str(out)]) == 0
+        got = compare(np.load(out), expected, 0)
+        assert got.max_rel < tolerance("eval", pairwise=True), (fw, got.max_rel)
