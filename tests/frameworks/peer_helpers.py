@@ -2,6 +2,7 @@
 batch, and `forward` in all three frameworks through the CLI, judged against the peer's own logits."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -42,3 +43,32 @@ def forward_everywhere(weights: Path, x_path: Path, expected: np.ndarray, tmp_pa
                      "--output", str(out)]) == 0
         got = compare(np.load(out), expected, 0)
         assert got.max_rel < tolerance("eval", pairwise=True), (fw, got.max_rel)
+
+
+@functools.cache
+def paddleclas_resnet() -> object:
+    """PaddleClas' own ResNet module (ppcls/arch/backbone/legendary_models/resnet.py) as its wheel ships
+    it. The packages above it are entered without running their `__init__`s, which import every model
+    and PaddleClas' application dependencies (OpenCV, faiss, visualdl; its numpy==1.24.4 pin is why it
+    is installed without dependencies: common/install.py)."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    found = importlib.util.find_spec("paddleclas")
+    if found is None or not found.submodule_search_locations:
+        import pytest
+
+        pytest.skip("paddleclas is not installed (./run installs it)")
+    root = Path(list(found.submodule_search_locations)[0])
+    for package in ("", "ppcls", "ppcls/utils", "ppcls/arch", "ppcls/arch/backbone", "ppcls/arch/backbone/base",
+                    "ppcls/arch/backbone/base/dbb", "ppcls/arch/backbone/legendary_models"):
+        name = ".".join(["paddleclas", *package.split("/")]) if package else "paddleclas"
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(root / package)]
+            sys.modules[name] = module
+    resnet = importlib.import_module("paddleclas.ppcls.arch.backbone.legendary_models.resnet")
+    importlib.import_module("paddleclas.ppcls.utils.logger").init_logger()  # as PaddleClas' engine does first
+    return resnet
