@@ -3,7 +3,6 @@ Hugging Face folders that are not a ResNet, disagree with their weights or have 
 folder, timm layers the spec cannot express, PaddleClas files it cannot hold. Built with NumPy only."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
