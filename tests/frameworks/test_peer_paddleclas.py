@@ -5,6 +5,7 @@ come back from another framework's file as a .pdparams PaddleClas' model takes w
 bit-identical. ResNet18/34 (and _vd), whose first block has a 1x1 conv shortcut, are refused by name."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_paddleclas_checkpoint_round_trip(tmp_path: Path, factory: str, preset: 
 
 def test_paddleclas_files_refused(tmp_path: Path) -> None:
     """ResNet18_vd's first-block 1x1 conv shortcut and a non-ResNet backbone: one line, exit 2, nothing written."""
-    mobilenet = __import__("importlib").import_module("paddleclas.ppcls.arch.backbone.legendary_models.mobilenet_v1")
+    paddleclas_resnet()  # enters PaddleClas' packages, as for its ResNet
+    mobilenet = importlib.import_module("paddleclas.ppcls.arch.backbone.legendary_models.mobilenet_v1")
     for name, model, pattern in [
         ("r18vd", paddleclas_peer("ResNet18_vd"), "a 1x1 conv shortcut where the block's shape does not change "
                                                   "(PaddleClas' use_first_short_conv"),
@@ -70,3 +72,22 @@ def test_paddleclas_files_refused(tmp_path: Path) -> None:
     # a spec PaddleClas' ResNet cannot hold is refused before anything is written
     assert main(["convert", str(tmp_path / "r18vd.pdparams"), str(tmp_path / "o.pdparams"), "--to", "paddleclas",
                  "--arch", "resnet18"]) == 2
+
+
+def test_basic_block_nets_go_out_as_paddleclas_without_the_first_shortcut(tmp_path: Path) -> None:
+    """A resnet18 written --to paddleclas is PaddleClas' ResNet18 built with use_first_short_conv=False:
+    it loads with no missing or unexpected keys and computes what our Paddle model computes."""
+    from resnet_rosetta import frameworks
+    from resnet_rosetta.common.canonical import random_weights, save_canonical
+    from resnet_rosetta.common.spec import get_spec
+
+    spec = get_spec("resnet18").replace(num_classes=10)
+    weights = random_weights(spec, seed=3)
+    save_canonical(tmp_path / "w.safetensors", weights, spec)
+    assert main(["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "c.pdparams"), "--to", "paddleclas"]) == 0
+    model = paddleclas_resnet().ResNet18(class_num=10, use_first_short_conv=False)
+    missing, unexpected = model.set_state_dict(paddle.load(str(tmp_path / "c.pdparams")))
+    assert not missing and not unexpected
+    x, _ = batch(tmp_path)
+    ours = frameworks.load("paddle").Adapter(spec, weights).forward(x)["logits"]
+    assert np.array_equal(model.eval()(paddle.to_tensor(x)).numpy(), ours)
