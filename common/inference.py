@@ -117,7 +117,10 @@ def infer_spec(native: Mapping[str, np.ndarray], fmt: str, source: str) -> ResNe
             nearest = (names, skeleton)
     matches = []
     for skeleton in layouts:
-        spec = _sized(skeleton, native, fmt, source)
+        try:
+            spec = _sized(skeleton, native, fmt, source)
+        except (IndexError, ValueError, ZeroDivisionError):  # a tensor of the wrong rank: not this layout
+            spec = None
         if spec is not None and spec not in matches:
             try:
                 rules.from_native(native, spec, fmt, source)

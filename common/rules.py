@@ -16,7 +16,8 @@ vd source (three stem ConvBNLayers `conv1_1..conv1_3`, the pool inside `short`),
     conv1.6.weight, bn1.weight        same         conv1_3._conv, ._batch_norm    (none)             params/conv1_6, bn1
     layer2.0.downsample.1.weight      same         bb_1_0.short._conv.weight      (none)             params/layer2_0/downsample_conv/kernel
 
-Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
+Peers' layouts are rows of the same tables (Hugging Face `hf`, PaddleClas `paddleclas`; timm's is
+torch's). Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
 """
 from __future__ import annotations
 

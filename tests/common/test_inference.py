@@ -87,3 +87,14 @@ def test_paddleclas_first_shortcut_conv_is_refused_by_name() -> None:
     with pytest.raises(UserError, match=r"^f: blocks\.0\.short\.conv\.weight: a 1x1 conv shortcut where the "
                                         r"block's shape does not change \(PaddleClas' use_first_short_conv"):
         inference.infer_spec(native, "paddleclas", "f")
+
+
+@pytest.mark.parametrize("fmt", ["torch", "flax"])
+def test_tensors_of_the_wrong_rank_are_a_user_error(fmt: str) -> None:
+    native = rules.to_native(random_weights(BASIC), BASIC, fmt)
+    table = rules.key_map(BASIC, fmt)
+    for key, bad in (("layer1.0.conv2.weight", np.ones(3, np.float32)), ("fc.weight", np.float32(1.0)),
+                     ("conv1.weight", np.ones((2, 3), np.float32))):
+        broken = {**native, table[key][0]: bad}
+        with pytest.raises(UserError, match="^f: "):
+            inference.infer_spec(broken, fmt, "f")

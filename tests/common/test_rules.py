@@ -148,3 +148,25 @@ def test_fit_to_tensors_reads_classes_and_input_channels(fmt: str) -> None:
     for shape in ((2, 5, 7), (2, 5, 7, 7, 1)):
         native[table["conv1.weight"][0]] = np.zeros(shape)
         assert rules.fit_to_tensors(BASIC, native, fmt) is None
+
+
+def test_peer_layouts_name_what_the_peers_name() -> None:
+    """Hugging Face's and PaddleClas' names, written out (the peers' own models check them in tests/frameworks)."""
+    hf, clas = rules.key_map(BASIC, "hf"), rules.key_map(BASIC.replace(depths=(2, 1)), "paddleclas")
+    assert [hf[k][0] for k in ("conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
+                               "layer2.0.downsample.1.bias", "layer1.0.bn2.running_mean", "fc.weight")] == [
+        "resnet.embedder.embedder.convolution.weight", "resnet.embedder.embedder.normalization.running_var",
+        "resnet.encoder.stages.1.layers.0.shortcut.convolution.weight",
+        "resnet.encoder.stages.1.layers.0.shortcut.normalization.bias",
+        "resnet.encoder.stages.0.layers.0.layer.1.normalization.running_mean", "classifier.1.weight"]
+    assert [clas[k][0] for k in ("conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
+                                 "layer1.1.bn2.bias", "fc.weight")] == [
+        "stem.0.conv.weight", "stem.0.bn._variance", "blocks.2.short.conv.weight", "blocks.1.conv1.bn.bias",
+        "fc.weight"]
+    deep = BASIC.replace(stem="deep", downsample="avg")
+    assert [rules.key_map(deep, "paddleclas")[k][0] for k in ("conv1.3.weight", "bn1.weight",
+                                                              "layer2.0.downsample.1.weight")] == [
+        "stem.1.conv.weight", "stem.2.bn.weight", "blocks.1.short.conv.weight"]
+    assert rules.to_native(random_weights(BASIC), BASIC, "paddleclas")["fc.weight"].shape == (4, 3)  # [in, out]
+    with pytest.raises(UserError, match="Hugging Face's ResNet has only the 7x7 stem"):
+        rules.key_map(deep, "hf")

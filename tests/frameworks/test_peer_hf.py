@@ -53,9 +53,12 @@ def test_hf_folder_round_trip(tmp_path: Path, name: str) -> None:
     peer = hf_peer(tmp_path / "peer", CONFIGS[name])
     x, x_path = batch(tmp_path)
     expected = logits(peer, x)
-    done = subprocess.run([*CLI, "convert", str(tmp_path / "peer"), str(tmp_path / "c.safetensors")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "(hf)" in done.stdout, done.stderr
+    argv = ["convert", str(tmp_path / "peer"), str(tmp_path / "c.safetensors")]
+    if name == "resnet-50":  # once as a user runs it; in-process for the other (the same entry point)
+        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "(hf)" in done.stdout, done.stderr
+    else:
+        assert main(argv) == 0
     _, spec = load_canonical(tmp_path / "c.safetensors")
     layout = CONFIGS[name]
     assert spec is not None and (spec.block, list(spec.depths), spec.stem_width, spec.num_classes) == (

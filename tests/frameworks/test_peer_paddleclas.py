@@ -39,9 +39,12 @@ def test_paddleclas_checkpoint_round_trip(tmp_path: Path, factory: str, preset: 
     x, x_path = batch(tmp_path)
     expected = peer(paddle.to_tensor(x)).numpy()
     paddle.save(peer.state_dict(), str(tmp_path / "peer.pdparams"))
-    done = subprocess.run([*CLI, "convert", str(tmp_path / "peer.pdparams"), str(tmp_path / "c.safetensors")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "(paddleclas)" in done.stdout, done.stderr
+    argv = ["convert", str(tmp_path / "peer.pdparams"), str(tmp_path / "c.safetensors")]
+    if factory == "ResNet50_vd":  # once as a user runs it; in-process for the other (the same entry point)
+        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "(paddleclas)" in done.stdout, done.stderr
+    else:
+        assert main(argv) == 0
     _, spec = load_canonical(tmp_path / "c.safetensors")
     assert spec is not None and spec.name == preset and spec.num_classes == 10
     forward_everywhere(tmp_path / "c.safetensors", x_path, expected, tmp_path)
