@@ -65,7 +65,7 @@ def test_hf_folder_round_trip(tmp_path: Path, name: str) -> None:
         layout["layer_type"], layout["depths"], layout["embedding_size"], 10)
     assert [w * spec.expansion for w in spec.widths] == layout["hidden_sizes"]
     assert load_labels(tmp_path / "c.safetensors") == LABELS
-    forward_everywhere(tmp_path / "c.safetensors", x_path, expected, tmp_path)
+    forward_everywhere(tmp_path / "peer", x_path, expected, tmp_path)  # forward --weights FOLDER
     # the bare model.safetensors is recognised by its keys too
     assert main(["convert", str(tmp_path / "peer" / "model.safetensors"), str(tmp_path / "bare.pth")]) == 0
     # back from Flax's file: the labels travel in the canonical header, not in .msgpack
@@ -110,3 +110,12 @@ def test_hf_folders_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["convert", str(tmp_path / "good"), str(tmp_path / "taken"), "--to", "hf", "--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["config.json", "model.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+def test_parity_takes_a_hugging_face_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`parity --weights FOLDER`: the folder's config gives the spec, its weights are checked against the oracle."""
+    hf_peer(tmp_path / "peer", CONFIGS["resnet-18"])
+    assert main(["parity", "--weights", str(tmp_path / "peer"), "--frameworks", "torch", "--checks", "eval",
+                 "--size", "16", "--batch", "1", "--json", str(tmp_path / "p.json")]) == 0
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["settings"]["weights"] == str(tmp_path / "peer") and report["passed"]

@@ -47,7 +47,7 @@ def test_paddleclas_checkpoint_round_trip(tmp_path: Path, factory: str, preset: 
         assert main(argv) == 0
     _, spec = load_canonical(tmp_path / "c.safetensors")
     assert spec is not None and spec.name == preset and spec.num_classes == 10
-    forward_everywhere(tmp_path / "c.safetensors", x_path, expected, tmp_path)
+    forward_everywhere(tmp_path / "peer.pdparams", x_path, expected, tmp_path)  # PaddleClas' file as is
     # back into PaddleClas' format from PyTorch's file
     assert main(["convert", str(tmp_path / "c.safetensors"), str(tmp_path / "t.pth")]) == 0
     assert main(["convert", str(tmp_path / "t.pth"), str(tmp_path / "back.pdparams"), "--to", "paddleclas"]) == 0

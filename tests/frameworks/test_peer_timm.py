@@ -64,7 +64,7 @@ def test_timm_checkpoint_round_trip(tmp_path: Path, name: str, kwargs: dict, inf
         assert main(argv) == 0
     _, spec = load_canonical(tmp_path / "c.safetensors")
     assert spec is not None and spec.name == inferred and spec.num_classes == 10
-    forward_everywhere(tmp_path / "c.safetensors", x_path, expected, tmp_path)
+    forward_everywhere(src, x_path, expected, tmp_path)  # timm's file as is
     # back into timm's format from Paddle's file; timm loads it strictly and computes bit-identical logits
     assert main(["convert", str(tmp_path / "c.safetensors"), str(tmp_path / "p.pdparams")]) == 0
     assert main(["convert", str(tmp_path / "p.pdparams"), str(tmp_path / "back.pth"), "--to", "timm"]) == 0
