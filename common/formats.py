@@ -33,6 +33,7 @@ FORMATS = ("canonical", "torch", "paddle", "paddle-vision", "flax", "timm", "hf"
 # canonical file (timm's names are canonical); Hugging Face's output is a folder, whatever its name
 _SAME_FILE = {"paddle": ("paddle", "paddle-vision", "paddleclas"), "torch": ("torch", "timm"),
               "canonical": ("canonical", "timm")}
+HF_PREFIX = "resnet.embedder."  # Hugging Face's keys, in a bare model.safetensors too
 _BY_EXTENSION = {".safetensors": "canonical", ".pt": "torch", ".pth": "torch", ".pdparams": "paddle",
                  ".msgpack": "flax"}
 
@@ -80,9 +81,6 @@ def from_native(native: Mapping[str, np.ndarray], fmt: str, source: str, spec: R
     weights = rules.from_native(native, spec, fmt, source)
     check_weights(weights, spec, source)
     return weights, spec, fmt
-
-
-HF_PREFIX = "resnet.embedder."
 
 
 def check_peer_can_build(spec: ResNetSpec, fmt: str, dest: str) -> None:
