@@ -123,12 +123,34 @@ def few_keys(keys: list[str], limit: int = 4) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def save_canonical(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], spec: ResNetSpec) -> None:
-    """Write a canonical safetensors file atomically, spec and format version in the header."""
+def save_canonical(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], spec: ResNetSpec,
+                   labels: list[str] | None = None) -> None:
+    """Write a canonical safetensors file atomically, spec and format version in the header (and the
+    class names, when a source had them: Hugging Face's id2label)."""
     check_weights(weights, spec, str(path))
     ordered = {k: np.ascontiguousarray(weights[k]) for k in canonical_shapes(spec)}
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "spec": spec.to_json()}
+    if labels is not None:
+        import json
+
+        meta["labels"] = json.dumps(list(labels))
     save_safetensors(path, ordered, meta)
+
+
+def load_labels(path: str | os.PathLike[str]) -> list[str] | None:
+    """The class names a canonical file's header keeps, if any (read from the header alone)."""
+    import json
+
+    meta = _header(Path(path), "safetensors file")[0].get("__metadata__") or {}
+    if "labels" not in meta:
+        return None
+    try:
+        labels = json.loads(meta["labels"])
+    except ValueError:
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{path}: header labels: expected a JSON list of strings")
+    return labels
 
 
 _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",

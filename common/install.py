@@ -5,8 +5,10 @@ package index and installs into the same `paddle` folder. `pip install -e .` wou
 wheel over it, so `./run` installs the project without its dependencies, then the requirements this
 module lists: every requirement of the extras wanted, but not `paddlepaddle` when `paddlepaddle-gpu`
 is installed. The `gpu` extra (JAX's CUDA plugin) is wanted on a machine with an NVIDIA device or
-beside a GPU Paddle. Run by `./run` from the checkout as `python -m common.install extras` and
-`python -m common.install requirements EXTRAS` (standard library only: it runs before the install).
+beside a GPU Paddle. PaddleClas, a peer the tests judge weights against, goes in without its
+dependencies (`WITHOUT_DEPS`): it pins numpy==1.24.4 and OpenCV <= 4.6 for its applications, and the
+tests import only its ResNet file. Run by `./run` from the checkout as `python -m common.install extras`,
+`... requirements EXTRAS` and `... without-deps EXTRAS` (standard library only: it runs before the install).
 """
 from __future__ import annotations
 
@@ -62,6 +64,14 @@ def requirements(requires: Iterable[str], wanted: Sequence[str], present: Iterab
     return out
 
 
+WITHOUT_DEPS = {"test": ["paddleclas==2.6.0"]}
+
+
+def without_deps(wanted: Sequence[str]) -> list[str]:
+    """Requirements of the `wanted` extras that pip must install with --no-deps."""
+    return [req for extra in wanted for req in WITHOUT_DEPS.get(extra, [])]
+
+
 def main(argv: Sequence[str]) -> int:
     """`extras`: the extras, comma-separated; `requirements EXTRAS`: one requirement a line."""
     present = installed()
@@ -71,7 +81,10 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) == 2 and argv[0] == "requirements":
         print("\n".join(requirements(metadata.requires(PROJECT) or [], argv[1].split(","), present)))
         return 0
-    print("usage: python -m common.install extras | requirements EXTRA,...", file=sys.stderr)
+    if len(argv) == 2 and argv[0] == "without-deps":
+        print("\n".join(without_deps(argv[1].split(","))))
+        return 0
+    print("usage: python -m common.install extras | requirements EXTRA,... | without-deps EXTRA,...", file=sys.stderr)
     return 2
 
 

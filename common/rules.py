@@ -16,7 +16,8 @@ vd source (three stem ConvBNLayers `conv1_1..conv1_3`, the pool inside `short`),
     conv1.6.weight, bn1.weight        same         conv1_3._conv, ._batch_norm    (none)             params/conv1_6, bn1
     layer2.0.downsample.1.weight      same         bb_1_0.short._conv.weight      (none)             params/layer2_0/downsample_conv/kernel
 
-Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
+Peers' layouts are rows of the same tables (Hugging Face `hf`, PaddleClas `paddleclas`; timm's is
+torch's). Conversions are pure NumPy and exact (transposes only), so round trips are bit-identical.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from .canonical import Weights, canonical_modules, canonical_shapes, few_keys
 from .errors import UserError
-from .spec import PRESETS, ResNetSpec, downsample_names, stem_convs
+from .spec import ResNetSpec, downsample_names, stem_convs
 
 Layout = Callable[[np.ndarray], np.ndarray]
 
@@ -53,43 +54,57 @@ def _hwio_to_oihw(a: np.ndarray) -> np.ndarray:
 LEAF_RULES: dict[tuple[str, str], dict[str, tuple[str, Layout, Layout]]] = {
     ("conv", "weight"): {
         "torch": ("{m}.weight", _same, _same),
+        "hf": ("{m}.weight", _same, _same),
         "paddle": ("{m}.weight", _same, _same),
+        "paddleclas": ("{m}.weight", _same, _same),
         "paddle-vision": ("{m}.weight", _same, _same),
         "flax": ("params/{m}/kernel", _oihw_to_hwio, _hwio_to_oihw),
     },
     ("bn", "weight"): {
         "torch": ("{m}.weight", _same, _same),
+        "hf": ("{m}.weight", _same, _same),
         "paddle": ("{m}.weight", _same, _same),
+        "paddleclas": ("{m}.weight", _same, _same),
         "paddle-vision": ("{m}.weight", _same, _same),
         "flax": ("params/{m}/scale", _same, _same),
     },
     ("bn", "bias"): {
         "torch": ("{m}.bias", _same, _same),
+        "hf": ("{m}.bias", _same, _same),
         "paddle": ("{m}.bias", _same, _same),
+        "paddleclas": ("{m}.bias", _same, _same),
         "paddle-vision": ("{m}.bias", _same, _same),
         "flax": ("params/{m}/bias", _same, _same),
     },
     ("bn", "running_mean"): {
         "torch": ("{m}.running_mean", _same, _same),
+        "hf": ("{m}.running_mean", _same, _same),
         "paddle": ("{m}._mean", _same, _same),
+        "paddleclas": ("{m}._mean", _same, _same),
         "paddle-vision": ("{m}._mean", _same, _same),
         "flax": ("batch_stats/{m}/mean", _same, _same),
     },
     ("bn", "running_var"): {
         "torch": ("{m}.running_var", _same, _same),
+        "hf": ("{m}.running_var", _same, _same),
         "paddle": ("{m}._variance", _same, _same),
+        "paddleclas": ("{m}._variance", _same, _same),
         "paddle-vision": ("{m}._variance", _same, _same),
         "flax": ("batch_stats/{m}/var", _same, _same),
     },
     ("fc", "weight"): {
         "torch": ("{m}.weight", _same, _same),
+        "hf": ("{m}.weight", _same, _same),
         "paddle": ("{m}.weight", _t, _t),
+        "paddleclas": ("{m}.weight", _t, _t),
         "paddle-vision": ("{m}.weight", _t, _t),
         "flax": ("params/{m}/kernel", _t, _t),
     },
     ("fc", "bias"): {
         "torch": ("{m}.bias", _same, _same),
+        "hf": ("{m}.bias", _same, _same),
         "paddle": ("{m}.bias", _same, _same),
+        "paddleclas": ("{m}.bias", _same, _same),
         "paddle-vision": ("{m}.bias", _same, _same),
         "flax": ("params/{m}/bias", _same, _same),
     },
@@ -137,19 +152,76 @@ def _as_canonical(path: str, spec: ResNetSpec) -> str:
     return path
 
 
+def _hf_module(path: str, spec: ResNetSpec) -> str:
+    """Hugging Face transformers' ResNetForImageClassification: a 7x7 embedder, stages of `layers`,
+    each a `layer` list of ResNetConvLayer(convolution, normalization) and a `shortcut`; `classifier.1`.
+    Its config has no deep stem, average-pool shortcut, small stem or groups: those specs are refused."""
+    if spec.stem != "imagenet" or spec.downsample != "conv" or spec.groups != 1 or spec.width_per_group != 64:
+        raise UserError(f"{spec.name}: Hugging Face's ResNet has only the 7x7 stem, 1x1-conv shortcuts and "
+                        f"groups=1 (found stem={spec.stem}, downsample={spec.downsample}, groups={spec.groups}, "
+                        f"width_per_group={spec.width_per_group})")
+    if path == "fc":
+        return "classifier.1"
+    if path in ("conv1", "bn1"):
+        return "resnet.embedder.embedder." + ("convolution" if path == "conv1" else "normalization")
+    if whole := _BLOCK_ITSELF.match(path):
+        return f"resnet.encoder.stages.{int(whole[1]) - 1}.layers.{whole[2]}"
+    m = _BLOCK.match(path)
+    assert m, path
+    layer, kind = f"resnet.encoder.stages.{int(m[1]) - 1}.layers.{m[2]}", m[3]
+    if kind.startswith("downsample"):
+        return f"{layer}.shortcut." + ("convolution" if kind == "downsample.0" else "normalization")
+    return f"{layer}.layer.{int(kind[-1]) - 1}." + ("convolution" if kind.startswith("conv") else "normalization")
+
+
+def _paddleclas_module(path: str, spec: ResNetSpec) -> str:
+    """PaddleClas' ResNet (ppcls legendary_models/resnet.py): ConvBNLayer(conv, bn) everywhere, the
+    stem a Sequential `stem.N` (one 7x7, or the vd 3x3 triple), blocks numbered across stages
+    `blocks.N` with `conv0..conv2` and the shortcut `short` (its vd average pool holds no tensors)."""
+    if path == "fc":
+        return "fc"
+    for i, c in enumerate(stem_convs(spec)):
+        if path in (c.conv, c.bn):
+            return f"stem.{i}." + ("conv" if path == c.conv else "bn")
+    m = _BLOCK_ITSELF.match(path) or _BLOCK.match(path)
+    assert m, path
+    block = f"blocks.{sum(spec.depths[:int(m[1]) - 1]) + int(m[2])}"
+    if m.re is _BLOCK_ITSELF:
+        return block
+    inner = dict(zip(downsample_names(spec), ("short.conv", "short.bn"))).get(m[3])
+    if inner is None:
+        inner = f"conv{int(m[3][-1]) - 1}." + ("conv" if m[3].startswith("conv") else "bn")
+    return f"{block}.{inner}"
+
+
 MODULE_RULES: dict[str, Callable[[str, ResNetSpec], str]] = {
     "torch": _as_canonical,
     "paddle": _paddle_module,
     "paddle-vision": _as_canonical,
     "flax": _flax_module,
+    "hf": _hf_module,
+    "paddleclas": _paddleclas_module,
 }
-NATIVE_FORMATS = tuple(MODULE_RULES)
+# Where a format's residual blocks are: (stage, index) from a native key, stages 0- or 1-based as
+# the format counts them; PaddleClas numbers blocks across stages (`blocks.N`, index only) and a
+# stage starts at each block with a `short` conv.
+BLOCK_KEYS: dict[str, re.Pattern[str]] = {
+    "torch": re.compile(r"^layer(?P<stage>\d+)\.(?P<index>\d+)\."),
+    "paddle": re.compile(r"^bb_(?P<stage>\d+)_(?P<index>\d+)\."),
+    "paddle-vision": re.compile(r"^layer(?P<stage>\d+)\.(?P<index>\d+)\."),
+    "flax": re.compile(r"^(?:params|batch_stats)/layer(?P<stage>\d+)_(?P<index>\d+)/"),
+    "hf": re.compile(r"^resnet\.encoder\.stages\.(?P<stage>\d+)\.layers\.(?P<index>\d+)\."),
+    "paddleclas": re.compile(r"^blocks\.(?P<index>\d+)\.(?P<short>short\.)?"),
+}
+RULE_FORMATS = tuple(MODULE_RULES)
+NATIVE_FORMATS = ("torch", "paddle", "paddle-vision", "flax")  # the three frameworks' own; "hf" and
+# "paddleclas" are peers' layouts (timm's is torch's: torchvision names, timm's for ResNet-D)
 
 
 def native_module(path: str, fmt: str, spec: ResNetSpec) -> str:
     """The native module path of canonical module `path` (a layer, or a block `layerS.I`) of `spec`."""
     if fmt not in MODULE_RULES:
-        raise UserError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
+        raise UserError(f"unknown native format {fmt!r}; known: {', '.join(RULE_FORMATS)}")
     return MODULE_RULES[fmt](path, spec)
 
 
@@ -159,6 +231,8 @@ IGNORED_NATIVE = {
     "paddle": re.compile(r"^StructuredToParameterName@@$"),
     "paddle-vision": re.compile(r"^StructuredToParameterName@@$"),
     "flax": re.compile(r"^$"),
+    "hf": re.compile(r"(^|\.)num_batches_tracked$"),
+    "paddleclas": re.compile(r"^StructuredToParameterName@@$"),
 }
 
 
@@ -212,13 +286,17 @@ def _native_shape(shape: tuple[int, ...], to_n: Layout) -> tuple[int, ...]:
 
 def detect_paddle_flavour(native: Mapping[str, np.ndarray], source: str = ".pdparams") -> str:
     """This suite's classic-source names (`conv._conv.weight`, or `conv1_1._conv.weight` for a deep
-    stem) or paddle.vision's (`conv1.weight`; `conv1.0.weight`, timm's names, for a deep stem)."""
+    stem), paddle.vision's (`conv1.weight`; `conv1.0.weight`, timm's names, for a deep stem) or
+    PaddleClas' (`stem.0.conv.weight`)."""
     if "conv._conv.weight" in native or "conv1_1._conv.weight" in native:
         return "paddle"
     if "conv1.weight" in native or "conv1.0.weight" in native:
         return "paddle-vision"
-    raise UserError(f"{source}: holds neither this suite's Paddle names (conv._conv.weight) "
-                    f"nor paddle.vision's (conv1.weight); found keys {', '.join(list(map(str, native))[:4])}")
+    if "stem.0.conv.weight" in native:
+        return "paddleclas"
+    raise UserError(f"{source}: holds neither this suite's Paddle names (conv._conv.weight), paddle.vision's "
+                    f"(conv1.weight) nor PaddleClas' ResNet's (stem.0.conv.weight); found keys "
+                    f"{', '.join(list(map(str, native))[:4])}")
 
 
 def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: str) -> ResNetSpec | None:
@@ -231,23 +309,3 @@ def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: st
     in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW
     return preset.replace(num_classes=int(np.shape(native[fc_bias])[0]),
                           in_channels=int(np.shape(native[conv1])[in_axis]))
-
-
-def infer_spec(native: Mapping[str, np.ndarray], fmt: str, source: str) -> ResNetSpec:
-    """The preset whose keys and shapes match `native`; refuses when none or several match."""
-    matches = []
-    for preset in PRESETS:
-        spec = fit_to_tensors(preset, native, fmt)
-        if spec is None:
-            continue
-        try:
-            from_native(native, spec, fmt, source)
-        except UserError:
-            continue
-        matches.append(spec)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise UserError(f"{source}: keys and shapes match no known architecture; pass --arch NAME")
-    raise UserError(f"{source}: matches several architectures ({', '.join(s.name for s in matches)}); "
-                    "pass --arch NAME")

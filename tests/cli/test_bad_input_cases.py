@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import bad_data_cases  # noqa: F401  (appends the training-data cases)
+import bad_format_cases  # noqa: F401  (appends the peer-checkpoint cases)
 from bad_cases import CASES, READ_ONLY, Case, run_refused
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"

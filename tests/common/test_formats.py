@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnet_rosetta.common import formats, rules
+from resnet_rosetta.common import formats, inference, rules
 from resnet_rosetta.common.canonical import random_weights
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec, SpecRegistry
@@ -27,9 +27,9 @@ def test_option_strings_compare_by_value() -> None:
 
 
 @pytest.mark.parametrize("path, to, message", [
-    ("a.npz", None, r"^a\.npz: unknown extension '\.npz'; expected one of \.msgpack, \.pdparams, \.pt, \.pth, \.safetensors$"),
+    ("a.npz", None, r"^a\.npz: unknown extension '\.npz'; expected one of \.msgpack, \.pdparams, \.pt, \.pth, \.safetensors \(or --to hf for a Hugging Face folder\)$"),
     ("weights", None, r"^weights: unknown extension '\(none\)'"),
-    ("a.pt", "onnx", r"^unknown format 'onnx'; known: canonical, torch, paddle, paddle-vision, flax$"),
+    ("a.pt", "onnx", r"^unknown format 'onnx'; known: canonical, torch, paddle, paddle-vision, flax, timm, hf, paddleclas$"),
     ("a.msgpack", "torch", r"^a\.msgpack: --to torch does not match the extension \.msgpack \(format flax\)$"),
     ("a.pt", "paddle-vision", r"^a\.pt: --to paddle-vision does not match the extension \.pt \(format torch\)$"),
     ("a.msgpack", "paddle", r"^a\.msgpack: --to paddle does not match the extension \.msgpack \(format flax\)$"),
@@ -45,7 +45,7 @@ def tiny_presets(monkeypatch: pytest.MonkeyPatch) -> SpecRegistry:
     registry = SpecRegistry()
     registry.register(TINY)
     registry.register(TINY.replace(name="tiny_small", stem="small"))
-    monkeypatch.setattr(rules, "PRESETS", registry)
+    monkeypatch.setattr(inference, "PRESETS", registry)
     monkeypatch.setattr(formats, "get_spec", registry.get)
     return registry
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_rosetta.common.install import canonical, extras, requirements
+from resnet_rosetta.common.install import canonical, extras, requirements, without_deps
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRES = ["numpy>=1.26", "PaddlePaddle>=3.0", "torch<=2.14.1,>=2.4",
@@ -22,6 +22,10 @@ REQUIRES = ["numpy>=1.26", "PaddlePaddle>=3.0", "torch<=2.14.1,>=2.4",
 def test_names_compare_as_pip_compares_them():
     assert canonical("PaddlePaddle_GPU") == "paddlepaddle-gpu"
     assert canonical("jax_cuda13..Plugin") == "jax-cuda13-plugin"
+
+
+def test_paddleclas_goes_in_without_its_pinned_dependencies_with_the_tests():
+    assert without_deps(["test", "gpu"]) == ["paddleclas==2.6.0"] and without_deps(["gpu"]) == []
 
 
 def test_gpu_extra_on_a_gpu_machine_or_beside_a_gpu_paddle():
@@ -71,11 +75,12 @@ def test_run_installs_around_a_gpu_paddle(tmp_path, gpu_paddle):
     p = subprocess.run(["bash", str(work / "run"), "cli", "list"], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "resnet-rosetta list"
-    first, second = log.read_text().splitlines()
+    first, second, third = log.read_text().splitlines()
+    assert third.endswith("--no-deps paddleclas==2.6.0")
     wanted = "test,gpu" if gpu_paddle else "test"  # this machine has no NVIDIA device
     assert first.endswith(f"--no-deps -e .[{wanted}]")
     assert " torch" in second and " pytest>=8" in second
     assert (" paddlepaddle>=3.0" in second) is not gpu_paddle
     again = subprocess.run(["bash", str(work / "run"), "cli", "list"], capture_output=True, text=True, env=env,
                            timeout=60)
-    assert again.returncode == 0 and len(log.read_text().splitlines()) == 2  # installed once per pyproject + extras
+    assert again.returncode == 0 and len(log.read_text().splitlines()) == 3  # installed once per pyproject + extras

@@ -8,7 +8,7 @@ import pytest
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import canonical_shapes, random_weights
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.spec import ResNetSpec, SpecRegistry
+from resnet_rosetta.common.spec import ResNetSpec
 
 # Two stages of one block: layer2.0 has a downsample shortcut, like every real preset.
 BASIC = ResNetSpec("tiny_basic", "basic", (1, 1), widths=(2, 4), stem_width=2, num_classes=3, in_channels=1)
@@ -55,7 +55,7 @@ def test_bottleneck_third_conv_and_blocks_by_name() -> None:
     assert rules.native_module("fc", "flax", BOTTLENECK) == "fc"
     computed = ["".join(["f", "c"]), "".join(["conv", "1"]), "".join(["bn", "1"])]  # equal, not identical
     assert [rules.native_module(p, "paddle", BOTTLENECK) for p in computed] == ["out", "conv._conv", "conv._batch_norm"]
-    with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax"):
+    with pytest.raises(UserError, match="unknown native format 'onnx'; known: torch, paddle, paddle-vision, flax, hf, paddleclas"):
         rules.native_module("fc", "onnx", BOTTLENECK)
 
 
@@ -150,16 +150,23 @@ def test_fit_to_tensors_reads_classes_and_input_channels(fmt: str) -> None:
         assert rules.fit_to_tensors(BASIC, native, fmt) is None
 
 
-def test_infer_spec_picks_the_one_matching_preset(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = SpecRegistry()
-    for spec in (BOTTLENECK, BASIC, BASIC.replace(name="tiny_small_stem", stem="small")):
-        registry.register(spec)
-    monkeypatch.setattr(rules, "PRESETS", registry)
-    data = BASIC.replace(num_classes=9)
-    native = rules.to_native(random_weights(data), data, "flax")
-    assert rules.infer_spec(native, "flax", "f") == data
-    with pytest.raises(UserError, match=r"^f: keys and shapes match no known architecture; pass --arch NAME$"):
-        rules.infer_spec({"params/fc/bias": np.zeros(3)}, "flax", "f")
-    registry.register(BASIC.replace(name="tiny_twin", bn_eps=1e-3))
-    with pytest.raises(UserError, match=r"^f: matches several architectures \(tiny_basic, tiny_twin\); pass --arch NAME$"):
-        rules.infer_spec(native, "flax", "f")
+def test_peer_layouts_name_what_the_peers_name() -> None:
+    """Hugging Face's and PaddleClas' names, written out (the peers' own models check them in tests/frameworks)."""
+    hf, clas = rules.key_map(BASIC, "hf"), rules.key_map(BASIC.replace(depths=(2, 1)), "paddleclas")
+    assert [hf[k][0] for k in ("conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
+                               "layer2.0.downsample.1.bias", "layer1.0.bn2.running_mean", "fc.weight")] == [
+        "resnet.embedder.embedder.convolution.weight", "resnet.embedder.embedder.normalization.running_var",
+        "resnet.encoder.stages.1.layers.0.shortcut.convolution.weight",
+        "resnet.encoder.stages.1.layers.0.shortcut.normalization.bias",
+        "resnet.encoder.stages.0.layers.0.layer.1.normalization.running_mean", "classifier.1.weight"]
+    assert [clas[k][0] for k in ("conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
+                                 "layer1.1.bn2.bias", "fc.weight")] == [
+        "stem.0.conv.weight", "stem.0.bn._variance", "blocks.2.short.conv.weight", "blocks.1.conv1.bn.bias",
+        "fc.weight"]
+    deep = BASIC.replace(stem="deep", downsample="avg")
+    assert [rules.key_map(deep, "paddleclas")[k][0] for k in ("conv1.3.weight", "bn1.weight",
+                                                              "layer2.0.downsample.1.weight")] == [
+        "stem.1.conv.weight", "stem.2.bn.weight", "blocks.1.short.conv.weight"]
+    assert rules.to_native(random_weights(BASIC), BASIC, "paddleclas")["fc.weight"].shape == (4, 3)  # [in, out]
+    with pytest.raises(UserError, match="Hugging Face's ResNet has only the 7x7 stem"):
+        rules.key_map(deep, "hf")

@@ -11,7 +11,7 @@ import torchvision
 from resnet_rosetta import frameworks
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.frameworks.weights import read_weights
-from resnet_rosetta.common import rules
+from resnet_rosetta.common import inference, rules
 from resnet_rosetta.common.canonical import load_canonical, random_weights, save_canonical
 from resnet_rosetta.common.spec import PRESETS, get_spec
 
@@ -108,7 +108,7 @@ def test_architecture_is_inferred_from_keys_and_shapes() -> None:
     for name in ["resnet34", "resnet50_small", "wide_resnet50_2"]:
         spec = get_spec(name).replace(num_classes=7, in_channels=1)
         native = rules.to_native(random_weights(spec), spec, "flax")
-        assert rules.infer_spec(native, "flax", "probe") == spec
+        assert inference.infer_spec(native, "flax", "probe") == spec
 
 
 # Independent references: what each native format holds for a canonical (torchvision) tensor, written out
