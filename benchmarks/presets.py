@@ -97,6 +97,9 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
         if "torch" in fws:
             best += expand(["resnet50"], ["torch"], ["infer"], [b.best], ["fp32"], ["eager"], channels_last=True,
                            reference="none", **kw)
+            if not gpu:  # the bf16 bound's cell: torch's CPU recipe (channels_last, autocast, frozen inductor)
+                bf16 += expand(["resnet50"], ["torch"], ["infer"], [b.best], ["bf16"], ["compiled"],
+                               channels_last=True, reference="none", **kw)
         cells = (ratio("resnet18", "infer", b.infer) + ratio("resnet50", "infer", b.infer) + best + bf16
                  + ratio("resnet18", "train", b.train) + ratio("resnet50", "train", b.train))
         return Plan(level, _dedup(cells), probes, budget_s=14.5 * 60, parity_args=[],
@@ -110,7 +113,8 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                               "torch eager channels_last (the fraction-of-peak bound)",
                               f"{b.bf16_arch} inference at batch {b.bf16} in "
                               f"{'bf16 (torch channels_last)' if gpu else 'fp32 and bf16'} (the bf16 path against the "
-                              "bf16 peak)",
+                              "bf16 peak)" + ("" if gpu else f"; resnet50 bf16 inference at batch {b.best}, torch "
+                                              "compiled (frozen) in channels_last: the bf16 bound's cell"),
                               f"the matmul peak of the machine in each math mode ({'fp32 strict, tf32, bf16, fp16' if gpu else 'fp32, bf16'})"],
                     skips=["batch-size scaling (one batch size per mode)", "training in the compiled modes",
                            "JAX op-by-op (eager) execution",
@@ -122,11 +126,12 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
             + expand(["resnet18", "resnet50"], ["torch"], ["infer", "train"], b.full, ["fp32"], ["eager", "compiled"],
                      channels_last=True, reference="none", **kw)
             + expand(["resnet18", "resnet50"], fws, ["infer", "train"], b.full_bf16, ["bf16"], ["eager", "compiled"],
-                     channels_last=gpu, reference="all", **kw))
+                     channels_last=True, reference="all", **kw))
     return Plan("full", _dedup(full), probes, budget_s=None, parity_args=[],
                 measures=["parity of resnet18 and resnet50",
                           "resnet18 and resnet50 at 224 px: inference and training, batch "
                           f"{', '.join(map(str, b.full))} (bf16: {', '.join(map(str, b.full_bf16))}), "
-                          "fp32 and bf16, eager and compiled, torch also channels_last, the reference model beside every cell",
+                          "fp32 and bf16, eager and compiled, torch also channels_last (bf16: channels_last only), "
+                          "the reference model beside every cell",
                           "the matmul peak of the machine in each math mode"],
                 skips=["nothing by design; cells that time out or run out of memory are listed"])

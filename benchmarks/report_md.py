@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from resnet_rosetta.common.workload import MATH_MODES
 from .config import DEFAULT_EXEC, EXEC_MEANING, REFERENCE_NAME
-from .results import (RATIO_BOUND, SPREAD_BOUND, framework_order, model_records, ok, paired_reference_rows,
+from .results import (RATIO_BOUND, framework_order, model_records, ok, paired_reference_rows,
                       reference_pair, within_noise)
 
 NOT_ATTEMPTED = ("skipped", "not_run")
@@ -84,7 +84,7 @@ def peaks_section(peaks: dict, level: int = 2, host_noise: dict | None = None) -
         per = ", ".join(f"{fw} {_num(g)}" for fw, g in sorted(p["per_framework"].items()))
         rows.append((MODE_MEANING[mode], _num(p["gflop_s"]), p["by"] or "-", per))
     out += table(("math mode", "peak GFLOP/s", "best by", "each framework's matmul (GFLOP/s)"), rows)
-    out += ("Square matmuls, n grown until one call takes 0.1 s (CPU; on a GPU up to 16384, one "
+    out += ("Square matmuls, n grown until one call takes 0.3 s (CPU; on a GPU up to 16384, one "
             "synchronisation per batch of calls), best of 3 rounds, same threads and cores as the cells, each "
             "math mode set explicitly in each framework. Fractions of peak below divide each cell by the best "
             "framework's figure for the math mode the cell ran in (its `math_mode`: tf32 for fp32 cells on a GPU "
@@ -161,7 +161,7 @@ def results_tables(records: list[dict], level: int = 2) -> str:
             star = " ★" if fastest.get((c["batch"], c["precision"])) is r else ""
             if ok(r):
                 spread = m.get("spread")
-                sp = _pct(spread) + (" (noisy)" if spread is not None and spread > SPREAD_BOUND else "")
+                sp = _pct(spread) + (" (noisy)" if m.get("steady") is False else "")
                 name = model_name(c) + (" (paired)" if r.get("paired") else "")
                 rows.append((f"**{c['framework']}**{star}" if star else c["framework"], name, c["exec"],
                              c["precision"], c["layout"], c["device"], str(c["batch"]), _num(m["img_s_median"]),

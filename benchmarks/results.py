@@ -15,6 +15,10 @@ from .config import FRAMEWORKS
 
 RATIO_BOUND = 0.97
 SPREAD_BOUND = 0.05
+# A cell is steady when its spread is within max(SPREAD_BOUND, FLOOR_FACTOR x the host's own floor, the
+# spread of the fixed matmul loop the probes timed in the same run): on a noisy VM the 5% alone would
+# judge the host, not the cell (docs/benchmarks.md).
+FLOOR_FACTOR = 1.5
 
 CSV_FIELDS = (
     "status", "kind", "arch", "framework", "impl", "model", "reference_model", "mode", "batch", "precision", "exec", "layout", "size",
@@ -125,8 +129,20 @@ def derive(records: list[dict]) -> dict:
         for m in (r["metrics"], *((pair["ours"], pair["reference"]) if pair else ())):
             m["peak_mode"], m["peak_gflop_s"] = mode, peak
             m["peak_fraction"] = m["gflop_s"] / peak if peak else None
+    noise = host_noise(records)
+    limit = steady_limit(noise)
+    for r in model_records(records):
+        if ok(r) and r["metrics"].get("spread") is not None:
+            r["metrics"]["steady"] = r["metrics"]["spread"] <= limit
     return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records),
-            "host_noise": host_noise(records)}
+            "host_noise": noise, "steady_limit": limit}
+
+
+def steady_limit(noise: dict[str, dict]) -> float:
+    """The spread a steady cell stays within: max(SPREAD_BOUND, FLOOR_FACTOR x the median host floor
+    of the probes in this run); SPREAD_BOUND alone when no probe timed the floor."""
+    floors = sorted(v["spread"] for v in noise.values() if v.get("spread") is not None)
+    return max(SPREAD_BOUND, FLOOR_FACTOR * floors[len(floors) // 2]) if floors else SPREAD_BOUND
 
 
 def ratios(records: Iterable[dict]) -> list[dict]:

@@ -21,9 +21,10 @@ from resnet_rosetta.frameworks.paddle import demos as paddle_demos
 from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`), every guide test runs on one worker: the session
-    fixtures below are measured once, not once per worker."""
+    fixtures below are measured once, not once per worker (tests/guide/test_one_worker.py)."""
     for item in items:
         if "tests/guide/" in item.nodeid or item.nodeid.startswith("guide/"):
             item.add_marker(pytest.mark.xdist_group("guide"))
