@@ -110,8 +110,8 @@ CATALOGUE = [
           "FAIL at step/bn1.running_mean"),
 ]
 # What the fp32 check says of each clean framework, over the checks its entries use (fp64: always pass).
-CONTROLS = {("resnet18", "torch"): "pass", ("resnet18", "paddle"): "pass", ("resnet18", "flax"): "pass",
-            ("resnext", "paddle"): "pass"}
+CONTROLS = {("resnet18", "torch"): "pass", ("resnet18", "paddle"): "pass",
+            ("resnet18", "flax"): "conditioning-limited at train/layer1.0.bn1.running_mean", ("resnext", "paddle"): "pass"}
 ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_no_weight_decay", "flax": "flax_loss_summed"}
 
 
