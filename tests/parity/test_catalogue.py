@@ -69,6 +69,8 @@ CATALOGUE = [
           "step/conv1.weight", "FAIL at step/conv1.weight"),
     Entry("torch_momentum_not_carried", "torch", "momentum buffers not carried across steps (a new optimizer "
           "every step)", "trainer class", TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
+    Entry("torch_running_stats_not_carried", "torch", "running statistics not carried across steps (restored "
+          "after each)", "trainer class", TRAINING, "step/bn1.running_mean", "FAIL at step/bn1.running_mean"),
     Entry("paddle_bn_eps_one_layer", "paddle", "BN epsilon 1e-4 in layer3.0.bn1 only", "model instance", FORWARD,
           "eval/layer3", "FAIL at eval/layer3"),
     Entry("paddle_bn_keras_eps", "paddle", "BN epsilon 1.001e-5 everywhere (keras.applications' ResNet)",
@@ -104,15 +106,12 @@ CATALOGUE = [
     Entry("flax_downsample_without_bn", "flax", "downsample without its batch norm", "model function", ("eval",),
           "eval/layer2", "FAIL at eval/layer2"),
     Entry("flax_loss_summed", "flax", "loss summed over the batch, not averaged",
-          "optax.softmax_cross_entropy_with_integer_labels", ("grad",), "grad/loss", "FAIL at grad/loss"),
-    Entry("flax_batch_stats_dropped", "flax", "running statistics not carried across steps (the step's "
-          "batch_stats output dropped)", "trainer class", ("step",), "step/bn1.running_mean",
-          "FAIL at step/bn1.running_mean"),
+          "optax.softmax_cross_entropy_with_integer_labels", ("step",), "step/loss", "FAIL at step/loss"),
 ]
 # What the fp32 check says of each clean framework, over the checks its entries use (fp64: always pass).
 CONTROLS = {("resnet18", "torch"): "pass", ("resnet18", "paddle"): "pass",
             ("resnet18", "flax"): "conditioning-limited at train/layer1.0.bn1.running_mean", ("resnext", "paddle"): "pass"}
-ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_no_weight_decay", "flax": "flax_loss_summed"}
+ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding"}
 
 
 def _checks(config: str, framework: str | None = None) -> tuple[str, ...]:
@@ -245,7 +244,7 @@ def render() -> str:
         "In isolated workers (`parity --isolate`) the bugs are planted by `tests/parity/worker_site/",
         "sitecustomize.py`: with that folder on PYTHONPATH, Python imports it at the start of every process,",
         "and in a parity worker it plants the bug `RR_CATALOGUE_BUGS` names for the worker's framework",
-        "(e.g. `torch=torch_bn_train_eps,paddle=paddle_no_weight_decay`). Nothing in the package reads it.", ""])
+        "(e.g. `torch=torch_bn_train_eps,paddle=paddle_bn_keras_eps`). Nothing in the package reads it.", ""])
 
 
 def test_the_catalogue_doc_is_current() -> None:
