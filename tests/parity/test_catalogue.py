@@ -178,7 +178,12 @@ def verdict(comparisons: list[engine.Comparison], framework: str) -> str:
     return "pass"
 
 
-@pytest.mark.parametrize("entry", CATALOGUE, ids=[e.bug for e in CATALOGUE])
+def _slow(framework: str, checks: tuple[str, ...]) -> tuple[pytest.MarkDecorator, ...]:
+    """Flax's training checks compile for seconds each: slow."""
+    return (pytest.mark.slow,) if framework in FORWARD_ONLY and set(checks) - set(FORWARD) else ()
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.bug, marks=_slow(e.framework, e.checks)) for e in CATALOGUE])
 def test_a_catalogued_bug_fails_in_fp64_where_it_is(entry: Entry, monkeypatch: pytest.MonkeyPatch) -> None:
     others = {fw: _only(_clean(entry.config, "fp64", fw), entry.checks) for fw in FRAMEWORKS
               if fw != entry.framework and set(entry.checks) <= set(_clean_checks(entry.config, "fp64", fw))}
@@ -196,7 +201,8 @@ def test_a_catalogued_bug_fails_in_fp64_where_it_is(entry: Entry, monkeypatch: p
     assert verdict(fp32, entry.framework) == entry.fp32
 
 
-@pytest.mark.parametrize("config,framework", list(CONTROLS), ids=[f"{c}-{f}" for c, f in CONTROLS])
+@pytest.mark.parametrize("config,framework", [pytest.param(c, f, id=f"{c}-{f}", marks=_slow(f, _checks(c, f)))
+                                              for c, f in CONTROLS])
 def test_the_clean_ports_pass_where_the_bugs_are_planted(config: str, framework: str) -> None:
     """No bug: fp64 passes every check the framework runs beside the others' bugs; fp32 as CONTROLS says."""
     fp64 = _judge(config, "fp64", _clean_checks(config, "fp64", framework), {framework: _clean(config, "fp64", framework)})
