@@ -77,7 +77,7 @@ CATALOGUE = [
     Entry("paddle_bn_eps_one_layer", "paddle", "BN epsilon 1e-4 in layer3.0.bn1 only", "model instance", FORWARD,
           "eval/layer3", "FAIL at eval/layer3"),
     Entry("paddle_bn_keras_eps", "paddle", "BN epsilon 1.001e-5 everywhere (keras.applications' ResNet)",
-          "paddle.nn.functional.batch_norm (as the layer imports it)", FORWARD, "eval/stem", "pass"),
+          "Paddle's batch_norm (as paddle.nn.layer.norm imports it)", FORWARD, "eval/stem", "pass"),
     Entry("paddle_bn_momentum_torch_convention", "paddle", "BN momentum 0.1 passed as Paddle's momentum "
           "(which weighs the old value)", "model instance", FORWARD, "train/bn1.running_mean",
           "FAIL at train/bn1.running_mean"),
