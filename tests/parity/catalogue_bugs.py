@@ -68,6 +68,20 @@ def torch_bn_train_eps(mp: pytest.MonkeyPatch) -> None:
 
 
 @bug
+def torch_bn_train_eps_one_layer(mp: pytest.MonkeyPatch) -> None:
+    from resnet_rosetta.frameworks.torch import model
+
+    def edit(net: Any) -> None:
+        bn, eps = net.layer4[0].bn2, net.layer4[0].bn2.eps
+
+        def forward(x: Any) -> Any:
+            bn.eps = 1e-4 if bn.training else eps
+            return type(bn).forward(bn, x)
+        bn.forward = forward
+    _after_init(mp, model.ResNet, edit)
+
+
+@bug
 def torch_bn_unbiased_norm(mp: pytest.MonkeyPatch) -> None:
     import torch
     mp.setattr(torch.nn.functional, "batch_norm", _torch_batch_norm(

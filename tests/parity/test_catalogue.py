@@ -54,6 +54,8 @@ class Entry:
 CATALOGUE = [
     Entry("torch_bn_train_eps", "torch", "BN epsilon 1e-3 in train mode only (1e-5 in eval)",
           "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
+    Entry("torch_bn_train_eps_one_layer", "torch", "BN epsilon 1e-4 in train mode only, in layer4.0.bn2 only",
+          "model instance", FORWARD, "train/layer4", "FAIL at train/layer4"),
     Entry("torch_bn_unbiased_norm", "torch", "train-mode BN normalises with the unbiased batch variance",
           "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
     Entry("torch_bn_per_sample_axes", "torch", "BN statistics reduced over (H, W) per sample, not (N, H, W)",
