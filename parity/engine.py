@@ -112,7 +112,7 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
             t = trainer()
             loss, grads = t.loss_and_grads(*case.batches[0])
             out["grad/loss"] = _scalar(loss)
-            out.update(_prefixed("grad", grads))
+            out.update(_prefixed("grad", backward_order(grads)))
             out.update(_prefixed(f"{GATES}grad", t.gates))  # the branches of the forward behind `grads`
         if {"step", "steps"} & set(checks):
             t = trainer()
@@ -180,7 +180,7 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
         oracle = Oracle(spec, case.weights)
         loss, grads = oracle.loss_and_grads(*case.batches[0], gates=gates.get("grad"), follow_kinks=follow_kinks)
         out["grad/loss"] = _scalar(loss)
-        out.update(_prefixed("grad", grads))
+        out.update(_prefixed("grad", backward_order(grads)))
         out.update(_prefixed(f"{GATES}grad", oracle.gates))
         match += oracle.gate_match
     if "step" in checks or "steps" in checks:
@@ -296,6 +296,13 @@ def stagewise_reference(oracle: Outputs) -> Outputs:
 def with_stagewise_feed(case: ParityCase, oracle: Outputs) -> ParityCase:
     """The case, carrying the oracle's eval stage outputs to feed each framework's next stage."""
     return replace(case, feed={s: representable(oracle[f"eval/{s}"], case.dtype) for s in FEED_STAGES})
+
+
+def backward_order(grads: Mapping[str, np.ndarray]) -> Weights:
+    """Gradients in the order the backward pass computes them (canonical order reversed: fc first),
+    so the grad check's first divergence is where a backward bug starts, not the stem's gradient,
+    which every error upstream of the loss reaches last."""
+    return dict(reversed(list(grads.items())))
 
 
 def _scalar(value: float) -> np.ndarray:

@@ -34,8 +34,8 @@ class Trainer:
         # inject_hyperparams keeps the learning rate in opt_state, so set_lr changes it without re-jitting.
         tx = optax.chain(optax.add_decayed_weights(weight_decay),
                          optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum, nesterov=False))
-        with x64_scope(dtype):
-            self.opt_state = tx.init(self.params)
+        with x64_scope(dtype):  # committed to the device like the params: an uncommitted state would make
+            self.opt_state = jax.device_put(tx.init(self.params), self.adapter.device)  # step 2 recompile
         model = self.adapter.model
 
         capture = gate_filter(spec) if record_gates else False
@@ -79,8 +79,9 @@ class Trainer:
     @in_x64_scope
     def set_lr(self, lr: float) -> None:
         """Learning rate for the following steps (for schedules; the momentum trace is unaffected)."""
-        self.opt_state = optax.tree_utils.tree_set(self.opt_state, learning_rate=jnp.asarray(
-            lr, optax.tree_utils.tree_get(self.opt_state, "learning_rate").dtype))
+        lr_array = jnp.asarray(lr, optax.tree_utils.tree_get(self.opt_state, "learning_rate").dtype)
+        self.opt_state = optax.tree_utils.tree_set(self.opt_state, learning_rate=jax.device_put(lr_array,
+                                                                                               self.adapter.device))
 
     def _sync(self) -> None:
         self.adapter.variables = {"params": self.params, "batch_stats": self.batch_stats}

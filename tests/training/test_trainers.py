@@ -59,6 +59,9 @@ def test_sgd_convention(fw: str) -> None:
 
     logits = Oracle(TINY, new).forward(x)["logits"]  # eval mode, float64, the updated running statistics
     _assert_close({"logits": trainer.predict(x)}, {"logits": logits}, tolerance("eval"), "predict")
+    if fw == "flax":  # the jitted step compiles once: its state stays committed to the device
+        trainer.step(x, y)
+        assert trainer._step._cache_size() == 1
 
 
 def test_fresh_optimizer_state_is_zero_and_strict() -> None:

@@ -1,0 +1,276 @@
+"""The catalogue of broken ports: each bug (catalogue_bugs.py) planted in one framework must FAIL the
+fp64 parity check with its first divergence at the catalogued check and quantity, while the other
+frameworks pass; what the fp32 check (floors, branch-following) says of the same bug is recorded.
+docs/catalogue.md is rendered from CATALOGUE and CONTROLS (`python tests/parity/test_catalogue.py`)
+and checked here, so every row of it is one these tests assert. Tiny models, 32 px, batch 4, K = 2;
+the clean frameworks run once per configuration and dtype (cached) and are reused by every entry.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from resnet_rosetta.common.canonical import random_weights, save_canonical
+from resnet_rosetta.common.spec import get_spec
+from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.parity import engine
+
+from catalogue_bugs import BUGS, plant
+
+pytestmark = pytest.mark.xdist_group("catalogue")  # one worker: the cached clean runs are made once
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "catalogue.md"
+BATCH, STEPS = 4, 2
+CONFIGS = {  # name -> (spec, input size): a resnet18 and a ResNeXt structure at 4-16 channels
+    "resnet18": (get_spec("resnet18").replace(widths=(4, 8, 8, 16), stem_width=4, depths=(1, 1, 1, 1),
+                                              num_classes=16), 32),  # fc 16 x 16: an untransposed one loads
+    "resnext": (get_spec("resnext50_32x4d").replace(widths=(4, 8, 8, 16), stem_width=8, depths=(1, 1, 1, 1),
+                                                    groups=2, width_per_group=32, num_classes=10), 32)}
+FORWARD, TRAINING = ("eval", "train"), ("step", "steps")
+# Flax compiles every training function it runs (~10 s a check on the 2-core machine): beside another
+# framework's bug it takes the forward checks only (test_parity_fp64.py runs its clean training checks).
+FORWARD_ONLY = ("flax",)
+
+
+@dataclass(frozen=True)
+class Entry:
+    bug: str  # its plant in catalogue_bugs.py
+    framework: str
+    what: str  # the bug, in words
+    planted: str  # where: the framework's own function, this project's model or trainer, the converter
+    checks: tuple[str, ...]
+    fp64: str  # the expected first divergence of the fp64 check: "check/quantity"
+    fp32: str  # what the fp32 check says: "pass", "FAIL at check/quantity", "conditioning-limited at ..."
+    config: str = "resnet18"
+
+
+CATALOGUE = [
+    Entry("torch_bn_train_eps", "torch", "BN epsilon 1e-3 in train mode only (1e-5 in eval)",
+          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
+    Entry("torch_bn_train_eps_one_layer", "torch", "BN epsilon 1e-4 in train mode only, in layer4.0.bn2 only",
+          "model instance", FORWARD, "train/layer4", "FAIL at train/layer4"),
+    Entry("torch_bn_unbiased_norm", "torch", "train-mode BN normalises with the unbiased batch variance",
+          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
+    Entry("torch_bn_per_sample_axes", "torch", "BN statistics reduced over (H, W) per sample, not (N, H, W)",
+          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
+    Entry("torch_bn_detached_stats", "torch", "no gradient through the batch statistics of layer3.0.bn1",
+          "model instance", ("grad",), "grad/layer3.0.conv1.weight", "FAIL at grad/layer3.0.conv1.weight"),
+    Entry("torch_maxpool_unpadded", "torch", "stem max-pool unpadded, ceil mode (same shape, shifted windows)",
+          "model instance", FORWARD, "eval/stem", "FAIL at eval/stem"),
+    Entry("torch_downsample_offset", "torch", "downsample samples the odd pixels (offset 1)",
+          "model instance", FORWARD, "eval/layer2", "FAIL at eval/layer2"),
+    Entry("torch_sgd_nesterov", "torch", "SGD with Nesterov momentum", "torch.optim.SGD", TRAINING,
+          "step/conv1.weight", "FAIL at step/conv1.weight"),
+    Entry("torch_sgd_dampening", "torch", "SGD dampening = momentum (Lua torch's default)", "torch.optim.SGD",
+          TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
+    Entry("torch_sgd_lr_one_percent_low", "torch", "learning rate 1% low", "torch.optim.SGD", TRAINING,
+          "step/conv1.weight", "FAIL at step/conv1.weight"),
+    Entry("torch_momentum_not_carried", "torch", "momentum buffers not carried across steps (a new optimizer "
+          "every step)", "trainer class", TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
+    Entry("torch_running_stats_not_carried", "torch", "running statistics not carried across steps (restored "
+          "after each)", "trainer class", TRAINING, "step/bn1.running_mean", "FAIL at step/bn1.running_mean"),
+    Entry("paddle_bn_eps_one_layer", "paddle", "BN epsilon 1e-4 in layer3.0.bn1 only", "model instance", FORWARD,
+          "eval/layer3", "FAIL at eval/layer3"),
+    Entry("paddle_bn_keras_eps", "paddle", "BN epsilon 1.001e-5 everywhere (keras.applications' ResNet)",
+          "Paddle's batch_norm (as paddle.nn.layer.norm imports it)", FORWARD, "eval/stem", "pass"),
+    Entry("paddle_bn_momentum_torch_convention", "paddle", "BN momentum 0.1 passed as Paddle's momentum "
+          "(which weighs the old value)", "model instance", FORWARD, "train/bn1.running_mean",
+          "FAIL at train/bn1.running_mean"),
+    Entry("paddle_bn_biased_running_var", "paddle", "running variance fed the biased batch variance",
+          "model instance", FORWARD, "train/bn1.running_var", "FAIL at train/bn1.running_var"),
+    Entry("paddle_stride_on_1x1", "paddle", "bottleneck stride on the first 1x1, not the 3x3 (ResNet v1 vs v1.5)",
+          "model class", FORWARD, "eval/layer2", "FAIL at eval/layer2", "resnext"),
+    Entry("paddle_groups_interleaved", "paddle", "grouped conv sees its groups' channels interleaved, not "
+          "contiguous", "model class", FORWARD, "eval/layer1", "FAIL at eval/layer1", "resnext"),
+    Entry("paddle_downsample_avg_pool", "paddle", "downsample: 2x2 average pool + stride-1 1x1 (the vd shortcut) "
+          "where a strided 1x1 belongs", "model class", FORWARD, "eval/layer2", "FAIL at eval/layer2"),
+    Entry("paddle_linear_untransposed", "paddle", "Linear weight not transposed ([out, in] loaded as [in, out])",
+          "converter rule", FORWARD, "eval/logits", "FAIL at eval/logits"),
+    Entry("paddle_no_weight_decay", "paddle", "weight decay missing", "paddle.optimizer.Momentum", TRAINING,
+          "step/conv1.weight", "pass"),
+    Entry("paddle_no_decay_on_bn_and_bias", "paddle", "no weight decay on BN parameters and biases (timm-style "
+          "groups) where every parameter decays", "paddle.optimizer.Momentum", TRAINING, "step/bn1.weight",
+          "pass"),
+    Entry("paddle_momentum_one_minus", "paddle", "SGD momentum 0.1 (1 - m, BN's convention carried over)",
+          "paddle.optimizer.Momentum", TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
+    Entry("flax_same_padding", "flax", "'SAME' conv padding (pads 0, 1 at stride 2)", "flax.linen.Conv",
+          ("eval",), "eval/stem", "FAIL at eval/stem"),
+    Entry("flax_kernel_hw_swapped", "flax", "conv kernel transposed with H and W swapped (OIHW -> WHIO)",
+          "converter rule", ("eval",), "eval/stem", "FAIL at eval/stem"),
+    Entry("flax_bn_default_momentum", "flax", "BN momentum 0.99 (linen's default; torch's 0.1 is 0.9 there)",
+          "model class", ("train",), "train/bn1.running_mean", "FAIL at train/bn1.running_mean"),
+    Entry("flax_linen_batch_norm", "flax", "flax.linen.BatchNorm: its running variance takes the biased batch "
+          "variance", "model class", ("train",), "train/bn1.running_var", "FAIL at train/bn1.running_var"),
+    Entry("flax_downsample_without_bn", "flax", "downsample without its batch norm", "model function", ("eval",),
+          "eval/layer2", "FAIL at eval/layer2"),
+    Entry("flax_loss_summed", "flax", "loss summed over the batch, not averaged",
+          "optax.softmax_cross_entropy_with_integer_labels", ("step",), "step/loss", "FAIL at step/loss"),
+]
+# What the fp32 check says of each clean framework, over the checks its entries use (fp64: always pass).
+CONTROLS = {("resnet18", "torch"): "pass", ("resnet18", "paddle"): "pass",
+            ("resnet18", "flax"): "conditioning-limited at train/layer1.0.bn1.running_mean", ("resnext", "paddle"): "pass"}
+ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding"}
+
+
+def _checks(config: str, framework: str | None = None) -> tuple[str, ...]:
+    """Every check the entries of `config` (of `framework`) use, in the engine's order."""
+    used = {c for e in CATALOGUE if e.config == config and framework in (None, e.framework) for c in e.checks}
+    return tuple(c for c in engine.CHECKS if c in used)
+
+
+def _clean_checks(config: str, dtype: str, framework: str) -> tuple[str, ...]:
+    """What a clean framework runs: in fp64 for the other frameworks' entries, in fp32 for its own."""
+    if dtype == "fp32":
+        return _checks(config, framework)
+    return tuple(c for c in _checks(config) if framework not in FORWARD_ONLY or c in FORWARD)
+
+
+@functools.lru_cache(maxsize=None)
+def _case(config: str, dtype: str) -> engine.ParityCase:
+    spec, size = CONFIGS[config]
+    return engine.ParityCase.seeded(spec, size=size, batch=BATCH, seed=0, hyper=engine.Hyper(steps=STEPS),
+                                    dtype=dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _clean(config: str, dtype: str, framework: str) -> engine.Outputs:
+    """A framework's own outputs (no bug planted), for every check its configuration needs."""
+    return engine.framework_outputs(framework, _case(config, dtype), _clean_checks(config, dtype, framework))
+
+
+def _only(outputs: engine.Outputs, checks: tuple[str, ...]) -> engine.Outputs:
+    """The outputs `checks` alone produce (the side channels of their forwards included)."""
+    forwards = ({"grad"} if "grad" in checks else set()) | (
+        {f"step{k}" for k in range(1, STEPS + 1)} if "steps" in checks else {"step1"} if "step" in checks else set())
+
+    def kept(key: str) -> bool:
+        head, _, rest = key.partition("/")
+        if head in (engine.GATES[:-1], engine.MOMENTUM[:-1]):
+            return rest.split("/", 1)[0] in forwards and (head != engine.MOMENTUM[:-1] or "steps" in checks)
+        return head in checks
+    return {k: v for k, v in outputs.items() if kept(k)}
+
+
+def _judge(config: str, dtype: str, checks: tuple[str, ...], outputs: dict[str, engine.Outputs]
+           ) -> list[engine.Comparison]:
+    """The frameworks' outputs against the oracle and each other, as `parity` judges them."""
+    case = _case(config, dtype)
+    reference = engine.oracle_outputs(case, checks)
+    floors = {} if case.strict else engine.conditioning_floors(case, checks, reference)
+    results = {engine.ORACLE: reference, **outputs}
+    references, matches = engine.follow_gates(case, checks, results)
+    return engine.compare_participants(config, results, dtype, references=references, matches=matches, floors=floors)
+
+
+def verdict(comparisons: list[engine.Comparison], framework: str) -> str:
+    """`framework` vs the oracle in one phrase: the first check that fails (or is only conditioning-
+    limited) and its first divergence, or "pass"."""
+    mine = [c for c in comparisons if (c.left, c.right) == (framework, engine.ORACLE)]
+    for status, row in (("FAIL", "first_unexcused"), ("conditioning-limited", "first_divergence")):
+        for c in mine:
+            if c.status == status:
+                return f"{status} at {c.check}/{getattr(c, row).quantity.split(' (worst')[0]}"
+    return "pass"
+
+
+def _slow(framework: str, checks: tuple[str, ...]) -> tuple[pytest.MarkDecorator, ...]:
+    """Flax's training checks compile for seconds each: slow."""
+    return (pytest.mark.slow,) if framework in FORWARD_ONLY and set(checks) - set(FORWARD) else ()
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.bug, marks=_slow(e.framework, e.checks)) for e in CATALOGUE])
+def test_a_catalogued_bug_fails_in_fp64_where_it_is(entry: Entry, monkeypatch: pytest.MonkeyPatch) -> None:
+    others = {fw: _only(_clean(entry.config, "fp64", fw), entry.checks) for fw in FRAMEWORKS
+              if fw != entry.framework and set(entry.checks) <= set(_clean_checks(entry.config, "fp64", fw))}
+    assert others
+    with monkeypatch.context() as mp:
+        plant(entry.bug, mp)
+        buggy = {dtype: engine.framework_outputs(entry.framework, _case(entry.config, dtype), entry.checks)
+                 for dtype in ("fp64", "fp32")}
+    fp64 = _judge(entry.config, "fp64", entry.checks, {entry.framework: buggy["fp64"], **others})
+    assert verdict(fp64, entry.framework) == f"FAIL at {entry.fp64}"
+    alone = {c.check: c.status for c in fp64 if (c.left, c.right) == (entry.framework, engine.ORACLE)}
+    for c in fp64:  # the other frameworks pass, against the oracle and each other; paired with the bug, as it does
+        assert c.status == (alone[c.check] if entry.framework in (c.left, c.right) else "pass"), (c.check, c.left, c.right)
+    fp32 = _judge(entry.config, "fp32", entry.checks, {entry.framework: buggy["fp32"]})
+    assert verdict(fp32, entry.framework) == entry.fp32
+
+
+@pytest.mark.parametrize("config,framework", [pytest.param(c, f, id=f"{c}-{f}", marks=_slow(f, _checks(c, f)))
+                                              for c, f in CONTROLS])
+def test_the_clean_ports_pass_where_the_bugs_are_planted(config: str, framework: str) -> None:
+    """No bug: fp64 passes every check the framework runs beside the others' bugs; fp32 as CONTROLS says."""
+    fp64 = _judge(config, "fp64", _clean_checks(config, "fp64", framework), {framework: _clean(config, "fp64", framework)})
+    assert all(c.status == "pass" for c in fp64), [(c.check, c.first_divergence) for c in fp64]
+    fp32 = _judge(config, "fp32", _checks(config, framework), {framework: _clean(config, "fp32", framework)})
+    assert verdict(fp32, framework) == CONTROLS[(config, framework)]
+
+
+def test_every_bug_is_catalogued_once_and_spread_over_the_frameworks() -> None:
+    assert sorted(e.bug for e in CATALOGUE) == sorted(BUGS)
+    assert all(sum(e.framework == fw for e in CATALOGUE) >= 5 for fw in FRAMEWORKS)
+    assert {(e.config, e.framework) for e in CATALOGUE} == set(CONTROLS)
+
+
+@pytest.mark.slow
+def test_bugs_planted_in_isolated_workers_fail_where_catalogued(tmp_path: Path) -> None:
+    """`parity --isolate`: each worker plants its framework's bug through worker_site/sitecustomize.py."""
+    entries = {fw: next(e for e in CATALOGUE if e.bug == bug) for fw, bug in ISOLATED.items()}
+    checks = [c for c in engine.CHECKS if any(c in e.checks for e in entries.values())]
+    spec, size = CONFIGS["resnet18"]
+    save_canonical(tmp_path / "w.safetensors", random_weights(spec, seed=3), spec)
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here / "worker_site"), str(here)]),
+           "RR_CATALOGUE_BUGS": ",".join(f"{fw}={bug}" for fw, bug in ISOLATED.items())}
+    proc = subprocess.run([sys.executable, "-m", "resnet_rosetta.cli.main", "parity", "--weights",
+                           str(tmp_path / "w.safetensors"), "--size", str(size), "--grad-size", str(size), "--batch",
+                           str(BATCH), "--steps", "1", "--dtype", "fp64", "--isolate", "--checks", ",".join(checks),
+                           "--json", str(tmp_path / "p.json")], capture_output=True, text=True, env=env, timeout=600)
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert proc.returncode == 1 and doc["settings"]["isolate"] and not doc["errors"], proc.stdout + proc.stderr
+    for fw, entry in entries.items():
+        first = next(c for c in doc["checks"] if (c["left"], c["right"]) == (fw, "oracle") and c["status"] == "FAIL")
+        assert f"{first['check']}/{first['first_divergence']['quantity']}" == entry.fp64, fw
+
+
+def render() -> str:
+    """docs/catalogue.md, from CATALOGUE and CONTROLS."""
+    rows = [f"| {e.what} | {e.framework} | {e.planted} | FAIL at {e.fp64} | {e.fp32} |" for e in CATALOGUE]
+    controls = [f"| no bug (control, {config}) | {fw} | - | pass | {v} |" for (config, fw), v in CONTROLS.items()]
+    missed = [e.what for e in CATALOGUE if not e.fp32.startswith("FAIL")]
+    return "\n".join([
+        "# The catalogue of broken ports", "",
+        "Generated by `python tests/parity/test_catalogue.py` from the table in that test module; every row",
+        "is asserted by `test_a_catalogued_bug_fails_in_fp64_where_it_is` (controls: `test_the_clean_ports_",
+        "pass_where_the_bugs_are_planted`), and a test checks that this file is current.", "",
+        "Each bug is planted in one framework (`tests/parity/catalogue_bugs.py`): by patching the framework's",
+        "own function, this project's model or trainer, or the weight converter's rule. The fp64 check",
+        "(`parity --dtype fp64`, bound 1e-10, no excuses) must FAIL with its first divergence (check/quantity)",
+        "as listed, and the other frameworks pass against the oracle and each other (Flax, whose every",
+        "training check compiles for seconds, beside the forward bugs only; its clean training checks are in",
+        "`tests/parity/test_parity_fp64.py`). The fp32 column is what the default fp32 check (conditioning",
+        "floors, ReLU branch-following) says of the same bug.",
+        "Gradients are compared in backward order (fc first), so a backward bug is named where it starts.",
+        "Models: resnet18 / ResNeXt structure at 4-16 channels, one block per stage, 32 px, batch 4, seed 0,",
+        f"SGD lr 0.01, momentum 0.9, weight decay 1e-4, {STEPS} steps.", "",
+        "| bug | framework | planted in | fp64 | fp32 |", "|---|---|---|---|---|", *rows, *controls, "",
+        f"fp32 alone misses {len(missed)} of {len(CATALOGUE)}: " + "; ".join(missed) + ".", "",
+        "In isolated workers (`parity --isolate`) the bugs are planted by `tests/parity/worker_site/",
+        "sitecustomize.py`: with that folder on PYTHONPATH, Python imports it at the start of every process,",
+        "and in a parity worker it plants the bug `RR_CATALOGUE_BUGS` names for the worker's framework",
+        "(e.g. `torch=torch_bn_train_eps,paddle=paddle_bn_keras_eps`). Nothing in the package reads it.", ""])
+
+
+def test_the_catalogue_doc_is_current() -> None:
+    assert DOC.read_text() == render(), "docs/catalogue.md is stale: run `python tests/parity/test_catalogue.py`"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
