@@ -24,7 +24,8 @@ import paddle
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom, apply_tf32_policy
+from resnet_rosetta.common.workload import (MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32,
+                                             looks_like_oom)
 from .model import ResNet
 
 
@@ -88,10 +89,12 @@ def _core():
 
 
 def tf32_state() -> dict:
-    """TF32 as Paddle reports it: {"matmul": cuBLAS switch, "conv": cuDNN switch, "read"}."""
+    """TF32 as Paddle reports it: {"matmul": cuBLAS switch, "conv": cuDNN switch, "read"}, and
+    "hardware": whether GPU 0 has TF32 (compute capability >= 8.0; None without a GPU)."""
     core = _core()
     mm, conv = bool(core.get_cublas_switch()), bool(core.get_cudnn_switch())
-    return {"matmul": mm, "conv": conv, "read": f"get_cublas_switch()={mm}, get_cudnn_switch()={conv}"}
+    hw = has_tf32(paddle.device.cuda.get_device_capability(0) if gpu_count() else None)
+    return {"matmul": mm, "conv": conv, "hardware": hw, "read": f"get_cublas_switch()={mm}, get_cudnn_switch()={conv}"}
 
 
 def set_tf32(on: bool) -> None:
