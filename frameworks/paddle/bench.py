@@ -175,9 +175,11 @@ def _peak_memory_for(device: str):
 def build_model(cell: WorkloadConfig) -> paddle.nn.Layer:
     spec = get_spec(cell.arch)
     if cell.impl == "reference":
+        if cell.channels_last:
+            raise Unsupported("paddle.vision's ResNet has no data_format: NCHW only")
         import paddle.vision.models as zoo
         return getattr(zoo, cell.arch)(num_classes=spec.num_classes)
-    return ResNet(spec)
+    return ResNet(spec, data_format="NHWC" if cell.channels_last else "NCHW")
 
 
 def build(cell: WorkloadConfig) -> Workload:
@@ -193,7 +195,9 @@ def build(cell: WorkloadConfig) -> Workload:
     else:
         settings.update(_gpu_settings())
     spec = get_spec(cell.arch)
-    x = paddle.randn([cell.batch, spec.in_channels, cell.size, cell.size], dtype="float32")
+    hw = [cell.size, cell.size]
+    x = paddle.randn([cell.batch, *hw, spec.in_channels] if cell.channels_last else [cell.batch, spec.in_channels, *hw],
+                     dtype="float32")
     y = paddle.randint(0, spec.num_classes, [cell.batch], dtype="int64")
     if cell.precision == "bf16":
         _check_bf16_amp()
