@@ -26,6 +26,7 @@ EXECS = ("eager", "compiled")
 # How each framework is normally run; `--exec default` means this, and the ours/reference
 # bound is judged here. JAX's usual mode is jit: op-by-op JAX is not how Flax models are run.
 DEFAULT_EXEC = {"torch": "eager", "paddle": "eager", "flax": "compiled"}
+CHANNELS_LAST = ("torch", "paddle")  # the frameworks with an NHWC switch (Flax is NHWC already)
 DEVICES = ("cpu", "gpu")
 REFERENCE_POLICIES = ("fp32", "all", "none")
 
@@ -94,6 +95,8 @@ class Cell:
             return "NHWC"
         if self.framework == "torch" and self.channels_last:
             return "NHWC (channels_last)"
+        if self.framework == "paddle" and self.channels_last:
+            return "NHWC (data_format)"
         return "NCHW"
 
     @property
@@ -235,7 +238,8 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
 
     `execs` may contain "default" (each framework's usual mode). `reference`: "fp32" pairs every
     fp32 cell with its reference (what the ours/reference bound needs), "all" every cell, "none"
-    none. channels_last applies to torch only (Paddle runs NCHW, Flax NHWC).
+    none. channels_last applies to torch (memory format) and Paddle (`data_format="NHWC"`, our model only:
+    paddle.vision's is NCHW, so such a cell has no reference); Flax is NHWC anyway.
     """
     if reference not in REFERENCE_POLICIES:
         raise UserError(f"unknown reference policy {reference!r}; known: {', '.join(REFERENCE_POLICIES)}")
@@ -245,9 +249,10 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
         execution = DEFAULT_EXEC[fw] if exec_choice == "default" else exec_choice
         wants_ref = reference == "all" or (reference == "fp32" and precision == "fp32")
         cells.append(Cell(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
-                          channels_last=channels_last and fw == "torch", size=size, device=device, warmup=warmup,
-                          iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s,
-                          with_reference=wants_ref and has_reference(fw, arch), rounds=rounds))
+                          channels_last=channels_last and fw in CHANNELS_LAST, size=size, device=device,
+                          warmup=warmup, iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s,
+                          with_reference=wants_ref and has_reference(fw, arch) and not (channels_last and fw == "paddle"),
+                          rounds=rounds))
     return list(dict.fromkeys(cells))
 
 

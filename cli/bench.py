@@ -25,7 +25,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--exec", dest="exec_modes", default=defaults.get("exec", "default"),
                    help="eager,compiled,default; default = each framework's usual mode: torch eager, "
                         "Paddle dygraph, JAX jit (default %(default)s)")
-    p.add_argument("--channels-last", action="store_true", help="torch cells in channels_last memory format")
+    p.add_argument("--channels-last", action="store_true",
+                   help="torch cells in channels_last memory format, Paddle's with data_format NHWC (our model "
+                        "only: paddle.vision's is NCHW)")
     p.add_argument("--size", type=integer("--size", 16, 8192), default=224, help="input height and width (default %(default)s)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                    help="auto: the GPU when any framework sees one, else the CPU; frameworks that cannot see "

@@ -42,13 +42,22 @@ def tf32_overridden(env: dict | None = None) -> bool:
     return (os.environ if env is None else env).get("NVIDIA_TF32_OVERRIDE") == "0"
 
 
+TF32_CAPABILITY = (8, 0)  # TF32 tensor cores: Ampere (compute capability 8.0) and later
+
+
+def has_tf32(capability: tuple[int, int] | None) -> bool | None:
+    """Whether a GPU of this compute capability multiplies in TF32 (None: no GPU, unknown)."""
+    return None if capability is None else tuple(capability) >= TF32_CAPABILITY
+
+
 def math_mode(precision: str, device: str, tf32: dict, env: dict | None = None) -> str:
     """The mode a cell computes in: its precision, except fp32 on a GPU whose matmuls or
-    convolutions run TF32 (the framework's read-back `tf32` state {"matmul", "conv"} and the
-    environment override decide)."""
+    convolutions run TF32 (the framework's read-back `tf32` state {"matmul", "conv", "hardware"}
+    and the environment override decide). A pre-Ampere GPU ("hardware": False) computes fp32
+    whatever the switches say: they exist, and read back on, on every CUDA build."""
     if precision != "fp32":
         return precision
-    tf32_on = bool(tf32.get("matmul") or tf32.get("conv"))
+    tf32_on = bool(tf32.get("matmul") or tf32.get("conv")) and tf32.get("hardware") is not False
     return "tf32" if device == "gpu" and tf32_on and not tf32_overridden(env) else "fp32"
 
 

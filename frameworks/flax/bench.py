@@ -30,7 +30,7 @@ import optax
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32
 from .model import ResNet
 from .reference import MODELS
 
@@ -87,10 +87,19 @@ def gpu_sight() -> dict:
 
 def tf32_state() -> dict:
     """TF32 as JAX reports it: fp32 dots and convolutions use TF32 on a GPU unless the default
-    matmul precision is "highest" / "float32" (XLA's default, None, is TF32 on Ampere+)."""
+    matmul precision is "highest" / "float32" (XLA's default, None, is TF32 on Ampere+); "hardware":
+    whether GPU 0 has TF32 at all (compute capability >= 8.0; None without a GPU)."""
     value = jax.config.jax_default_matmul_precision
     on = str(value).lower() not in STRICT_PRECISIONS
-    return {"matmul": on, "conv": on, "read": f"jax_default_matmul_precision={value!r}"}
+    return {"matmul": on, "conv": on, "hardware": has_tf32(_capability()), "read": f"jax_default_matmul_precision={value!r}"}
+
+
+def _capability() -> tuple[int, int] | None:
+    """GPU 0's compute capability as jaxlib reports it ("8.0"), None without a GPU."""
+    if not gpu_count():
+        return None
+    major, _, minor = str(jax.devices("gpu")[0].compute_capability).partition(".")
+    return int(major), int(minor or 0)
 
 
 def set_tf32(on: bool) -> None:

@@ -24,7 +24,8 @@ import paddle
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, looks_like_oom, apply_tf32_policy
+from resnet_rosetta.common.workload import (MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32,
+                                             looks_like_oom)
 from .model import ResNet
 
 
@@ -88,10 +89,12 @@ def _core():
 
 
 def tf32_state() -> dict:
-    """TF32 as Paddle reports it: {"matmul": cuBLAS switch, "conv": cuDNN switch, "read"}."""
+    """TF32 as Paddle reports it: {"matmul": cuBLAS switch, "conv": cuDNN switch, "read"}, and
+    "hardware": whether GPU 0 has TF32 (compute capability >= 8.0; None without a GPU)."""
     core = _core()
     mm, conv = bool(core.get_cublas_switch()), bool(core.get_cudnn_switch())
-    return {"matmul": mm, "conv": conv, "read": f"get_cublas_switch()={mm}, get_cudnn_switch()={conv}"}
+    hw = has_tf32(paddle.device.cuda.get_device_capability(0) if gpu_count() else None)
+    return {"matmul": mm, "conv": conv, "hardware": hw, "read": f"get_cublas_switch()={mm}, get_cudnn_switch()={conv}"}
 
 
 def set_tf32(on: bool) -> None:
@@ -172,9 +175,11 @@ def _peak_memory_for(device: str):
 def build_model(cell: WorkloadConfig) -> paddle.nn.Layer:
     spec = get_spec(cell.arch)
     if cell.impl == "reference":
+        if cell.channels_last:
+            raise Unsupported("paddle.vision's ResNet has no data_format: NCHW only")
         import paddle.vision.models as zoo
         return getattr(zoo, cell.arch)(num_classes=spec.num_classes)
-    return ResNet(spec)
+    return ResNet(spec, data_format="NHWC" if cell.channels_last else "NCHW")
 
 
 def build(cell: WorkloadConfig) -> Workload:
@@ -190,7 +195,9 @@ def build(cell: WorkloadConfig) -> Workload:
     else:
         settings.update(_gpu_settings())
     spec = get_spec(cell.arch)
-    x = paddle.randn([cell.batch, spec.in_channels, cell.size, cell.size], dtype="float32")
+    hw = [cell.size, cell.size]
+    x = paddle.randn([cell.batch, *hw, spec.in_channels] if cell.channels_last else [cell.batch, spec.in_channels, *hw],
+                     dtype="float32")
     y = paddle.randint(0, spec.num_classes, [cell.batch], dtype="int64")
     if cell.precision == "bf16":
         _check_bf16_amp()

@@ -1,4 +1,5 @@
-"""ResNet in Paddle dygraph (`paddle.nn`, NCHW), following the classic Paddle ResNet source.
+"""ResNet in Paddle dygraph (`paddle.nn`; NCHW, or NHWC with `data_format`), following the classic
+Paddle ResNet source.
 
 ConvBNLayer (`_conv` + `_batch_norm`), BasicBlock / BottleneckBlock (`conv0..conv2`, `short`),
 blocks registered as `bb_{stage}_{i}`, classifier `out` with `class_dim` outputs, written with
@@ -6,11 +7,13 @@ today's `paddle.nn` instead of `paddle.fluid`. Paddle's Linear stores its weight
 `ResNet(spec)` builds any preset; `resnet(layers=50, class_dim=1000)` is the classic source's
 entry point, for its five depths. ResNet-D follows the classic vd source: a ConvBNLayer in
 `is_vd_mode` averages 2x2 windows (`_pool2d_avg`) before its stride-1 conv, and the deep stem is
-`conv1_1`, `conv1_2`, `conv1_3`.
+`conv1_1`, `conv1_2`, `conv1_3`. NHWC is a per-layer argument in Paddle: every conv, batch norm and
+pool is told; the weights stay OIHW, so a checkpoint loads into either layout.
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import paddle
 from paddle import nn
@@ -50,10 +53,12 @@ class BatchNorm2D(nn.BatchNorm2D):
     `spec.zero_init_residual`.
     """
 
-    def __init__(self, num_features: int, spec: ResNetSpec, ends_residual_branch: bool = False) -> None:
+    def __init__(self, num_features: int, spec: ResNetSpec, ends_residual_branch: bool = False,
+                 data_format: str = "NCHW") -> None:
         zero_init = ends_residual_branch and spec.zero_init_residual  # the residual branch starts as zero
         scale = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)) if zero_init else None
-        super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps, weight_attr=scale)
+        super().__init__(num_features, momentum=1.0 - spec.bn_momentum, epsilon=spec.bn_eps, weight_attr=scale,
+                         data_format=data_format)
         wanted = spec.bn_running_var
         native = "unbiased" if native_running_var_is_unbiased() else "biased"
         # +1: multiply the fed variance by n/(n-1); -1: by (n-1)/n; 0: keep Paddle's update
@@ -62,7 +67,7 @@ class BatchNorm2D(nn.BatchNorm2D):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not (self.training and self.running_var_rescale):
             return super().forward(x)
-        n = math.prod(x.shape) // x.shape[1]  # from the shape: no device sync, traceable by to_static
+        n = math.prod(x.shape) // self._num_features  # from the shape: no device sync, traceable by to_static
         factor = n / (n - 1) if self.running_var_rescale > 0 else (n - 1) / n
         old_var = self._variance.clone()
         y = super().forward(x)
@@ -81,14 +86,15 @@ class ConvBNLayer(nn.Layer):
 
     def __init__(self, num_channels: int, num_filters: int, filter_size: int, spec: ResNetSpec,
                  stride: int = 1, groups: int = 1, act: str | None = None, ends_residual_branch: bool = False,
-                 is_vd_mode: bool = False) -> None:
+                 is_vd_mode: bool = False, data_format: str = "NCHW") -> None:
         super().__init__()
         self.is_vd_mode = is_vd_mode
         if is_vd_mode:
-            self._pool2d_avg = nn.AvgPool2D(kernel_size=2, stride=2, padding=0, ceil_mode=True, exclusive=True)
+            self._pool2d_avg = nn.AvgPool2D(kernel_size=2, stride=2, padding=0, ceil_mode=True, exclusive=True,
+                                            data_format=data_format)
         self._conv = nn.Conv2D(num_channels, num_filters, filter_size, stride=1 if is_vd_mode else stride,
-                               padding=(filter_size - 1) // 2, groups=groups, bias_attr=False)
-        self._batch_norm = BatchNorm2D(num_filters, spec, ends_residual_branch)
+                               padding=(filter_size - 1) // 2, groups=groups, bias_attr=False, data_format=data_format)
+        self._batch_norm = BatchNorm2D(num_filters, spec, ends_residual_branch, data_format)
         self._act = nn.ReLU() if act == "relu" else None
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
@@ -99,14 +105,14 @@ class ConvBNLayer(nn.Layer):
 
 
 class BasicBlock(nn.Layer):
-    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec, data_format: str = "NCHW") -> None:
         super().__init__()
-        self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 3, spec, stride=plan.stride, act="relu")
-        self.conv1 = ConvBNLayer(plan.mid_channels, plan.out_channels, 3, spec, ends_residual_branch=True)
+        layer = partial(ConvBNLayer, spec=spec, data_format=data_format)
+        self.conv0 = layer(plan.in_channels, plan.mid_channels, 3, stride=plan.stride, act="relu")
+        self.conv1 = layer(plan.mid_channels, plan.out_channels, 3, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
-                                     is_vd_mode=plan.pool)
+            self.short = layer(plan.in_channels, plan.out_channels, 1, stride=plan.stride, is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv1 = self.conv1(self.conv0(inputs))
@@ -115,16 +121,15 @@ class BasicBlock(nn.Layer):
 
 
 class BottleneckBlock(nn.Layer):
-    def __init__(self, plan: BlockPlan, spec: ResNetSpec) -> None:
+    def __init__(self, plan: BlockPlan, spec: ResNetSpec, data_format: str = "NCHW") -> None:
         super().__init__()
-        self.conv0 = ConvBNLayer(plan.in_channels, plan.mid_channels, 1, spec, act="relu")
-        self.conv1 = ConvBNLayer(plan.mid_channels, plan.mid_channels, 3, spec, stride=plan.stride,
-                                 groups=spec.groups, act="relu")
-        self.conv2 = ConvBNLayer(plan.mid_channels, plan.out_channels, 1, spec, ends_residual_branch=True)
+        layer = partial(ConvBNLayer, spec=spec, data_format=data_format)
+        self.conv0 = layer(plan.in_channels, plan.mid_channels, 1, act="relu")
+        self.conv1 = layer(plan.mid_channels, plan.mid_channels, 3, stride=plan.stride, groups=spec.groups, act="relu")
+        self.conv2 = layer(plan.mid_channels, plan.out_channels, 1, ends_residual_branch=True)
         self.shortcut = not plan.downsample
         if not self.shortcut:
-            self.short = ConvBNLayer(plan.in_channels, plan.out_channels, 1, spec, stride=plan.stride,
-                                     is_vd_mode=plan.pool)
+            self.short = layer(plan.in_channels, plan.out_channels, 1, stride=plan.stride, is_vd_mode=plan.pool)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         conv2 = self.conv2(self.conv1(self.conv0(inputs)))
@@ -133,23 +138,25 @@ class BottleneckBlock(nn.Layer):
 
 
 class ResNet(nn.Layer):
-    """`forward` returns logits; `forward_stages` returns every named stage output."""
+    """`forward` returns logits; `forward_stages` returns every named stage output (in `data_format`:
+    "NCHW", or "NHWC", which the benchmarks use for bf16 on a GPU)."""
 
-    def __init__(self, spec: ResNetSpec) -> None:
+    def __init__(self, spec: ResNetSpec, data_format: str = "NCHW") -> None:
         super().__init__()
         self.spec = spec
         convs = stem_convs(spec)  # the classic source's `conv`, or the vd source's conv1_1..conv1_3
         names = ["conv"] if len(convs) == 1 else [f"conv1_{i}" for i in range(1, len(convs) + 1)]
         self.stem = [self.add_sublayer(name, ConvBNLayer(c.in_channels, c.out_channels, c.kernel, spec,
-                                                         stride=c.stride, act="relu"))
+                                                         stride=c.stride, act="relu", data_format=data_format))
                      for name, c in zip(names, convs)]
-        self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1) if has_max_pool(spec) else nn.Identity()
+        self.pool2d_max = (nn.MaxPool2D(3, stride=2, padding=1, data_format=data_format) if has_max_pool(spec)
+                           else nn.Identity())
         block = BasicBlock if spec.block == "basic" else BottleneckBlock
         self.stage_blocks: list[list[nn.Layer]] = []  # registered as bb_{stage - 1}_{index}, as the classic source
         for stage, plans in stages(spec):
-            self.stage_blocks.append([self.add_sublayer(f"bb_{stage - 1}_{plan.index}", block(plan, spec))
+            self.stage_blocks.append([self.add_sublayer(f"bb_{stage - 1}_{plan.index}", block(plan, spec, data_format))
                                       for plan in plans])
-        self.pool2d_avg = nn.AdaptiveAvgPool2D(1)
+        self.pool2d_avg = nn.AdaptiveAvgPool2D(1, data_format=data_format)
         stdv = 1.0 / math.sqrt(spec.feature_dim * 1.0)
         self.out = nn.Linear(spec.feature_dim, spec.num_classes,
                              weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-stdv, stdv)))

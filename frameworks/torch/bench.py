@@ -25,7 +25,7 @@ import torch
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy
+from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32
 from .model import ResNet
 
 
@@ -76,13 +76,16 @@ def _fp32_precision(*path: str) -> str:
 
 
 def tf32_state() -> dict:
-    """TF32 as torch reports it now: {"matmul", "conv"} booleans and what was read."""
+    """TF32 as torch reports it now: {"matmul", "conv"} booleans, what was read, and whether the GPU
+    has TF32 at all ("hardware": compute capability >= 8.0; None without a GPU)."""
+    hw = has_tf32(torch.cuda.get_device_capability() if torch.cuda.is_available() else None)
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         mm, conv = _fp32_precision("cuda", "matmul"), _fp32_precision("cudnn", "conv")
-        return {"matmul": mm == "tf32", "conv": conv == "tf32",
+        return {"matmul": mm == "tf32", "conv": conv == "tf32", "hardware": hw,
                 "read": f"cuda.matmul.fp32_precision={mm}, cudnn.conv.fp32_precision={conv}"}
     mm, conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    return {"matmul": mm, "conv": conv, "read": f"cuda.matmul.allow_tf32={mm}, cudnn.allow_tf32={conv}"}
+    return {"matmul": mm, "conv": conv, "hardware": hw,
+            "read": f"cuda.matmul.allow_tf32={mm}, cudnn.allow_tf32={conv}"}
 
 
 def set_tf32(on: bool) -> None:

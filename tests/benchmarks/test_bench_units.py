@@ -129,6 +129,8 @@ def test_flops_count_training_as_three_forwards():
 def test_expand_pairs_each_fp32_cell_with_its_reference_and_resolves_default_exec():
     cells = config.expand(["resnet18", "resnet18_small"], ["torch", "flax"], ["infer"], [2], ["fp32", "bf16"],
                           ["default"], channels_last=True, repeats=5)
+    nhwc = config.expand(["resnet18"], ["paddle"], ["infer"], [2], ["fp32"], ["eager"], channels_last=True)
+    assert [(c.channels_last, c.with_reference, c.layout) for c in nhwc] == [(True, False, "NHWC (data_format)")]
     labels = [c.label for c in cells]
     assert "resnet18 flax/ours+reference infer b2 fp32 compiled 224px" in labels  # JAX's usual mode is jit
     assert "resnet18 torch/ours+reference infer b2 fp32 eager channels_last 224px" in labels

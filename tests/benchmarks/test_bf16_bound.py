@@ -72,7 +72,8 @@ def test_cpu_plans_measure_the_bound_cell_in_torchs_bf16_recipe() -> None:
         ("torch", "compiled", True, False)]
     assert default.cells.index(bound[0]) < min(i for i, c in enumerate(default.cells) if c.mode == "train")
     full_bf16 = [c for c in build_plan("full", FWS, threads=2).cells if c.precision == "bf16"]
-    assert {c.channels_last for c in full_bf16 if c.framework == "torch"} == {True}
-    assert not any(c.channels_last for c in full_bf16 if c.framework != "torch")
+    assert {c.channels_last for c in full_bf16 if c.framework in ("torch", "paddle")} == {True}
+    assert not any(c.channels_last for c in full_bf16 if c.framework == "flax")
+    assert not any(c.with_reference for c in full_bf16 if c.framework == "paddle")  # paddle.vision: NCHW only
     gpu = build_plan("default", FWS, threads=2, device="gpu")
     assert not [c for c in gpu.cells if c.precision == "bf16" and c.batch == 16]

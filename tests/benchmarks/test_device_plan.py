@@ -33,7 +33,7 @@ cell: resnet50 paddle/ours infer b256 fp32 compiled 224px
 cell: resnet50 flax/ours infer b256 fp32 compiled 224px
 cell: resnet50 torch/ours infer b256 fp32 eager channels_last 224px
 cell: resnet50 torch/ours infer b256 bf16 eager channels_last 224px
-cell: resnet50 paddle/ours infer b256 bf16 eager 224px
+cell: resnet50 paddle/ours infer b256 bf16 eager channels_last 224px
 cell: resnet50 flax/ours infer b256 bf16 compiled 224px
 cell: resnet18 torch/ours+reference train b64 fp32 eager 224px
 cell: resnet18 paddle/ours+reference train b64 fp32 eager 224px

@@ -11,7 +11,7 @@ import pytest
 from resnet_rosetta.benchmarks import probe, report_index, results
 from resnet_rosetta.benchmarks.config import Cell
 from resnet_rosetta.benchmarks.presets import build_plan, presets_for
-from resnet_rosetta.common.workload import apply_tf32_policy, looks_like_oom, math_mode, tf32_policy
+from resnet_rosetta.common.workload import apply_tf32_policy, has_tf32, looks_like_oom, math_mode, tf32_policy
 from bench_records import make_record
 
 TF32_ON = {"matmul": False, "conv": True}  # torch's GPU default: strict matmul, TF32 convolutions
@@ -25,6 +25,8 @@ TF32_OFF = {"matmul": False, "conv": False}
     ("fp32", "gpu", TF32_ON, {"NVIDIA_TF32_OVERRIDE": "0"}, "fp32"),  # the override beats the switches
     ("fp32", "cpu", TF32_ON, {}, "fp32"),  # no TF32 on a CPU whatever the switches say
     ("bf16", "gpu", TF32_ON, {}, "bf16"),
+    ("fp32", "gpu", {**TF32_ON, "hardware": False}, {}, "fp32"),  # a V100 / T4: switches on, no TF32 units
+    ("fp32", "gpu", {**TF32_ON, "hardware": True}, {}, "tf32"),
 ])
 def test_math_mode_of_a_cell(precision, device, tf32, env, expected):
     assert math_mode(precision, device, tf32, env) == expected
@@ -171,3 +173,24 @@ def test_gpu_allocation_failures_are_oom(message):
 ])
 def test_other_gpu_failures_are_not_oom(message):
     assert not looks_like_oom(RuntimeError(message))
+
+
+@pytest.mark.parametrize("capability, expected", [(None, None), ((7, 0), False), ((7, 5), False), ((8, 0), True),
+                                                  ((9, 0), True)])
+def test_tf32_hardware_is_ampere_and_later(capability, expected):
+    assert has_tf32(capability) is expected
+
+
+def test_torch_reads_the_gpus_tf32_hardware(monkeypatch):
+    import torch
+
+    from resnet_rosetta.frameworks.torch import bench
+
+    assert bench.tf32_state()["hardware"] is None  # this machine: no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, expected in (((7, 0), False), ((8, 6), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        state = bench.tf32_state()
+        assert state["hardware"] is expected
+        assert math_mode("fp32", "gpu", state, {}) == ("tf32" if expected and (state["matmul"] or state["conv"])
+                                                       else "fp32")
