@@ -1,6 +1,8 @@
 """The three model.py files build the same network the same way: freshly initialised, each puts
-scale 0 on the BN that ends a residual branch exactly when the spec asks (zero-init residual),
-and the classic Paddle constructor `resnet(layers, class_dim)` builds the preset it names."""
+scale 0 on the BN that ends a residual branch exactly when the spec asks (zero-init residual) and
+draws what it initialises itself as torchvision does, and the classic Paddle constructor
+`resnet(layers, class_dim)` builds the preset it names. Parametrized here, not by the conftest
+fixture, so that the mutation runs (docs/mutation.md) can run this file without the conftest."""
 from __future__ import annotations
 
 from typing import Callable
@@ -13,6 +15,7 @@ from resnet_rosetta.common.canonical import canonical_shapes
 from resnet_rosetta.common.counting import parameter_count
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
+from resnet_rosetta.frameworks import FRAMEWORKS
 
 TINY = {"basic": get_spec("resnet18_small").replace(depths=(1, 2, 1, 1), widths=(8, 8, 16, 16), stem_width=8,
                                                     input_size=16),
@@ -55,6 +58,7 @@ FRESH: dict[str, Callable[[ResNetSpec], dict[str, np.ndarray]]] = {
 
 @pytest.mark.parametrize("block", ["basic", "bottleneck"])
 @pytest.mark.parametrize("zero_init", [False, True])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_fresh_bn_scales_follow_zero_init_residual(framework: str, block: str, zero_init: bool) -> None:
     spec = TINY[block].replace(zero_init_residual=zero_init)
     weights = rules.from_native(FRESH[framework](spec), spec, framework, f"fresh {framework} model")
@@ -66,6 +70,27 @@ def test_fresh_bn_scales_follow_zero_init_residual(framework: str, block: str, z
         np.testing.assert_array_equal(scale, np.full_like(scale, expected), err_msg=key)
     for key in (k for k in weights if k.endswith(".bias") and not k.startswith("fc")):
         np.testing.assert_array_equal(weights[key], 0.0, err_msg=key)
+
+
+# What each model.py initialises itself (the rest is its framework's default): conv weights Kaiming
+# normal on fan_out (torch, Flax), the classifier uniform in +-1/sqrt(features) (torch's default, kept
+# by the classic Paddle source)
+OWN_INIT = {"torch": ("conv", "fc"), "paddle": ("fc",), "flax": ("conv",)}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_fresh_weights_are_drawn_as_torchvision_draws_them(framework: str) -> None:
+    if framework == "torch":
+        import torch
+        torch.manual_seed(0)
+    spec = TINY["basic"].replace(num_classes=100)
+    weights = rules.from_native(FRESH[framework](spec), spec, framework, f"fresh {framework} model")
+    if "conv" in OWN_INIT[framework]:
+        conv = weights["layer3.0.conv1.weight"]  # 8 -> 16 channels: fan_out 144, fan_in 72
+        assert conv.shape == (16, 8, 3, 3) and abs(conv.std() / np.sqrt(2 / 144) - 1) < 0.1
+    if "fc" in OWN_INIT[framework]:
+        bound = 1 / np.sqrt(spec.feature_dim)  # 1600 draws: the largest is within 1% of the bound
+        assert 0.99 * bound < np.abs(weights["fc.weight"]).max() <= bound
 
 
 def test_the_classic_paddle_constructor_builds_the_named_preset() -> None:
