@@ -9,7 +9,8 @@
   retest SESSION       make the surviving mutants pending again, so that `cosmic-ray exec` reruns
                        only them against tests written since (killed mutants stay killed: tests
                        are only added).
-  score SESSION        killed, timed out, survived and skipped counts, and each survivor's line.
+  score SESSION        killed, timed out, survived and skipped counts, and each survivor's line and
+                       its mutated text.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def score(session: str) -> None:
     with sqlite3.connect(session) as db:
         skipped = db.execute("SELECT output, COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED' "
                              "GROUP BY output").fetchall()
-        rows = db.execute("SELECT r.worker_outcome, r.test_outcome, m.start_pos_row, m.operator_name, m.occurrence "
+        rows = db.execute("SELECT r.worker_outcome, r.test_outcome, m.start_pos_row, m.operator_name, m.occurrence, r.diff "
                           "FROM work_results r JOIN mutation_specs m USING (job_id) ORDER BY m.start_pos_row").fetchall()
         pending = db.execute("SELECT COUNT(*) FROM work_items WHERE job_id NOT IN "
                              "(SELECT job_id FROM work_results)").fetchone()[0]
@@ -60,9 +61,10 @@ def score(session: str) -> None:
     run = counts["killed"] + counts["timeout"] + counts["survived"]
     print(f"{session}: ran {run}, killed {counts['killed']}, timeout {counts['timeout']}, "
           f"survived {counts['survived']}, pending {pending}; skipped: {dict(skipped)}")
-    for w, t, line, op, occurrence in rows:
+    for w, t, line, op, occurrence, diff in rows:
         if t == "SURVIVED":
-            print(f"  survivor line {line}: {op} #{occurrence}")
+            mutated = [d[1:].strip() for d in (diff or "").splitlines() if d.startswith("+") and not d.startswith("+++")]
+            print(f"  survivor line {line}: {op} #{occurrence}: {' / '.join(mutated)}")
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ def test_fresh_weights_are_drawn_as_torchvision_draws_them(framework: str) -> No
         conv = weights["layer3.0.conv1.weight"]  # 8 -> 16 channels: fan_out 144, fan_in 72
         assert conv.shape == (16, 8, 3, 3) and abs(conv.std() / np.sqrt(2 / 144) - 1) < 0.1
     if "fc" in OWN_INIT[framework]:
-        bound = 1 / np.sqrt(spec.feature_dim)  # 1600 draws: the largest is within 1% of the bound
-        assert 0.99 * bound < np.abs(weights["fc.weight"]).max() <= bound
+        bound, fc = 1 / np.sqrt(spec.feature_dim), weights["fc.weight"]  # 1600 draws: the extremes
+        assert -bound <= fc.min() < -0.99 * bound and 0.99 * bound < fc.max() <= bound  # within 1% of it
 
 
 def test_the_classic_paddle_constructor_builds_the_named_preset() -> None:
@@ -105,3 +105,36 @@ def test_the_classic_paddle_constructor_builds_the_named_preset() -> None:
     assert SUPPORTED_LAYERS == (18, 34, 50, 101, 152)
     with pytest.raises(UserError, match=r"supported layers are \(18, 34, 50, 101, 152\) but input layer is 20"):
         resnet(layers=20)
+
+
+@pytest.mark.parametrize("device_feeds_unbiased", [False, True], ids=["cpu", "fake-unbiased-device"])
+def test_paddle_bn_feeds_what_the_spec_asks_whatever_the_device_feeds(device_feeds_unbiased: bool,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paddle's BatchNorm2D measures what the device's kernel feeds the running variance (once per
+    device, cached under its name) and rescales only what that lacks. The CPU kernel feeds the biased
+    variance; a fake kernel feeding the unbiased one (as cuDNN is said to) stands in for a GPU."""
+    import paddle
+
+    from resnet_rosetta.frameworks.paddle import model
+
+    monkeypatch.setattr(model, "_NATIVE_UNBIASED", {})
+    if device_feeds_unbiased:
+        native_forward = paddle.nn.BatchNorm2D.forward
+
+        def feeds_unbiased(self: paddle.nn.BatchNorm2D, x: paddle.Tensor) -> paddle.Tensor:
+            old, m, n = self._variance.numpy(), self._momentum, int(np.prod(x.shape)) // x.shape[1]
+            y = native_forward(self, x)
+            fed = (self._variance.numpy() - m * old) / (1 - m)
+            self._variance.set_value(m * old + (1 - m) * fed * n / (n - 1))
+            return y
+        monkeypatch.setattr(paddle.nn.BatchNorm2D, "forward", feeds_unbiased)
+    assert model.native_running_var_is_unbiased() is device_feeds_unbiased
+    assert model._NATIVE_UNBIASED == {paddle.get_device(): device_feeds_unbiased}
+    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2))  # n = 8
+    fed = {"unbiased": x.var(axis=(0, 2, 3), ddof=1), "biased": x.var(axis=(0, 2, 3))}
+    fed["native"] = fed["unbiased" if device_feeds_unbiased else "biased"]
+    for rule, batch_var in fed.items():
+        bn = model.BatchNorm2D(3, TINY["basic"].replace(bn_momentum=0.25, bn_running_var=rule))
+        bn.train()
+        bn(paddle.to_tensor(x.astype(np.float32)))
+        np.testing.assert_allclose(bn._variance.numpy(), 0.75 + 0.25 * batch_var, rtol=1e-6, err_msg=rule)
