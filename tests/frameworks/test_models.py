@@ -79,7 +79,7 @@ OWN_INIT = {"torch": ("conv", "fc"), "paddle": ("fc",), "flax": ("conv",)}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_fresh_weights_are_drawn_as_torchvision_draws_them(framework: str) -> None:
+def test_fresh_weights_are_drawn_as_each_model_py_says(framework: str) -> None:
     if framework == "torch":
         import torch
         torch.manual_seed(0)
