@@ -27,7 +27,7 @@ CASES = {
                               bn_momentum=0.25), 9, 13),  # layer2 in: 3x4
     "deep_d": (ResNetSpec("t_deep_d", "bottleneck", (1, 1, 1), widths=(2, 2, 2), groups=2, stem="deep",
                           stem_width=4, downsample="avg", in_channels=2, num_classes=3, input_size=9,
-                          bn_running_var="native", bn_momentum=0.3, bn_eps=0.1), 9, 13),  # layer2 in: 3x4
+                          bn_running_var="native", bn_momentum=0.3, bn_eps=0.1), 17, 13),  # layer2 in: 5x4
     "imagenet": (ResNetSpec("t_imnet", "bottleneck", (1, 1), widths=(2, 2), groups=2, stem_width=4,
                             in_channels=1, num_classes=2, input_size=9, bn_running_var="biased"), 9, 9),
 }
