@@ -96,12 +96,13 @@ def test_fresh_weights_are_drawn_as_each_model_py_says(framework: str) -> None:
 def test_the_classic_paddle_constructor_builds_the_named_preset() -> None:
     from resnet_rosetta.frameworks.paddle.model import SUPPORTED_LAYERS, resnet
 
-    model = resnet(layers=50, class_dim=10)
-    spec = get_spec("resnet50").replace(num_classes=10)
+    model = resnet()  # the classic defaults: 50 layers, 1000 classes
+    spec = get_spec("resnet50")
     trainable = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
-    assert trainable == parameter_count(spec)
+    assert trainable == parameter_count(spec) and spec.num_classes == 1000
     assert set(model.state_dict()) == set(rules.to_native(_zero_weights(spec), spec, "paddle"))
-    assert model.out.weight.shape == [2048, 10]  # Paddle's Linear stores [in, out]
+    assert model.out.weight.shape == [2048, 1000]  # Paddle's Linear stores [in, out]
+    assert resnet(layers=18, class_dim=10).out.weight.shape == [512, 10]
     assert SUPPORTED_LAYERS == (18, 34, 50, 101, 152)
     with pytest.raises(UserError, match=r"supported layers are \(18, 34, 50, 101, 152\) but input layer is 20"):
         resnet(layers=20)
@@ -134,7 +135,8 @@ def test_paddle_bn_feeds_what_the_spec_asks_whatever_the_device_feeds(device_fee
     fed = {"unbiased": x.var(axis=(0, 2, 3), ddof=1), "biased": x.var(axis=(0, 2, 3))}
     fed["native"] = fed["unbiased" if device_feeds_unbiased else "biased"]
     for rule, batch_var in fed.items():
-        bn = model.BatchNorm2D(3, TINY["basic"].replace(bn_momentum=0.25, bn_running_var=rule))
+        spec = ResNetSpec.from_json(TINY["basic"].replace(bn_momentum=0.25, bn_running_var=rule).to_json())
+        bn = model.BatchNorm2D(3, spec)  # a spec read from JSON: its strings are not model.py's literals
         bn.train()
         bn(paddle.to_tensor(x.astype(np.float32)))
         np.testing.assert_allclose(bn._variance.numpy(), 0.75 + 0.25 * batch_var, rtol=1e-6, err_msg=rule)
