@@ -140,3 +140,19 @@ def test_paddle_bn_feeds_what_the_spec_asks_whatever_the_device_feeds(device_fee
         bn.train()
         bn(paddle.to_tensor(x.astype(np.float32)))
         np.testing.assert_allclose(bn._variance.numpy(), 0.75 + 0.25 * batch_var, rtol=1e-6, err_msg=rule)
+
+
+def test_flax_bn_clips_a_batch_variance_rounded_below_zero() -> None:
+    """Flax's BatchNorm takes both moments in one pass, Var = E[x^2] - E[x]^2, which rounds below zero
+    on a near-constant channel in float32 (here -0.003, beyond -eps: the square root would be NaN); it
+    clips at 0, as linen's own BatchNorm does."""
+    import jax
+    import jax.numpy as jnp
+
+    from resnet_rosetta.frameworks.flax.model import BatchNorm
+
+    x = jnp.asarray((100 + np.arange(6) % 2 * 3 * np.spacing(np.float32(100))).astype(np.float32).reshape(1, 2, 3, 1))
+    assert float(jnp.square(x).mean() - jnp.square(x.mean())) < -TINY["basic"].bn_eps
+    bn = BatchNorm(TINY["basic"], use_running_average=False)
+    y, state = bn.apply(bn.init(jax.random.PRNGKey(0), x), x, mutable=["batch_stats"])
+    assert np.isfinite(np.asarray(y)).all() and float(state["batch_stats"]["var"][0]) > 0
