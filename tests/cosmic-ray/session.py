@@ -3,6 +3,9 @@
   sample SESSION STEP  keep every STEP-th pending mutant in source order (line, column, operator,
                        occurrence), mark the others skipped: a reproducible, evenly spread subset of a
                        module too large to run in full on this machine.
+  unsample SESSION     make the mutants left out of a sample pending again (to run more of the module
+                       when there is time: what then runs is the sample plus a uniform random
+                       subset of the rest, with `cut` at the time limit).
   cut SESSION          mark every mutant not yet run as skipped (a run stopped at its time limit:
                        cosmic-ray runs pending mutants in random order, so those that ran are a
                        uniform random subset).
@@ -31,6 +34,13 @@ def sample(session: str, step: int) -> None:
                 db.set_result(item.job_id, WorkResult(output=f"not in the 1/{step} sample",
                                                       worker_outcome=WorkerOutcome.SKIPPED))
     print(f"kept {len(range(0, len(items), step))} of {len(items)} pending mutants")
+
+
+def unsample(session: str) -> None:
+    with sqlite3.connect(session) as db:
+        back = db.execute("DELETE FROM work_results WHERE worker_outcome = 'SKIPPED' "
+                          "AND output LIKE 'not in the 1/% sample'").rowcount
+    print(f"{back} mutants outside the sample pending again")
 
 
 def cut(session: str) -> None:
@@ -69,4 +79,4 @@ def score(session: str) -> None:
 
 if __name__ == "__main__":
     command, path, *rest = sys.argv[1:]
-    {"sample": lambda: sample(path, int(rest[0])), "cut": lambda: cut(path), "retest": lambda: retest(path), "score": lambda: score(path)}[command]()
+    {"sample": lambda: sample(path, int(rest[0])), "cut": lambda: cut(path), "unsample": lambda: unsample(path), "retest": lambda: retest(path), "score": lambda: score(path)}[command]()
