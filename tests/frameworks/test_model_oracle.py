@@ -18,8 +18,8 @@ from resnet_rosetta.common.tolerance import compare, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS, load
 
 # (spec, input height, width), sides chosen so that mutants show: a pooled shortcut sees an odd side (3;
-# in deep_d 6x3 then 3x2, so that Flax's end padding x % 2 of each side differs from the other side's,
-# from x ^ 2 and from the channels'), the max pool an even one (deep_d's 12x6: one more row of padding
+# in deep_d 6x7 then 3x4, so that Flax's end padding x % 2 of each side differs from the other side's,
+# from x ^ 2, x // 2 and the channels'), the max pool an even one (deep_d's 12x14: one more row of padding
 # would add an output row); the last stage's output has a power-of-2 area, because Paddle 3.3's
 # AdaptiveAvgPool2D backward scales by a float32 1 / (h * w) even in float64. BN momenta on both sides
 # of 0.5 (Flax's and Paddle's weight of the old value m: 1 % m is 1 - m above 0.5).
@@ -31,7 +31,7 @@ CASES = {
                               bn_momentum=0.25), 9, 13),  # layer2 in: 3x4
     "deep_d": (ResNetSpec("t_deep_d", "bottleneck", (1, 1, 1), widths=(2, 2, 2), groups=2, stem="deep",
                           stem_width=4, downsample="avg", in_channels=2, num_classes=3, input_size=9,
-                          bn_running_var="native", bn_momentum=0.75, bn_eps=0.1), 24, 12),
+                          bn_running_var="native", bn_momentum=0.75, bn_eps=0.1), 24, 28),
     "imagenet": (ResNetSpec("t_imnet", "bottleneck", (1, 1), widths=(2, 2), groups=2, stem_width=4,
                             in_channels=1, num_classes=2, input_size=9, bn_running_var="biased"), 9, 9),
 }
