@@ -94,7 +94,7 @@ class Adapter:
                                            train, nhwc)
         if train:
             self.variables = {**self.variables, **updates}
-        return {k: _to_nchw(np.asarray(stages[k], dtype=self.host)) for k in STAGE_NAMES}  # jax sorts dict keys
+        return {k: _to_nchw(np.asarray(stages[k], dtype=self.host)) for k in STAGE_NAMES if k in stages}  # jax sorts keys
 
 
 def _feeder(spec: ResNetSpec, feed: Mapping[str, jnp.ndarray] | None) -> Any:
