@@ -21,15 +21,18 @@ def test_nhwc_model_matches_nchw_from_the_same_weights(name: str, rng: np.random
     nchw, nhwc = ResNet(spec), ResNet(spec, data_format="NHWC")
     assert nchw.state_dict().keys() == nhwc.state_dict().keys()
     nhwc.set_state_dict(nchw.state_dict())
-    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
-    for train in (False, True):
+    x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)  # layer4 of the deep stem: 2 x 2 (BN's n = 16)
+    for train in (False, True):  # two fp32 computations of one function: the pairwise bounds
+        tol = tolerance("train" if train else "eval", pairwise=True)
         for model in (nchw, nhwc):
             model.train() if train else model.eval()
         a = nchw.forward_stages(paddle.to_tensor(x))
         b = nhwc.forward_stages(paddle.to_tensor(x.transpose(0, 2, 3, 1)))
         for stage in ("stem", "layer2", "layer4"):
             got = b[stage].numpy().transpose(0, 3, 1, 2)
-            assert compare(got, a[stage].numpy(), 0).max_rel < tolerance("eval"), (train, stage)
-        assert compare(b["logits"].numpy(), a["logits"].numpy(), 0).max_rel < tolerance("eval")
-    for key, value in nchw.state_dict().items():  # running statistics after the train-mode forward
-        assert compare(nhwc.state_dict()[key].numpy(), value.numpy(), 0).max_rel < tolerance("eval"), key
+            assert compare(got, a[stage].numpy(), 0).max_rel < tol, (train, stage)
+        assert compare(b["logits"].numpy(), a["logits"].numpy(), 0).max_rel < tol
+    # running statistics after the train-mode forward: the two layouts sum in different orders, and a
+    # batch mean near zero over 16,384 values keeps 2.8e-6 of that (a layout bug would be O(1))
+    for key, value in nchw.state_dict().items():
+        assert compare(nhwc.state_dict()[key].numpy(), value.numpy(), 0).max_rel < tol, key
