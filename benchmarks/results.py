@@ -140,7 +140,8 @@ def derive(records: list[dict]) -> dict:
 
 def steady_limit(noise: dict[str, dict]) -> float:
     """The spread a steady cell stays within: max(SPREAD_BOUND, FLOOR_FACTOR x the median host floor
-    of the probes in this run); SPREAD_BOUND alone when no probe timed the floor."""
+    of the probes in this run, the higher middle one of an even count); SPREAD_BOUND alone when no
+    probe timed the floor."""
     floors = sorted(v["spread"] for v in noise.values() if v.get("spread") is not None)
     return max(SPREAD_BOUND, FLOOR_FACTOR * floors[len(floors) // 2]) if floors else SPREAD_BOUND
 
