@@ -3,6 +3,8 @@ batch, and `forward` in all three frameworks through the CLI, judged against the
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -13,6 +15,7 @@ from resnet_rosetta.common.tolerance import compare, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS
 
 SIZE, BATCH = 32, 2
+CLI = [str(Path(sys.executable).with_name("resnet-rosetta"))]
 
 
 def bn_statistics(names: Iterable[str], shape_of: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
@@ -33,6 +36,17 @@ def batch(tmp_path: Path, seed: int = 0) -> tuple[np.ndarray, Path]:
     x = np.random.default_rng(seed).normal(size=(BATCH, 3, SIZE, SIZE)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     return x, tmp_path / "x.npy"
+
+
+def convert(src: Path, dst: Path, *, as_user: bool, says: str = "") -> None:
+    """`resnet-rosetta convert SRC DST`, as a user runs it (a subprocess whose output must contain
+    `says`) or in-process through the same entry point (faster: no second start of the frameworks)."""
+    argv = ["convert", str(src), str(dst)]
+    if as_user:
+        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and says in done.stdout, done.stderr
+    else:
+        assert main(argv) == 0
 
 
 def forward_everywhere(weights: Path, x_path: Path, expected: np.ndarray, tmp_path: Path) -> None:

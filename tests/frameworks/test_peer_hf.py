@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +14,9 @@ import torch
 
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.canonical import load_canonical, load_labels
-from peer_helpers import batch, bn_statistics, forward_everywhere
+from peer_helpers import batch, bn_statistics, convert, forward_everywhere
 
 transformers = pytest.importorskip("transformers")
-CLI = [str(Path(sys.executable).with_name("resnet-rosetta"))]
 LABELS = [f"class {chr(97 + i)}" for i in range(10)]
 # ResNet-50's and ResNet-18's layouts (bottleneck 3-4-6-3, basic 2-2-2-2) at narrow widths, to stay fast
 CONFIGS = {"resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[32, 64, 128, 256],
@@ -53,12 +50,7 @@ def test_hf_folder_round_trip(tmp_path: Path, name: str) -> None:
     peer = hf_peer(tmp_path / "peer", CONFIGS[name])
     x, x_path = batch(tmp_path)
     expected = logits(peer, x)
-    argv = ["convert", str(tmp_path / "peer"), str(tmp_path / "c.safetensors")]
-    if name == "resnet-50":  # once as a user runs it; in-process for the other (the same entry point)
-        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and "(hf)" in done.stdout, done.stderr
-    else:
-        assert main(argv) == 0
+    convert(tmp_path / "peer", tmp_path / "c.safetensors", as_user=name == "resnet-50", says="(hf)")  # once as a user
     _, spec = load_canonical(tmp_path / "c.safetensors")
     layout = CONFIGS[name]
     assert spec is not None and (spec.block, list(spec.depths), spec.stem_width, spec.num_classes) == (

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ import pytest
 
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.canonical import load_canonical
-from peer_helpers import batch, bn_statistics, forward_everywhere, paddleclas_resnet
+from peer_helpers import CLI, batch, bn_statistics, convert, forward_everywhere, paddleclas_resnet
 
 paddle = pytest.importorskip("paddle")
-CLI = [str(Path(sys.executable).with_name("resnet-rosetta"))]
 
 
 def paddleclas_peer(factory: str, **kwargs: object) -> object:
@@ -39,12 +37,8 @@ def test_paddleclas_checkpoint_round_trip(tmp_path: Path, factory: str, preset: 
     x, x_path = batch(tmp_path)
     expected = peer(paddle.to_tensor(x)).numpy()
     paddle.save(peer.state_dict(), str(tmp_path / "peer.pdparams"))
-    argv = ["convert", str(tmp_path / "peer.pdparams"), str(tmp_path / "c.safetensors")]
-    if factory == "ResNet50_vd":  # once as a user runs it; in-process for the other (the same entry point)
-        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and "(paddleclas)" in done.stdout, done.stderr
-    else:
-        assert main(argv) == 0
+    convert(tmp_path / "peer.pdparams", tmp_path / "c.safetensors", as_user=factory == "ResNet50_vd",
+            says="(paddleclas)")  # once as a user runs it
     _, spec = load_canonical(tmp_path / "c.safetensors")
     assert spec is not None and spec.name == preset and spec.num_classes == 10
     forward_everywhere(tmp_path / "peer.pdparams", x_path, expected, tmp_path)  # PaddleClas' file as is

@@ -5,8 +5,6 @@ deep stem and average-pool shortcuts of resnet18d / resnet50d, and resnet26d, wh
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,9 @@ import torch
 
 from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.canonical import load_canonical
-from peer_helpers import batch, bn_statistics, forward_everywhere
+from peer_helpers import batch, bn_statistics, convert, forward_everywhere
 
 timm = pytest.importorskip("timm")
-CLI = [str(Path(sys.executable).with_name("resnet-rosetta"))]
 
 # (timm name, timm kwargs, the spec name we infer, timm's file format), at widths 8-16-32-64 to stay fast
 # (PaddleClas' ResNet50_vd, the same network at full width, is inferred as the preset resnet50d)
@@ -56,12 +53,7 @@ def test_timm_checkpoint_round_trip(tmp_path: Path, name: str, kwargs: dict, inf
         from safetensors.torch import save_file
 
         save_file(peer.state_dict(), str(src))
-    argv = ["convert", str(src), str(tmp_path / "c.safetensors")]
-    if name == "resnet26d":  # once as a user runs it; in-process for the others (the same entry point)
-        done = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-    else:
-        assert main(argv) == 0
+    convert(src, tmp_path / "c.safetensors", as_user=name == "resnet26d")  # once as a user runs it
     _, spec = load_canonical(tmp_path / "c.safetensors")
     assert spec is not None and spec.name == inferred and spec.num_classes == 10
     forward_everywhere(src, x_path, expected, tmp_path)  # timm's file as is
