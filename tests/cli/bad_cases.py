@@ -354,6 +354,16 @@ for _extra, _expect in [
                       _options([*PARITY_DP, *_extra], "--json", "p.json"), _expect))
 
 
+BENCH_DP = [*BENCH, "--device", "cpu", "--mode", "train"]
+for _extra, _expect in [
+    (["--devices", "0"], "--devices: expected an integer in [1, 4096], found 0"),
+    (["--devices", "4096"], "--devices 4096 needs a thread per replica on the CPU; the sweep has"),
+    (["--devices", "2", "--mode", "infer,train"], "--devices 2 measures data-parallel training only: pass --mode train"),
+]:
+    CASES.append(Case(f"option-bench{''.join(_extra)}", "options", f"`bench --device cpu {' '.join(_extra)}`",
+                      _options([*BENCH_DP, *_extra], "--out", "results"), _expect))
+
+
 @functools.lru_cache(maxsize=None)
 def _trained() -> tuple[bytes, bytes]:
     """A real one-epoch training checkpoint pair (tiny), as bytes, made once."""
