@@ -45,15 +45,15 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
 
 def check_devices(n: int, device: str, threads: int, sights: dict[str, devices.Sight], planning: bool = False) -> None:
     """`--devices N` (data parallel) against what the machine has: on CPU a thread per replica
-    (N <= the sweep's threads, split evenly), on GPU N <= the GPUs each framework sees (`--plan`
-    plans for a GPU machine it is not on)."""
+    (N <= the sweep's threads, split evenly), on GPU N <= the GPUs each framework sees (except a
+    framework that sees none under `--plan`: planned for a GPU machine it is not on)."""
     if n == 1:
         return
     if device == "cpu" and n > threads:
         raise UserError(f"--devices {n} needs a thread per replica on the CPU; the sweep has {threads} (--threads, "
                         f"or the cores this process may use)")
-    short = {fw: s.count for fw, s in sights.items() if s.count < n}
-    if device == "gpu" and short and not planning:
+    short = {fw: s.count for fw, s in sights.items() if s.count < n and not (planning and s.count == 0)}
+    if device == "gpu" and short:
         raise UserError(f"--devices {n} needs {n} GPUs; " + ", ".join(f"{fw} sees {c}" for fw, c in short.items()))
 
 
