@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.atomic import atomic_write_text
+from resnet_rosetta.common.errors import Unsupported
 from resnet_rosetta.common.host import cpu_jiffies, steal_fraction
 from resnet_rosetta.common.workload import math_mode
 from .config import Cell
@@ -46,11 +47,17 @@ def measure(cell: Cell) -> tuple[dict, dict]:
     rank 0's record comes back through a file."""
     with tempfile.TemporaryDirectory(prefix="resnet-rosetta-dp-") as folder:
         path = Path(folder) / "rank0.json"
-        started = frameworks.load(cell.framework, "parallel").launch_bench(
-            replica, (cell.to_dict(), str(path)), cell.devices, cell.device, threads_per_replica(cell))
-        if not path.exists():
+        try:
+            started = frameworks.load(cell.framework, "parallel").launch_bench(
+                replica, (cell.to_dict(), str(path)), cell.devices, cell.device, threads_per_replica(cell))
+        finally:  # a replica's Unsupported crosses the launcher as its own error: recorded as unsupported
+            found = json.loads(path.read_text()) if path.exists() else {}
+            if "unsupported" in found:
+                raise Unsupported(found["unsupported"])
+        if not found:
             raise RuntimeError(f"{cell.framework}'s replicas ended without rank 0's result")
-        found = json.loads(path.read_text())
+    # None where the replicas share one thread pool (JAX's devices of one process)
+    found["metrics"]["threads_per_replica"] = started.pop("threads_per_replica", found["metrics"]["threads_per_replica"])
     found["settings"]["data_parallel"].update(started, replicas=cell.devices)
     return found["metrics"], found["settings"]
 
@@ -70,7 +77,11 @@ def replica(rank: int, cell_dict: dict, result_path: str) -> None:
     per = threads_per_replica(cell)
     runner.setup_threads(per)
     t0 = time.perf_counter()
-    dp = runner.build(cell.workload_config())
+    try:
+        dp = runner.build(cell.workload_config())
+    except Unsupported as exc:
+        atomic_write_text(Path(result_path), json.dumps({"unsupported": str(exc)}))
+        raise
     setup_s = time.perf_counter() - t0
     one = runner.build(cell.workload_config(devices=1)) if rank == 0 else None
     first, warm, fastest = warm_up(dp.step, dp.sync, cell.warmup)

@@ -150,8 +150,9 @@ def scaling_section(rows: list[dict], level: int = 2) -> str:
     table_rows = []
     for r in sorted(rows, key=lambda r: (r["cell"]["arch"], framework_order(r["cell"]["framework"]), r["devices"])):
         c = r["cell"]
-        threads = (f"{r['threads_per_replica']} per replica; one device {r['one_device_threads']}"
-                   if r["threads_per_replica"] is not None else "-")
+        threads = ("-" if r["one_device_threads"] is None else
+                   f"{r['threads'] or str(r['threads_per_replica']) + ' per replica'}; one device "
+                   f"{r['one_device_threads']}")
         iqr = "-" if r["efficiency"] is None else f"{_num(r['efficiency_q25'])}-{_num(r['efficiency_q75'])}"
         table_rows.append((c["arch"], c["framework"], c["mode"], c["precision"], c["exec"], c["device"],
                            str(r["devices"]), str(c["batch"]), str(r["global_batch"]), threads,

@@ -152,7 +152,7 @@ def scaling(records: Iterable[dict]) -> list[dict]:
         row = {"cell": c, "status": r["status"], "message": r.get("message", ""), "devices": n,
                "global_batch": c["batch"] * n, "img_s": None, "one_device_img_s": None, "efficiency": None,
                "efficiency_q25": None, "efficiency_q75": None, "speedup": None, "threads_per_replica": None,
-               "one_device_threads": None, "rounds": None, "engine": None, "batch_norm": None}
+               "one_device_threads": None, "rounds": None, "engine": None, "batch_norm": None, "threads": None}
         if ok(r):
             m, eff = r["metrics"], r["metrics"]["scaling_efficiency"]
             dp = r.get("settings", {}).get("data_parallel", {})
@@ -160,7 +160,7 @@ def scaling(records: Iterable[dict]) -> list[dict]:
                        efficiency=eff["median"], efficiency_q25=eff["q25"], efficiency_q75=eff["q75"],
                        speedup=eff["median"] * n, threads_per_replica=m["threads_per_replica"],
                        one_device_threads=m["one_device"]["threads"], rounds=m["rounds"],
-                       engine=dp.get("engine"), batch_norm=dp.get("batch_norm"))
+                       engine=dp.get("engine"), batch_norm=dp.get("batch_norm"), threads=dp.get("threads"))
         out.append(row)
     return out
 

@@ -111,7 +111,8 @@ def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device
                            + (f": XLA_FLAGS must set --xla_force_host_platform_device_count={replicas} before JAX "
                               "starts" if platform == "cpu" else ""))
     target(0, *args)
-    return {"backend": "XLA collectives (one process)",
+    return {"backend": "XLA collectives (one process)", "threads_per_replica": None,
+            "threads": "one XLA CPU thread pool, sized from the cell's cores, shared by the devices",
             "launcher": f"one process, {replicas} {platform} devices in a Mesh"
                         + (" (--xla_force_host_platform_device_count)" if platform == "cpu" else "")}
 

@@ -74,7 +74,8 @@ def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device
     os.environ.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})  # read as Paddle starts
     dist.spawn(_bench_replica, args=(target, args), nprocs=replicas, join=True, backend=backend, ips=HOST,
                started_port=free_port())
-    return {"backend": backend, "launcher": f"paddle.distributed.spawn, one process per replica, {HOST}"}
+    return {"backend": backend, "threads": f"{threads} per replica (OMP_NUM_THREADS, MKL_NUM_THREADS)",
+            "launcher": f"paddle.distributed.spawn, one process per replica, {HOST}"}
 
 
 def _bench_replica(target: Callable[..., None], args: tuple) -> None:

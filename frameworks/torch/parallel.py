@@ -77,8 +77,8 @@ def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device
     backend = "nccl" if device == "gpu" else BACKEND
     mp.start_processes(_bench_replica, args=(target, args, replicas, free_port(), backend, threads),
                        nprocs=replicas, join=True, start_method="spawn")
-    return {"backend": backend, "launcher": f"torch.multiprocessing.start_processes (spawn), one process per "
-                                            f"replica, tcp://{HOST}"}
+    return {"backend": backend, "threads": f"{threads} per replica (torch.set_num_threads)",
+            "launcher": f"torch.multiprocessing.start_processes (spawn), one process per replica, tcp://{HOST}"}
 
 
 def _bench_replica(rank: int, target: Callable[..., None], args: tuple, replicas: int, port: int, backend: str,

@@ -33,7 +33,8 @@ def dp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     done = subprocess.run([str(CLI), "bench", "--frameworks", ",".join(FRAMEWORKS), "--arch", "resnet18_small",
                            "--mode", "train", "--devices", "2", "--batch", "2", "--size", "16", "--iters", "1",
                            "--repeats", "1", "--rounds", "2", "--warmup", "0", "--no-peak", "--device", "cpu",
-                           "--no-progress", "--mem-limit", "8", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--no-progress", "--mem-limit", "8", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return out, done.stdout
 
@@ -46,7 +47,9 @@ def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(
     assert record["status"] == "ok", record["message"]
     m, cell = record["metrics"], record["cell"]
     assert cell["devices"] == m["devices"] == 2 and m["global_batch"] == 4 and not cell["with_reference"]
-    assert m["threads_per_replica"] == default_threads() // 2 and m["one_device"]["threads"] == default_threads()
+    shared = framework == "flax"  # JAX's devices of one process share one XLA thread pool
+    assert m["threads_per_replica"] == (None if shared else default_threads() // 2)
+    assert m["one_device"]["threads"] == default_threads()
     assert record["settings"]["data_parallel"]["replicas"] == 2
     for figures, batch in ((m, 4), (m["one_device"], 2)):  # global img/s from the timed repeats
         assert all(math.isfinite(v) and v > 0 for v in figures["img_s_repeats"])
@@ -118,3 +121,15 @@ def test_a_data_parallel_cell_starts_with_its_host_devices():
     assert cell_env(Cell(framework="flax", arch="resnet18", devices=2)) == {
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     assert cell_env(Cell(framework="flax", arch="resnet18")) == {}
+
+
+def test_report_full_on_cpu_adds_two_replica_training_cells_and_the_default_report_none():
+    from resnet_rosetta.benchmarks.presets import build_plan
+
+    fws = list(FRAMEWORKS)
+    scaled = [c.label for c in build_plan("full", fws, 2, "cpu").cells if c.devices > 1]
+    assert scaled == [f"resnet18 {fw}/ours train b4 x2 devices fp32 {'compiled' if fw == 'flax' else 'eager'} 224px"
+                      for fw in fws]
+    assert not any(c.devices > 1 for level, device in (("default", "cpu"), ("quick", "cpu"), ("full", "gpu"))
+                   for c in build_plan(level, fws, 2, device).cells)
+    assert not any(c.devices > 1 for c in build_plan("full", fws, 1, "cpu").cells)  # one core: no replicas
