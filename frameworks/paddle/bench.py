@@ -34,7 +34,8 @@ def _set_device(device: str) -> str:
     if device == "gpu":
         if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
             raise Unsupported("paddle sees no CUDA device (CPU-only wheel or no GPU)")
-        paddle.set_device("gpu:0")
+        # gpu:0 alone; a replica of `bench --devices N` the GPU its launcher gave it (FLAGS_selected_gpus)
+        paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
         return "gpu"
     paddle.set_device("cpu")
     return "cpu"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from resnet_rosetta.benchmarks import pipeline, report_index
-from resnet_rosetta.benchmarks.config import Cell, default_threads
+from resnet_rosetta.benchmarks.config import DEFAULT_EXEC, Cell, default_threads
 from resnet_rosetta.benchmarks.dp import cell_env
 from resnet_rosetta.benchmarks.results import read_jsonl, scaling
 from resnet_rosetta.cli.main import main
@@ -26,12 +26,13 @@ CLI = Path(sys.executable).with_name("resnet-rosetta")
 @pytest.fixture(scope="module")
 def dp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One tiny `bench --devices 2` of every framework (resnet18_small, 16 px, 2 images per replica,
-    one step per repeat, 2 ABBA rounds): (output folder, stdout)."""
+    one step per repeat, 2 ABBA rounds) in its usual mode, and JAX op by op (unsupported there):
+    (output folder, stdout)."""
     if default_threads() < 2:
         pytest.skip("two replicas need two cores")
     out = tmp_path_factory.mktemp("dp") / "bench"
     done = subprocess.run([str(CLI), "bench", "--frameworks", ",".join(FRAMEWORKS), "--arch", "resnet18_small",
-                           "--mode", "train", "--devices", "2", "--batch", "2", "--size", "16", "--iters", "1",
+                           "--mode", "train", "--exec", "default,eager", "--devices", "2", "--batch", "2", "--size", "16", "--iters", "1",
                            "--repeats", "1", "--rounds", "2", "--warmup", "0", "--no-peak", "--device", "cpu",
                            "--no-progress", "--mem-limit", "8", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -43,7 +44,8 @@ def dp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(dp_run, framework):
     out, stdout = dp_run
-    (record,) = [r for r in read_jsonl(out / "results.jsonl") if r["cell"]["framework"] == framework]
+    (record,) = [r for r in read_jsonl(out / "results.jsonl")
+                 if r["cell"]["framework"] == framework and r["cell"]["exec"] == DEFAULT_EXEC[framework]]
     assert record["status"] == "ok", record["message"]
     m, cell = record["metrics"], record["cell"]
     assert cell["devices"] == m["devices"] == 2 and m["global_batch"] == 4 and not cell["with_reference"]
@@ -66,6 +68,14 @@ def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(
     header = csv_rows[0].split(",")
     assert {"devices", "global_batch", "scaling_efficiency"} <= set(header)
     assert "## Scaling (data parallel)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_engine_mode_data_parallel_does_not_measure_is_recorded_unsupported(dp_run):
+    out, _ = dp_run
+    flax = [r for r in read_jsonl(out / "results.jsonl") if r["cell"]["framework"] == "flax"]
+    assert [(r["cell"]["exec"], r["status"]) for r in flax] == [("compiled", "ok"), ("eager", "unsupported")]
+    assert flax[1]["message"] == "bench --devices > 1 measures JAX under jit (--exec compiled) only"
 
 
 def _record(framework: str, devices: int, img_s: float, one: float | None = None) -> dict:
@@ -107,7 +117,7 @@ def test_gpu_data_parallel_is_planned_on_fakes_and_refused_beyond_the_gpus_seen(
     two, one = Sight(count=2, build="CUDA 13.0", name="H200"), Sight(count=1, build="CUDA 13.0", name="H200")
     seen = {"torch": two, "paddle": two, "flax": one}
     monkeypatch.setattr(devices, "probe", lambda fws, **kw: {fw: seen[fw] for fw in fws})
-    argv = ["bench", "--arch", "resnet18", "--mode", "train", "--devices", "2", "--threads", "1", "--no-peak"]
+    argv = ["bench", "--arch", "resnet18", "--mode", "train", "--exec", "default,eager", "--devices", "2", "--threads", "1", "--no-peak"]
     assert main([*argv, "--frameworks", "torch,paddle", "--plan"]) == 0
     assert capsys.readouterr().out.splitlines()[2:] == [
         "cell: resnet18 torch/ours train b16 x2 devices fp32 eager 224px",
