@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .canonical import Weights, is_buffer
+from .errors import UserError
 from .spec import ResNetSpec
 
 HOST = "127.0.0.1"  # rendezvous address: replicas never listen beyond this machine
@@ -73,6 +74,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def expect_world(variable: str, replicas: int, launcher: str) -> None:
+    """In a process a launcher started (`parity --dp-node`): the world size it set in `variable`
+    must be the run's replica count (one line, UserError)."""
+    found = os.environ.get(variable)
+    if found is None:
+        raise UserError(f"--dp-node: {variable} is not set; start this command with {launcher}")
+    if found != str(replicas):
+        raise UserError(f"--dp-node: {launcher} set {variable}={found}, but --data-parallel is {replicas}")
+
+
+def expect_rank_files(folder: Path, replicas: int) -> None:
+    """On rank 0 of a multi-node run, after the engine's barrier: every replica's file is there
+    (it is not when the run folder is not one every node sees)."""
+    missing = [r for r in range(replicas) if not (folder / f"rank{r}.safetensors").exists()]
+    if missing:
+        raise UserError(f"--dp-node: {folder / f'rank{missing[0]}.safetensors'} is missing after every replica "
+                        "finished: --run-dir must be a folder every node sees (a shared file system)")
 
 
 def fault_point(rank: int, step: int) -> None:
