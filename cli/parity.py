@@ -82,6 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "oracle of the same batch-norm semantics; N must divide --batch")
     p.add_argument("--dp-steps", type=integer("--dp-steps"), default=Settings.dp_steps, metavar="K",
                    help="SGD steps of the dp check (default 3)")
+    p.add_argument("--dp-port", type=integer("--dp-port", 1, 65535), metavar="PORT",
+                   help="rendezvous port of the dp replicas on 127.0.0.1 (Paddle's take PORT..PORT+N-1; default: a "
+                        "free one); one in use is refused")
     p.add_argument("--dp-node", action="store_true",
                    help="this process is one replica of a multi-node launch (torchrun, python -m "
                         "paddle.distributed.launch, or one process per machine for JAX): the world comes from the "
@@ -113,5 +116,5 @@ def run(args: argparse.Namespace) -> int:
         isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps,
-        dp_node=args.dp_node))
+        dp_node=args.dp_node, dp_port=args.dp_port))
     return 1 if not doc["passed"] else INCOMPLETE if doc["incomplete"] else 0

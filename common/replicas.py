@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import errno
 import socket
 import time
 from dataclasses import dataclass
@@ -93,6 +94,56 @@ def expect_rank_files(folder: Path, replicas: int) -> None:
     if missing:
         raise UserError(f"--dp-node: {folder / f'rank{missing[0]}.safetensors'} is missing after every replica "
                         "finished: --run-dir must be a folder every node sees (a shared file system)")
+
+
+def check_port(port: int, count: int, option: str) -> None:
+    """The user's port (and the `count` - 1 after it, for launchers that take one per replica) free
+    on 127.0.0.1 now, else a one-line UserError naming it."""
+    for p in range(port, port + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, p))
+            except OSError as exc:
+                why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise UserError(f"{option} {port}: port {p} on {HOST} is {why}"
+                                + (f" (replicas take ports {port}..{port + count - 1})" if count > 1 else "")) from None
+
+
+class Watch:
+    """A `common/process.py` watcher for a job whose replicas write into `folder`: its `verdict` as
+    soon as a replica process is gone without its results (killed, or crashed before its launcher
+    noticed), so the job ends now and names it instead of its peers waiting in a collective until
+    the time limit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.verdict = folder, None
+
+    def __call__(self, _job_pid: int) -> str | None:
+        for pid_file in sorted(self.folder.glob("rank*.pid")):
+            rank, text = pid_file.stem[4:], pid_file.read_text()
+            if not text.isdigit() or (self.folder / f"rank{rank}.safetensors").exists() or _alive(int(text)):
+                continue
+            error, progress = self.folder / f"rank{rank}.error", self.folder / f"rank{rank}.progress"
+            step = progress.read_text() if progress.exists() else "0"
+            self.verdict = (f"rank {rank} failed: {error.read_text()}" if error.exists() else
+                            f"rank {rank} (pid {text}) ended at step {step} without its results or an error "
+                            "(killed by a signal?)")
+            break
+        return self.verdict
+
+
+def _alive(pid: int) -> bool:
+    """Is `pid` a running process (not gone, not a zombie its parent has yet to reap)?"""
+    if not Path("/proc/self").exists():  # no /proc: signal 0 tells whether it exists
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def fault_point(rank: int, step: int) -> None:

@@ -25,7 +25,7 @@ from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
 from resnet_rosetta.common.canonical import is_buffer
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.replicas import ReplicaCase, diagnose, expect_rank_files, load_rank
+from resnet_rosetta.common.replicas import ReplicaCase, Watch, diagnose, expect_rank_files, load_rank
 from resnet_rosetta.common.tolerance import compare, tolerance
 from . import dp_oracle
 from .engine import ORACLE, Comparison, ParityCase, Row
@@ -68,17 +68,18 @@ class DpFound:
 
 
 def run_cases(cases: list[ParityCase], names: tuple[str, ...], replicas: int, steps: int, seed: int,
-              run_dir: Path, timeout: float, pythons: dict[str, str] | None = None, node: bool = False) -> DpFound:
+              run_dir: Path, timeout: float, pythons: dict[str, str] | None = None, node: bool = False,
+              port: int | None = None) -> DpFound:
     """The dp check of every architecture: the case's weights, K fresh global batches of its size;
-    each framework's job under its `pythons` interpreter (default: this one), or with `node` this
-    process as one replica of a launcher's multi-node run."""
+    each framework's job under its `pythons` interpreter (default: this one), rendezvous at `port`
+    (default: a free one), or with `node` this process as one replica of a launcher's multi-node run."""
     found = DpFound(section={"replicas": replicas, "steps": steps, "archs": {}})
     for case in cases:
         drawn = ParityCase.seeded(case.spec, int(case.x.shape[-1]), len(case.x), seed, case.weights,
                                   replace(case.hyper, steps=steps), grad_size=int(case.batches[0][0].shape[-1]))
         h = case.hyper
         one = run_dp(ReplicaCase(case.spec, drawn.weights, drawn.batches, replicas, h.lr, h.momentum, h.weight_decay),
-                     names, run_dir / "dp" / case.spec.name, timeout, pythons, node)
+                     names, run_dir / "dp" / case.spec.name, timeout, pythons, node, port)
         found.report = found.report and one.report
         found.comparisons += one.comparisons
         found.errors.update({f"{case.spec.name} {k}": v for k, v in one.errors.items()})
@@ -117,18 +118,18 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: float,
-           pythons: dict[str, str] | None = None, node: bool = False) -> DpFound:
+           pythons: dict[str, str] | None = None, node: bool = False, port: int | None = None) -> DpFound:
     """Run every framework's dp job, the oracle of each variant's semantics and the comparisons."""
-    folder.mkdir(parents=True, exist_ok=True)
     case_file = folder / "case.safetensors"
-    if not node:
+    if not node:  # a node's replicas create their folders once the launcher's world is checked
+        folder.mkdir(parents=True, exist_ok=True)
         case.save(case_file)
     found, runs = DpFound(), {}
     for name in names:
         print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
             infos = _node(name, case, folder, timeout) if node else \
-                _job(name, case, case_file, folder, timeout, (pythons or {}).get(name))
+                _job(name, case, case_file, folder, timeout, (pythons or {}).get(name), port)
             if infos is None:
                 return DpFound(report=False)
             for info in infos:
@@ -159,9 +160,9 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
     return found
 
 
-def job(name: str, case_file: str, folder: str, timeout: float) -> list[dict[str, Any]]:
+def job(name: str, case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, Any]]:
     """In the job process: the framework's own launcher trains every replica."""
-    return frameworks.load(name, "parallel").run(case_file, folder, timeout)
+    return frameworks.load(name, "parallel").run(case_file, folder, timeout, port)
 
 
 def _node(name: str, case: ReplicaCase, folder: Path, timeout: float) -> list[dict[str, Any]] | None:
@@ -176,17 +177,19 @@ def _node(name: str, case: ReplicaCase, folder: Path, timeout: float) -> list[di
 
 
 def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: float,
-         python: str | None) -> list[dict[str, Any]]:
+         python: str | None, port: int | None = None) -> list[dict[str, Any]]:
     env = {**os.environ}
     if name == "flax":  # N host devices exist only if set before JAX starts
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={case.replicas}".strip()
         env["JAX_PLATFORMS"] = "cpu"
-    outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout,
-                                   timeout=timeout, env=env, cwd=folder, python=python)
+    watch = Watch(folder / name)  # a replica gone without its results ends the job at once, named
+    outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout, port,
+                                   timeout=timeout, env=env, cwd=folder, python=python, watch=watch)
     if outcome.returncode == 0 and outcome.has_result:
         return outcome.result
-    raise process.ProcessFailed(f"{name} dp: {diagnose(folder / name, case.replicas)} ({outcome.describe()})")
+    raise process.ProcessFailed(f"{name} dp: {watch.verdict or diagnose(folder / name, case.replicas)} "
+                                f"({outcome.describe()})")
 
 
 def _outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.precision import DTYPES
+from resnet_rosetta.common.replicas import check_port
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
 from resnet_rosetta.frameworks import FRAMEWORKS, devices
@@ -71,6 +72,7 @@ class Settings:
     data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
     dp_steps: int = dataparallel.DEFAULT_STEPS
     dp_node: bool = False  # this process is one replica of a launcher's multi-node run (dataparallel.py)
+    dp_port: int | None = None  # the dp rendezvous port on 127.0.0.1 (None: a free one)
     proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
     size_cap: int | None = None  # inputs at most this size (the proof's)
 
@@ -87,6 +89,8 @@ class Settings:
                             f"{', '.join(RUNNING_VAR_FEEDS)}")
         low_precision = self.dtype in LOW_PRECISION
         checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else engine.CHECKS
+        if self.dp_port is not None and self.data_parallel is not None and not self.dp_node:
+            check_port(self.dp_port, self.data_parallel, "--dp-port")
         if self.dp_node:
             _check_node(self)
             checks = (dataparallel.CHECK,)
@@ -125,9 +129,9 @@ def _check_node(s: Settings) -> None:
         raise UserError("--dp-node runs one framework's dp check: it needs --data-parallel N and one --frameworks, "
                         f"and no other --checks (found frameworks {','.join(s.frameworks)}, checks "
                         f"{','.join(s.checks or ('(default)',))})")
-    if not s.run_dir or s.isolate or s.python or s.proof or s.device != "cpu" or s.dtype != "fp32":
+    if not s.run_dir or s.isolate or s.python or s.proof or s.device != "cpu" or s.dtype != "fp32" or s.dp_port:
         raise UserError("--dp-node needs --run-dir (a folder every node sees) and takes none of --isolate, "
-                        "--python, --proof, --device gpu, --dtype other than fp32")
+                        "--python, --proof, --device gpu, --dtype other than fp32, --dp-port (the launcher's)")
 
 
 def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
@@ -174,7 +178,7 @@ def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
         if set(s.checks) - {dataparallel.CHECK}:
             _run_cases(s, cases, run_dir, found)
         dp = dataparallel.run_cases(cases, s.frameworks, s.data_parallel, s.dp_steps, s.seed, run_dir,
-                                    s.timeout, s.python, s.dp_node) if s.data_parallel else None
+                                    s.timeout, s.python, s.dp_node, s.dp_port) if s.data_parallel else None
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

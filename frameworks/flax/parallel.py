@@ -33,9 +33,9 @@ from .training import Trainer
 AXIS = "data"
 
 
-def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case on N host devices, once per variant (`timeout` is the job's own limit:
-    the replicas are devices of this process, nothing here waits on another process)."""
+def run(case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, object]]:
+    """Train the dp case on N host devices, once per variant (`timeout` is the job's own limit and
+    `port` unused: the replicas are devices of this process, nothing here waits on another process)."""
     case = ReplicaCase.load(Path(case_file))
     devices = jax.devices("cpu")
     if len(devices) < case.replicas:

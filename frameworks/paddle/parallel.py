@@ -25,16 +25,17 @@ from .training import Trainer
 BACKEND = "gloo"
 
 
-def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case with N replicas; one variant: `paddle` (local batch norm). `timeout` is the
-    job's own limit (parity/dataparallel.py): spawn has no rendezvous timeout to pass it to."""
+def run(case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, object]]:
+    """Train the dp case with N replicas at ports `port`.. (default: from a free one); one variant:
+    `paddle` (local batch norm). `timeout` is the job's own limit (parity/dataparallel.py): spawn
+    has no rendezvous timeout to pass it to."""
     case = ReplicaCase.load(Path(case_file))
     out = Path(folder) / "paddle"
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // case.replicas)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each spawned replica when Paddle starts
     dist.spawn(_replica, args=(case_file, str(out)), nprocs=case.replicas, join=True, backend=BACKEND,
-               ips=HOST, started_port=free_port())
+               ips=HOST, started_port=port or free_port())
     return [_info(case, out, threads, f"paddle.distributed.spawn, one process per replica, {HOST}")]
 
 

@@ -25,13 +25,14 @@ from .training import Trainer
 BACKEND = "gloo"
 
 
-def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case with N replicas; one variant: `torch` (local batch norm)."""
+def run(case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, object]]:
+    """Train the dp case with N replicas, rendezvous at `port` (default: a free one); one variant:
+    `torch` (local batch norm)."""
     case = ReplicaCase.load(Path(case_file))
     out = Path(folder) / "torch"
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, torch.get_num_threads() // case.replicas)
-    mp.start_processes(_replica, args=(case_file, str(out), free_port(), threads, timeout),
+    mp.start_processes(_replica, args=(case_file, str(out), port or free_port(), threads, timeout),
                        nprocs=case.replicas, join=True, start_method="spawn")
     return [_info(case, out, threads, "torch.multiprocessing.start_processes (spawn), one process per replica, "
                                       f"tcp://{HOST}")]
