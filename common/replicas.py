@@ -110,26 +110,36 @@ def check_port(port: int, count: int, option: str) -> None:
 
 
 class Watch:
-    """A `common/process.py` watcher for a job whose replicas write into `folder`: its `verdict` as
-    soon as a replica process is gone without its results (killed, or crashed before its launcher
-    noticed), so the job ends now and names it instead of its peers waiting in a collective until
-    the time limit."""
+    """A `common/process.py` watcher for a job whose replicas write into `folder`: once a replica
+    process is gone without its results (killed, or crashed past its launcher) and the launcher has
+    not ended the job `grace_s` later with its own account, the `verdict` naming it ends the job,
+    instead of the peers waiting in a collective until the time limit. The replicas first seen
+    gone are named (a launcher stops the others once it notices, so later ones are its doing)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.verdict = folder, None
+    def __init__(self, folder: Path, grace_s: float = 3.0) -> None:
+        self.folder, self.grace_s = folder, grace_s
+        self.verdict: str | None = None
+        self._first: tuple[float, list[str]] | None = None  # when replicas were first seen gone, and which
 
     def __call__(self, _job_pid: int) -> str | None:
-        for pid_file in sorted(self.folder.glob("rank*.pid")):
-            rank, text = pid_file.stem[4:], pid_file.read_text()
-            if not text.isdigit() or (self.folder / f"rank{rank}.safetensors").exists() or _alive(int(text)):
-                continue
-            error, progress = self.folder / f"rank{rank}.error", self.folder / f"rank{rank}.progress"
-            step = progress.read_text() if progress.exists() else "0"
-            self.verdict = (f"rank {rank} failed: {error.read_text()}" if error.exists() else
-                            f"rank {rank} (pid {text}) ended at step {step} without its results or an error "
-                            "(killed by a signal?)")
-            break
+        if self._first is None:
+            gone = [pid_file.stem[4:] for pid_file in sorted(self.folder.glob("rank*.pid")) if self._gone(pid_file)]
+            self._first = (time.monotonic(), gone) if gone else None
+        elif time.monotonic() - self._first[0] >= self.grace_s:
+            self.verdict = "; ".join(self._describe(rank) for rank in self._first[1])
         return self.verdict
+
+    def _gone(self, pid_file: Path) -> bool:
+        text = pid_file.read_text()
+        return text.isdigit() and not (self.folder / f"{pid_file.stem}.safetensors").exists() and not _alive(int(text))
+
+    def _describe(self, rank: str) -> str:
+        error, progress = self.folder / f"rank{rank}.error", self.folder / f"rank{rank}.progress"
+        if error.exists():
+            return f"rank {rank} failed: {error.read_text()}"
+        step = progress.read_text() if progress.exists() else "0"
+        return (f"rank {rank} (pid {(self.folder / f'rank{rank}.pid').read_text()}) ended at step {step} without "
+                "its results or an error (killed by a signal?)")
 
 
 def _alive(pid: int) -> bool:
