@@ -54,8 +54,12 @@ def node(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]
     case = ReplicaCase.load(Path(case_file))
     address = os.environ.get("JAX_COORDINATOR_ADDRESS")
     count, index = (int(os.environ[k]) if os.environ.get(k) else None for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))
-    jax.distributed.initialize(address, count, index, initialization_timeout=max(1, int(timeout)),
-                               coordinator_bind_address=os.environ.get("JAX_COORDINATOR_BIND_ADDRESS", address))
+    try:
+        jax.distributed.initialize(address, count, index, initialization_timeout=max(1, int(timeout)),
+                                   coordinator_bind_address=os.environ.get("JAX_COORDINATOR_BIND_ADDRESS", address))
+    except (ValueError, TypeError) as exc:  # what JAX could not find in the environment
+        raise UserError(f"--dp-node: jax.distributed.initialize: {exc} (set JAX_COORDINATOR_ADDRESS=HOST:PORT, "
+                        "JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under a cluster JAX detects)") from None
     if jax.device_count() != case.replicas:
         raise UserError(f"--dp-node: JAX sees {jax.device_count()} devices in {jax.process_count()} processes, but "
                         f"--data-parallel is {case.replicas}")
