@@ -121,7 +121,8 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
         print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
             for info in _job(name, case, case_file, folder, timeout, (pythons or {}).get(name)):
-                runs[info["variant"]] = (info, _outputs(folder / info["variant"].replace("/", "-"), case.replicas))
+                runs[info["variant"]] = (info, variant_outputs(folder / info["variant"].replace("/", "-"),
+                                                               case.replicas))
         except process.ProcessFailed as exc:
             found.errors[f"{name} dp"] = str(exc)
     oracles = {}
@@ -167,7 +168,7 @@ def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: f
     raise process.ProcessFailed(f"{name} dp: {diagnose(folder / name, case.replicas)} ({outcome.describe()})")
 
 
-def _outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
+def variant_outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
                                                   dict[int, tuple[dict, dict]]]:
     """A variant's rank files as (outputs named like the oracle's, step -> global-batch ReLU
     branches, step -> rank 0's parameters and momentum after it)."""
