@@ -133,7 +133,8 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
             if infos is None:
                 return DpFound(report=False)
             for info in infos:
-                runs[info["variant"]] = (info, _outputs(folder / info["variant"].replace("/", "-"), case.replicas))
+                runs[info["variant"]] = (info, variant_outputs(folder / info["variant"].replace("/", "-"),
+                                                               case.replicas))
         except process.ProcessFailed as exc:
             found.errors[f"{name} dp"] = str(exc)
     oracles = {}
@@ -192,7 +193,7 @@ def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: f
                                 f"({outcome.describe()})")
 
 
-def _outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
+def variant_outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
                                                   dict[int, tuple[dict, dict]]]:
     """A variant's rank files as (outputs named like the oracle's, step -> global-batch ReLU
     branches, step -> rank 0's parameters and momentum after it)."""
