@@ -126,7 +126,8 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
         case.save(case_file)
     found, runs = DpFound(), {}
     for name in names:
-        print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
+        if not node:  # a node's first line is its verdict, or the launcher's world refused
+            print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
             infos = _node(name, case, folder, timeout) if node else \
                 _job(name, case, case_file, folder, timeout, (pythons or {}).get(name), port)

@@ -48,8 +48,8 @@ def run(case_file: str, folder: str, timeout: float, port: int | None = None) ->
 
 def node(case_file: str, folder: str, timeout: float) -> list[dict[str, object]] | None:
     """This process is one of a multi-process JAX run (one or more machines): join it with
-    `jax.distributed.initialize` (the coordinator binds to the address given, never to every
-    interface; unset JAX_NUM_PROCESSES / JAX_PROCESS_ID leave them to JAX's cluster detection),
+    `jax.distributed.initialize` (its coordinator bound to the address given, where JAX's default
+    is every interface; unset JAX_NUM_PROCESSES / JAX_PROCESS_ID leave them to JAX's cluster detection),
     train its devices' replicas over the global mesh; process 0 returns the variants."""
     case = ReplicaCase.load(Path(case_file))
     address = os.environ.get("JAX_COORDINATOR_ADDRESS")

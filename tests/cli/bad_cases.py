@@ -359,6 +359,12 @@ for _extra, _expect in [
 ]:
     CASES.append(Case(f"option-parity{''.join(_extra)}", "options", f"`parity --batch 4 {' '.join(_extra)}`",
                       _options([*PARITY_DP, *_extra], "--json", "p.json"), _expect))
+_NODE = ["--checks", "dp", "--data-parallel", "2", "--dp-node", "--frameworks", "torch"]
+CASES.append(Case("option-parity-dp-node-without-launcher", "options",
+                  f"`parity --batch 4 {' '.join(_NODE)} --run-dir RUN` not started by torchrun",
+                  lambda folder: ([*PARITY_DP, *_NODE, "--run-dir", str(folder / "run"), "--json",
+                                   str(folder / "p.json")], folder / "p.json"),
+                  "--dp-node: WORLD_SIZE is not set; start this command with torchrun"))
 
 
 @functools.lru_cache(maxsize=None)
