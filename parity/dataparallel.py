@@ -7,8 +7,9 @@ inside it the engine's own launcher starts the replicas, rendezvous on 127.0.0.1
 A job that fails or overruns names the replica at fault from the files the replicas leave
 (common/replicas.py). With `node`, this process is itself one replica of a multi-node launch
 (torchrun, paddle.distributed.launch, jax.distributed): the engine reads the launcher's environment,
-every replica writes its files into the shared run folder and rank 0 alone compares and reports. The `data_parallel` section records, per variant, the engine, backend,
-launcher, batch-norm mode, the running-statistics rule expected and the ones measured.
+every replica writes its files into the shared run folder and rank 0 alone compares and reports.
+The `data_parallel` section records, per variant, the engine, backend, launcher, batch-norm mode,
+the running-statistics rule expected and the ones measured.
 """
 from __future__ import annotations
 

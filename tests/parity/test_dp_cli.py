@@ -71,8 +71,8 @@ def test_a_port_in_use_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
         held.bind((HOST, 0))
         held.listen()
         port = held.getsockname()[1]
-        proc = subprocess.run([*CLI, "--frameworks", "torch", "--dp-port", str(port), "--json", str(tmp_path / "p.json")],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([*CLI, "--frameworks", "torch", "--dp-port", str(port), "--json",
+                               str(tmp_path / "p.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == f"resnet-rosetta parity: error: --dp-port {port}: port " \
         f"{port} on {HOST} is in use (replicas take ports {port}..{port + 1})", proc.stderr
     assert not list(tmp_path.iterdir())
@@ -114,7 +114,8 @@ def test_a_killed_replica_ends_the_run_at_once_named_with_no_process_left(tmp_pa
     job = threading.Thread(target=lambda: found.append(dataparallel.run_dp(case, ("torch",), tmp_path, timeout=120)))
     job.start()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ((folder / "rank1.pid").exists() and _read(folder / "rank0.progress") == "1"):
+    while time.monotonic() < deadline and not ((folder / "rank1.pid").exists()
+                                               and _read(folder / "rank0.progress") == "1"):
         time.sleep(0.1)
     killed = time.monotonic()
     os.kill(int((folder / "rank1.pid").read_text()), signal.SIGKILL)
