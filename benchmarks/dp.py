@@ -18,11 +18,12 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from resnet_rosetta import frameworks
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import Unsupported
+from resnet_rosetta.common.replicas import with_host_devices
 from resnet_rosetta.common.host import cpu_jiffies, steal_fraction
 from resnet_rosetta.common.workload import math_mode
 from .config import Cell
@@ -31,10 +32,10 @@ from .timing import Timings, interleave, summarize, summarize_ratio, warm_up
 Sync = Callable[[Sequence[Any]], None]
 
 
-def cell_env(cell: Cell) -> dict[str, str]:
-    """What a data-parallel cell's process needs before it starts: N host devices for XLA (read by
-    JAX only; torch and Paddle start N processes instead)."""
-    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={cell.devices}"} if cell.devices > 1 else {}
+def cell_env(cell: Cell, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a cell's process starts with: for a data-parallel cell, N host devices for
+    XLA (read by JAX only; torch and Paddle start N processes instead)."""
+    return with_host_devices(env, cell.devices) if cell.devices > 1 else dict(env)
 
 
 def threads_per_replica(cell: Cell) -> int:

@@ -30,6 +30,13 @@ HOST = "127.0.0.1"  # rendezvous address: replicas never listen beyond this mach
 FAULT_ENV = "RESNET_ROSETTA_DP_FAULT"  # "crash:RANK" or "hang:RANK": that replica fails at its first step
 
 
+
+def with_host_devices(env: Mapping[str, str], devices: int) -> dict[str, str]:
+    """`env` with XLA_FLAGS asking for `devices` CPU devices, appended to the flags it has: JAX
+    creates its host devices only when it starts, so the process must be given them."""
+    flags = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return {**env, "XLA_FLAGS": flags}
+
 @dataclass(frozen=True)
 class ReplicaCase:
     """A dp job: K global batches split over `replicas`, trained with SGD(lr, momentum, weight decay)."""

@@ -26,7 +26,8 @@ from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
 from resnet_rosetta.common.canonical import is_buffer
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.replicas import ReplicaCase, Watch, diagnose, expect_rank_files, load_rank
+from resnet_rosetta.common.replicas import (ReplicaCase, Watch, diagnose, expect_rank_files, load_rank,
+                                           with_host_devices)
 from resnet_rosetta.common.tolerance import compare, tolerance
 from . import dp_oracle
 from .engine import ORACLE, Comparison, ParityCase, Row
@@ -182,10 +183,8 @@ def _node(name: str, case: ReplicaCase, folder: Path, timeout: float) -> list[di
 def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: float,
          python: str | None, port: int | None = None) -> list[dict[str, Any]]:
     env = {**os.environ}
-    if name == "flax":  # N host devices exist only if set before JAX starts
-        flags = env.get("XLA_FLAGS", "")
-        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={case.replicas}".strip()
-        env["JAX_PLATFORMS"] = "cpu"
+    if name == "flax":
+        env = {**with_host_devices(env, case.replicas), "JAX_PLATFORMS": "cpu"}
     watch = Watch(folder / name)  # a replica gone without its results ends the job at once, named
     outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout, port,
                                    timeout=timeout, env=env, cwd=folder, python=python, watch=watch)

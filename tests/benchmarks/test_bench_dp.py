@@ -128,9 +128,10 @@ def test_gpu_data_parallel_is_planned_on_fakes_and_refused_beyond_the_gpus_seen(
 
 
 def test_a_data_parallel_cell_starts_with_its_host_devices():
-    assert cell_env(Cell(framework="flax", arch="resnet18", devices=2)) == {
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    assert cell_env(Cell(framework="flax", arch="resnet18")) == {}
+    env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false", "PATH": "/bin"}
+    assert cell_env(Cell(framework="flax", arch="resnet18", devices=2), env) == {
+        "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2", "PATH": "/bin"}
+    assert cell_env(Cell(framework="flax", arch="resnet18"), env) == env
 
 
 def test_report_full_on_cpu_adds_two_replica_training_cells_and_the_default_report_none():
