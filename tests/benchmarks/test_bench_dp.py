@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -24,26 +25,32 @@ CLI = Path(sys.executable).with_name("resnet-rosetta")
 
 
 @pytest.fixture(scope="module")
-def dp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One tiny `bench --devices 2` of every framework (resnet18_small, 16 px, 2 images per replica,
-    one step per repeat, 2 ABBA rounds) in its usual mode, and JAX op by op (unsupported there):
-    (output folder, stdout)."""
+def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, str]]:
+    """One tiny `bench --devices 2` per framework, run on first use (resnet18_small, 16 px, 2 images
+    per replica, one step per repeat, 2 ABBA rounds) in its usual mode, and JAX also op by op
+    (unsupported there): framework -> (output folder, stdout). One run each keeps every test short."""
     if default_threads() < 2:
         pytest.skip("two replicas need two cores")
-    out = tmp_path_factory.mktemp("dp") / "bench"
-    done = subprocess.run([str(CLI), "bench", "--frameworks", ",".join(FRAMEWORKS), "--arch", "resnet18_small",
-                           "--mode", "train", "--exec", "default,eager", "--devices", "2", "--batch", "2", "--size", "16", "--iters", "1",
-                           "--repeats", "1", "--rounds", "2", "--warmup", "0", "--no-peak", "--device", "cpu",
-                           "--no-progress", "--mem-limit", "8", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out, done.stdout
+    done: dict[str, tuple[Path, str]] = {}
+
+    def run(framework: str) -> tuple[Path, str]:
+        if framework not in done:
+            out = tmp_path_factory.mktemp("dp") / "bench"
+            proc = subprocess.run([str(CLI), "bench", "--frameworks", framework, "--arch", "resnet18_small",
+                                   "--mode", "train", "--exec", "default,eager", "--devices", "2", "--batch", "2",
+                                   "--size", "16", "--iters", "1", "--repeats", "1", "--rounds", "2", "--warmup", "0",
+                                   "--no-peak", "--device", "cpu", "--no-progress", "--mem-limit", "8",
+                                   "--out", str(out)], capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            done[framework] = out, proc.stdout
+        return done[framework]
+    return run
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(dp_run, framework):
-    out, stdout = dp_run
+def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(dp_runs, framework):
+    out, stdout = dp_runs(framework)
     (record,) = [r for r in read_jsonl(out / "results.jsonl")
                  if r["cell"]["framework"] == framework and r["cell"]["exec"] == DEFAULT_EXEC[framework]]
     assert record["status"] == "ok", record["message"]
@@ -71,8 +78,8 @@ def test_bench_devices_2_times_two_replicas_against_one_device_in_the_same_cell(
 
 
 @pytest.mark.slow
-def test_an_engine_mode_data_parallel_does_not_measure_is_recorded_unsupported(dp_run):
-    out, _ = dp_run
+def test_an_engine_mode_data_parallel_does_not_measure_is_recorded_unsupported(dp_runs):
+    out, _ = dp_runs("flax")
     flax = [r for r in read_jsonl(out / "results.jsonl") if r["cell"]["framework"] == "flax"]
     assert [(r["cell"]["exec"], r["status"]) for r in flax] == [("compiled", "ok"), ("eager", "unsupported")]
     assert flax[1]["message"] == "bench --devices > 1 measures JAX under jit (--exec compiled) only"
