@@ -126,12 +126,16 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
             + expand(["resnet18", "resnet50"], ["torch"], ["infer", "train"], b.full, ["fp32"], ["eager", "compiled"],
                      channels_last=True, reference="none", **kw)
             + expand(["resnet18", "resnet50"], fws, ["infer", "train"], b.full_bf16, ["bf16"], ["eager", "compiled"],
-                     channels_last=True, reference="all", **kw))
-    return Plan("full", _dedup(full), probes, budget_s=None, parity_args=[],
-                measures=["parity of resnet18 and resnet50",
+                     channels_last=True, reference="all", **kw)
+            # ResNet-D: one row, each framework in its usual mode (no framework's zoo has it: no reference)
+            + expand(["resnet50d"], fws, ["infer"], [b.infer], ["fp32"], ["default"], **kw))
+    return Plan("full", _dedup(full), probes, budget_s=None, parity_args=["--arch", "resnet18,resnet50,resnet50d"],
+                measures=["parity of resnet18, resnet50 and resnet50d",
                           "resnet18 and resnet50 at 224 px: inference and training, batch "
                           f"{', '.join(map(str, b.full))} (bf16: {', '.join(map(str, b.full_bf16))}), "
                           "fp32 and bf16, eager and compiled, torch also channels_last (bf16: channels_last only), "
                           "the reference model beside every cell",
+                          f"resnet50d (ResNet-D) fp32 inference at 224 px, batch {b.infer}, each framework in its "
+                          "usual mode (no reference model: no framework's zoo has it)",
                           "the matmul peak of the machine in each math mode"],
                 skips=["nothing by design; cells that time out or run out of memory are listed"])

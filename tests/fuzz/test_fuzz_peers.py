@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from safetensors.numpy import save_file
 
 from resnet_rosetta.common import hf, rules
@@ -85,6 +85,7 @@ def test_valid_peer_files_convert() -> None:
 @settings(settings.get_profile(PROFILE))
 @given(source=st.sampled_from(sorted(SOURCES)), how=byte_mutation, dst_ext=st.sampled_from(EXTENSIONS),
        precious=st.booleans())
+@example(source="timm.pth", how=("flip", 3165, 110), dst_ext=".safetensors", precious=False)  # a key's "e" -> "\v"
 def test_peer_bytes_truncated_or_flipped(source: str, how: tuple, dst_ext: str, precious: bool) -> None:
     with tempfile.TemporaryDirectory() as d:
         src = _write_source(Path(d), source, _native(source))  # type: ignore[arg-type]
