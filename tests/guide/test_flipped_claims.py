@@ -193,6 +193,7 @@ FACTS: dict[tuple[str, str], Flip] = {
 EXTRA: dict[str, Flip] = {
     "variants-hf-v1-default": _f("test_variants", "test_stride_placement", "hf_downsample_in_bottleneck_default",
                                  True),
+    "variants-stem-kernel": _f("test_variants", "test_resnet_c_and_d", "stem_kernel.hf", 3),
     "variants-deep-stem-widths": _f("test_variants", "test_resnet_c_and_d", "deep_stem_widths.timm-d", [24, 32, 64]),
     "canonical-conv-to-flax": _f("test_weights", "test_rules_round_trip_exactly", "from_canonical.conv.flax", None,
                                  fmt="flax"),

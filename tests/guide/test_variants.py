@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paddle
 import pytest
 import torch
 
 from resnet_rosetta.common import rules
+from resnet_rosetta.common.canonical import canonical_shapes
 from resnet_rosetta.common.spec import ResNetSpec, get_spec, stem_convs
 from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
 
@@ -91,6 +93,8 @@ CLAIMS = {
     "hf_downsample_in_bottleneck_default": False,
     "deep_stem_widths": {"timm-c": [32, 32, 64], "timm-d": [32, 32, 64], "paddleclas-vd": [32, 32, 64],
                          "resnet50d": [32, 32, 64]},
+    "stem_kernel": {"torchvision": 7, "hf": 7, "paddle.vision": 7, "paddleclas": 7, "timm-c": 3, "timm-d": 3,
+                    "paddleclas-vd": 3},  # the first conv's kernel: 7x7 (one conv) or 3x3 (the deep stem)
     "pooled_shortcut": {"torchvision": False, "timm-c": False, "timm-d": True, "hf": False, "paddle.vision": False,
                         "paddleclas": False, "paddleclas-vd": True, "resnet50d": True},
 }
@@ -193,6 +197,18 @@ def test_resnet_c_and_d() -> None:
     widths["paddleclas-vd"] = [s.conv._out_channels for s in m["paddleclas-vd"].stem.children()]
     widths["resnet50d"] = _deep_stem_widths(get_spec("resnet50d"))
     assert widths == CLAIMS["deep_stem_widths"]
+    tv, hf, pv = m["torchvision"].conv1, m["hf"].resnet.embedder.embedder.convolution, m["paddle.vision"].conv1
+    kernels = {"torchvision": tv.kernel_size[0], "hf": hf.kernel_size[0], "paddle.vision": pv._kernel_size[0]}
+    kernels.update({p: m[p].stem[0].conv._kernel_size[0] for p in ("paddleclas", "paddleclas-vd")})
+    kernels.update({p: m[p].conv1[0].kernel_size[0] for p in ("timm-c", "timm-d")})
+    assert kernels == CLAIMS["stem_kernel"]
+    # PaddleClas' ResNet50_vd is timm's resnet50d: the rule table maps every tensor of one onto the other's shape
+    spec, state = get_spec("resnet50d").replace(num_classes=10), m["paddleclas-vd"].state_dict()
+    table = rules.key_map(spec, "paddleclas")
+    assert {nk for nk, _, _ in table.values()} == set(state)
+    shapes = canonical_shapes(spec)
+    assert all(tuple(state[nk].shape) == to_native(np.broadcast_to(np.float32(0), shapes[ck])).shape
+               for ck, (nk, to_native, _) in table.items())
     assert all((get_spec(f"resnet{d}d").stem, get_spec(f"resnet{d}d").downsample) == ("deep", "avg")
                for d in (18, 34, 50, 101, 152))
     assert [m["timm-c"].conv1[i].stride[0] for i in (0, 3, 6)] == [2, 1, 1]
