@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 import pytest
 import torch
+import torchvision
 
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import canonical_shapes
@@ -22,10 +23,6 @@ from resnet_rosetta.common.spec import ResNetSpec, get_spec, stem_convs
 from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
 
 from guide_helpers import flax_modules, native_state
-
-timm = pytest.importorskip("timm")
-transformers = pytest.importorskip("transformers")
-torchvision = pytest.importorskip("torchvision")
 
 NARROW = (8, 16, 32, 64)  # names do not depend on widths: every net here is narrow where the peer allows it
 SPECS = {"plain": get_spec("resnet50").replace(widths=NARROW, stem_width=8, num_classes=10),
@@ -113,6 +110,7 @@ def _paddleclas() -> Any:
 
 
 def _hf(**config: Any) -> Any:
+    transformers = pytest.importorskip("transformers")
     cfg = transformers.ResNetConfig(layer_type="bottleneck", depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256],
                                     embedding_size=8, num_labels=10, **config)
     return transformers.ResNetForImageClassification(cfg)
@@ -120,7 +118,9 @@ def _hf(**config: Any) -> Any:
 
 @functools.cache
 def peers() -> dict[str, Any]:
-    """Each peer's model, random weights (built once per process)."""
+    """Each peer's model, random weights (built once per process). The peers are the test extra's: they
+    are imported here, not at the top, so test_flipped_claims.py reads CLAIMS without them."""
+    timm = pytest.importorskip("timm")
     tv = torchvision.models.resnet
     pv = paddle.vision.models.resnet
     return {"torchvision": tv.ResNet(tv.Bottleneck, [1, 1, 1, 1], num_classes=10),
@@ -182,7 +182,8 @@ def test_stride_placement() -> None:
     flax = {"flax": [s if isinstance(s, int) else s[0] for s in flax_strides]}
     found = {p: _strided(s) for p, s in {**torch_style, **hf, **paddle_style, **flax}.items()}
     assert found == CLAIMS["strided_conv"]
-    assert transformers.ResNetConfig().downsample_in_bottleneck == CLAIMS["hf_downsample_in_bottleneck_default"]
+    config = pytest.importorskip("transformers").ResNetConfig()
+    assert config.downsample_in_bottleneck == CLAIMS["hf_downsample_in_bottleneck_default"]
 
 
 def _deep_stem_widths(spec: ResNetSpec) -> list[int]:
