@@ -126,16 +126,21 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
             + expand(["resnet18", "resnet50"], ["torch"], ["infer", "train"], b.full, ["fp32"], ["eager", "compiled"],
                      channels_last=True, reference="none", **kw)
             + expand(["resnet18", "resnet50"], fws, ["infer", "train"], b.full_bf16, ["bf16"], ["eager", "compiled"],
-                     channels_last=True, reference="all", **kw))
+                     channels_last=True, reference="all", **kw)
+            # ResNet-D: one row, each framework in its usual mode (no framework's zoo has it: no reference)
+            + expand(["resnet50d"], fws, ["infer"], [b.infer], ["fp32"], ["default"], **kw))
     # Data-parallel scaling on the CPU's cores (2 replicas, one device timed beside them in each cell)
     scaling = (expand(["resnet18"], fws, ["train"], [b.train], ["fp32"], ["default"], reference="none", devices=2,
                       **kw) if not gpu and threads >= 2 else [])
-    return Plan("full", _dedup(full + scaling), probes, budget_s=None, parity_args=[],
-                measures=["parity of resnet18 and resnet50",
+    return Plan("full", _dedup(full + scaling), probes, budget_s=None,
+                parity_args=["--arch", "resnet18,resnet50,resnet50d"],
+                measures=["parity of resnet18, resnet50 and resnet50d",
                           "resnet18 and resnet50 at 224 px: inference and training, batch "
                           f"{', '.join(map(str, b.full))} (bf16: {', '.join(map(str, b.full_bf16))}), "
                           "fp32 and bf16, eager and compiled, torch also channels_last (bf16: channels_last only), "
                           "the reference model beside every cell",
+                          f"resnet50d (ResNet-D) fp32 inference at 224 px, batch {b.infer}, each framework in its "
+                          "usual mode (no reference model: no framework's zoo has it)",
                           *([f"data-parallel scaling: resnet18 fp32 training, batch {b.train} per replica, on 2 "
                              "replicas of each framework's engine against one device in the same cell"]
                             if scaling else []),

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import NoReturn
 
-from resnet_rosetta.common.errors import Terminated, UserError, take_notes
+from resnet_rosetta.common.errors import Terminated, UserError, one_line, take_notes
 
 COMMANDS = ("list", "convert", "forward", "parity", "explain", "bench", "report", "train", "evaluate")
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except UserError as exc:  # an option's value refused by its type (common/options.py)
         command = next((a for a in (sys.argv[1:] if argv is None else argv) if a in COMMANDS), "")
-        print(f"resnet-rosetta {command}: error: {exc}".replace(" :", ":"), file=sys.stderr)
+        print(f"resnet-rosetta {command}: error: {one_line(str(exc))}".replace(" :", ":"), file=sys.stderr)
         return 2
     except SystemExit as exc:  # argparse: --help (0) or a one-line usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = int(args.handler(args) or 0)
         for line in take_notes():
-            print(f"resnet-rosetta {args.command}: note: {line}", file=sys.stderr)
+            print(f"resnet-rosetta {args.command}: note: {one_line(line)}", file=sys.stderr)
         return status
     except UserError as exc:
         take_notes()  # a refusal is one line: what was noted on the way does not matter any more
-        print(f"resnet-rosetta {args.command}: error: {exc}", file=sys.stderr)
+        print(f"resnet-rosetta {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"resnet-rosetta {args.command}: interrupted", file=sys.stderr)

@@ -36,3 +36,10 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (at most `limit` characters): what a one-line
     status or note quotes of a framework's own, often multi-line, error."""
     return (str(exc).strip().splitlines() or [""])[0][:limit]
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that would break or hide its line (a newline, vertical tab or other
+    control character inside a file's key or value) escaped as Python writes it, so a refusal that
+    quotes what a file holds stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

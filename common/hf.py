@@ -40,23 +40,43 @@ def spec_from_config(config: object, source: str) -> tuple[ResNetSpec, list[str]
     if config.get("hidden_act", "relu") != "relu":
         raise UserError(f"{source}: hidden_act is {config.get('hidden_act')!r}, expected 'relu'")
     block = config.get("layer_type", "bottleneck")
-    if block not in EXPANSION:
+    if not isinstance(block, str) or block not in EXPANSION:
         raise UserError(f"{source}: layer_type is {block!r}, expected 'basic' or 'bottleneck'")
     hidden = config.get("hidden_sizes", [256, 512, 1024, 2048])
-    if not isinstance(hidden, list) or not all(isinstance(h, int) and h % EXPANSION[block] == 0 for h in hidden):
+    if not isinstance(hidden, list) or not all(_is_int(h) and h % EXPANSION[block] == 0 for h in hidden):
         raise UserError(f"{source}: hidden_sizes {hidden!r}: expected integers divisible by {EXPANSION[block]} "
                         f"({block} blocks)")
-    id2label = config.get("id2label")
-    labels = [str(id2label[k]) for k in sorted(id2label, key=int)] if isinstance(id2label, dict) else None
-    classes = len(labels) if labels else int(config.get("num_labels", 2))
-    fields = {"block": block, "depths": tuple(config.get("depths", [3, 4, 6, 3])),
-              "widths": tuple(h // EXPANSION[block] for h in hidden), "stem_width": config.get("embedding_size", 64),
-              "in_channels": config.get("num_channels", 3), "num_classes": classes}
+    depths = config.get("depths", [3, 4, 6, 3])
+    if not isinstance(depths, list) or not all(_is_int(d) for d in depths):
+        raise UserError(f"{source}: depths {depths!r}: expected a list of integers")
+    labels = _labels(config.get("id2label"), source)
+    classes = len(labels) if labels else config.get("num_labels", 2)
+    for field, value in (("num_labels", classes), ("embedding_size", config.get("embedding_size", 64)),
+                         ("num_channels", config.get("num_channels", 3))):
+        if not _is_int(value):
+            raise UserError(f"{source}: {field} is {value!r}, expected an integer")
+    fields = {"block": block, "depths": tuple(depths), "widths": tuple(h // EXPANSION[block] for h in hidden),
+              "stem_width": config.get("embedding_size", 64), "in_channels": config.get("num_channels", 3),
+              "num_classes": classes}
     try:
         spec = ResNetSpec("resnet", **fields)  # type: ignore[arg-type]
     except (UserError, TypeError) as exc:
         raise UserError(f"{source}: {exc}") from None
     return named(spec)[0], labels
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _labels(id2label: object, source: str) -> list[str] | None:
+    """The class names of `id2label` ({"0": name, ...}) in index order; None when absent."""
+    if id2label is None:
+        return None
+    if not isinstance(id2label, dict) or set(id2label) != {str(i) for i in range(len(id2label))}:
+        raise UserError(f"{source}: id2label must map the indices 0..N-1 (as strings) to names, found "
+                        f"{str(id2label)[:80]}")
+    return [str(id2label[str(i)]) for i in range(len(id2label))]
 
 
 def config_for(spec: ResNetSpec, labels: list[str] | None) -> dict[str, object]:

@@ -542,6 +542,61 @@ TOPICS: tuple[Topic, ...] = (
              "architecture (`explain block --arch resnet18` shows BasicBlock).",
         per_block=True),
     Topic(
+        "variants", "ResNet variants and their names", "v1 vs v1.5, ResNet-C/D and vd, and what torchvision, timm, "
+        "Hugging Face, paddle.vision, PaddleClas and the classic Paddle source call each layer",
+        rows=(
+            Row("a bottleneck's stride sits on", "the 3x3 (v1.5) in torchvision and timm; Hugging Face: the 3x3 by "
+                "default (`downsample_in_bottleneck=False`), the first 1x1 (v1) with `True`",
+                "the 3x3 (v1.5) in paddle.vision, PaddleClas and the classic source (this repository)",
+                "the 3x3 (v1.5), this repository", "tests/guide/test_variants.py::test_stride_placement"),
+            Row("ResNet-C / ResNet-D", "timm `resnet50c`: deep stem (3x3 convs 32-32-64, the first stride 2); "
+                "`resnet50d`: that stem and a 2x2 average pool before a stride-1 shortcut conv; torchvision and "
+                "Hugging Face: neither", "PaddleClas `ResNet50_vd` = C + D (timm's `resnet50d`); paddle.vision: "
+                "neither", "the presets `resnet18d` ... `resnet152d` (C + D) in all three frameworks",
+                "tests/guide/test_variants.py::test_resnet_c_and_d"),
+            Row("stem conv, BN", "torchvision, timm: `conv1`, `bn1`; Hugging Face: "
+                "`resnet.embedder.embedder.convolution`, `.normalization`",
+                "paddle.vision: `conv1`, `bn1`; PaddleClas: `stem.0.conv`, `stem.0.bn`; classic: `conv._conv`, "
+                "`conv._batch_norm`", "`conv1`, `bn1`", "tests/guide/test_variants.py::test_peer_names"),
+            Row("deep stem (C)", "timm: convs `conv1.0`, `conv1.3`, `conv1.6`; BNs `conv1.1`, `conv1.4`, `bn1`",
+                "PaddleClas: `stem.0..2.conv`, `.bn`; classic vd: `conv1_1..3._conv`, `._batch_norm`",
+                "convs `conv1_0`, `conv1_3`, `conv1_6`; BNs `conv1_1`, `conv1_4`, `bn1`",
+                "tests/guide/test_variants.py::test_peer_names"),
+            Row("first block's convs", "torchvision, timm: `layer1.0.conv1..3`; Hugging Face: "
+                "`resnet.encoder.stages.0.layers.0.layer.0..2.convolution`",
+                "paddle.vision: `layer1.0.conv1..3`; PaddleClas: `blocks.0.conv0..2.conv`; classic: "
+                "`bb_0_0.conv0..2._conv`", "`layer1_0/conv1..3`", "tests/guide/test_variants.py::test_peer_names"),
+            Row("shortcut conv, BN of `layer2.0`", "torchvision, timm: `downsample.0`, `.1`; timm ResNet-D: "
+                "`downsample.1`, `.2` (`downsample.0` is the pool); Hugging Face: "
+                "`resnet.encoder.stages.1.layers.0.shortcut.convolution`, `.normalization`",
+                "paddle.vision: `layer2.0.downsample.0`, `.1`; PaddleClas (plain and vd): `blocks.3.short.conv`, "
+                "`.bn`, blocks numbered across stages; classic (plain and vd): `bb_1_0.short._conv`, "
+                "`._batch_norm`", "`layer2_0/downsample_conv`, `downsample_bn`, pooled or not",
+                "tests/guide/test_variants.py::test_peer_names"),
+            Row("classifier", "torchvision, timm: `fc`; Hugging Face: `classifier.1` (`classifier.0` flattens)",
+                "paddle.vision, PaddleClas: `fc` (weight `[in, out]`); classic: `out`", "`fc` (kernel `[in, out]`)",
+                "tests/guide/test_variants.py::test_peer_names"),
+        ),
+        code={
+            "torch": (Code("frameworks.torch.model", "_stem"), Code("frameworks.torch.model", "_downsample"),
+                      Code("common.rules", "_hf_module")),
+            "paddle": (Code("frameworks.paddle.model", "ConvBNLayer.__init__", "is_vd_mode"),
+                       Code("frameworks.paddle.model", "ConvBNLayer.forward"),
+                       Code("frameworks.paddle.model", "ResNet.__init__", "conv1_"),
+                       Code("common.rules", "_paddleclas_module")),
+            "flax": (Code("frameworks.flax.model", "_shortcut"),
+                     Code("frameworks.flax.model", "ResNet.__call__", "stem_convs")),
+        },
+        note="torchvision's Bottleneck puts the stride on the 3x3 conv, which became known as ResNet v1.5; the "
+             "original paper's v1 strides the first 1x1, which of the libraries here only Hugging Face builds (its config's "
+             "`downsample_in_bottleneck`). Neither changes a tensor's shape, so the weights cannot tell them "
+             "apart: `convert` refuses a Hugging Face config that asks for v1. ResNet-C and -D come from the "
+             "\"Bag of Tricks\" paper (He et al. 2019): C replaces the 7x7 stem by three 3x3 convs, D moves a "
+             "strided shortcut's stride into a 2x2 average pool so the 1x1 conv sees every pixel; Paddle's "
+             "\"vd\" is both. The classic Paddle names are this repository's Paddle model (the classic source's "
+             "ConvBNLayer and `bb_{stage}_{i}`); timm's names are canonical here, and common/rules.py maps every "
+             "other column to them (`resnet-rosetta convert --to timm|hf|paddleclas|paddle-vision`)."),
+    Topic(
         "data-parallel", "Data parallel and batch norm", "each engine's replicas, gradients and batch statistics",
         rows=(
             Row("engine", "`DistributedDataParallel`, one process per replica",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from resnet_rosetta.benchmarks.config import DEFAULT_EXEC
 from resnet_rosetta.benchmarks.plan import report_plan
 from resnet_rosetta.benchmarks.presets import REPORT_ROUNDS, build_plan
 from resnet_rosetta.cli.main import build_parser
@@ -46,3 +47,18 @@ def test_report_runs_its_level_preset_unless_a_sweep_option_is_given():
     assert {(c.arch, c.mode, c.batch, c.precision, c.execution) for c in custom.cells} == {
         ("resnet18", "infer", 16, "fp32", "eager"), ("resnet50", "infer", 16, "fp32", "eager")}
     assert {c.pair_rounds for c in custom.cells} == {REPORT_ROUNDS} and all(c.warmup == 1 for c in custom.cells)
+
+
+def test_full_report_has_one_resnet50d_parity_and_bench_row():
+    """`report --full` checks resnet50d's parity and times one resnet50d row (fp32 inference, each
+    framework's usual mode, no reference); the quick and default reports stay as they were."""
+    fws = ["torch", "paddle", "flax"]
+    for device, batch in (("cpu", 16), ("gpu", 128)):
+        full = build_plan("full", fws, threads=2, device=device)
+        assert "resnet50d" in full.parity_args[full.parity_args.index("--arch") + 1].split(",")
+        rows = {(c.framework, c.mode, c.batch, c.precision, c.execution, c.with_reference)
+                for c in full.cells if c.arch == "resnet50d"}
+        assert rows == {(fw, "infer", batch, "fp32", DEFAULT_EXEC[fw], False) for fw in fws}
+    for level in ("quick", "default"):
+        plan = build_plan(level, fws, threads=2)
+        assert "resnet50d" not in " ".join(plan.parity_args) and all(c.arch != "resnet50d" for c in plan.cells)

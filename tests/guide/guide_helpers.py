@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import paddle
+from flax import linen as nn
 from flax import traverse_util
 
 from resnet_rosetta.frameworks.flax import demos as flax_demos
@@ -41,6 +42,20 @@ def flax_shapes(spec: Any) -> dict[str, jax.ShapeDtypeStruct]:
     x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, spec.in_channels), jnp.float32)
     variables = jax.eval_shape(FlaxResNet(spec).init, jax.random.key(0), x)
     return {"/".join(k): v for k, v in traverse_util.flatten_dict(variables).items()}
+
+
+def flax_modules(spec: Any) -> dict[tuple[str, ...], nn.Module]:
+    """Every Flax submodule called in a forward, by path (the model builds them lazily)."""
+    seen: dict[tuple[str, ...], nn.Module] = {}
+
+    def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        seen[context.module.path] = context.module
+        return next_fun(*args, **kwargs)
+
+    x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels))
+    with nn.intercept_methods(record):
+        jax.eval_shape(FlaxResNet(spec).init, jax.random.key(0), x)
+    return seen
 
 
 def paddle_flag(name: str) -> Any:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import pytest
-from flax import linen as nn
 
-from resnet_rosetta.frameworks.flax.model import ResNet as FlaxResNet
 from resnet_rosetta.frameworks.paddle.model import ResNet as PaddleResNet
 from resnet_rosetta.frameworks.torch.model import ResNet as TorchResNet
 from resnet_rosetta.guide.pitfalls import TINY
 from resnet_rosetta.guide.topics import BLOCK_CLASSES, get_topic
+
+from guide_helpers import flax_modules
 
 
 TINY50 = TINY.replace(name="tiny50", block="bottleneck", num_classes=10)
@@ -22,20 +20,6 @@ CLAIMS = {"classes": BLOCK_CLASSES,
           "first_conv_index": {"torch": 1, "paddle": 0, "flax": 1},  # convK + bnK, K from 1; Paddle's convK from 0
           "shortcut": {"torch": ["downsample"], "paddle": ["short"], "flax": ["downsample_conv", "downsample_bn"]},
           "strided_conv": {"basic": 0, "bottleneck": 1}}  # which of the block's convs has stride 2
-
-
-def _flax_modules(spec: Any) -> dict[tuple[str, ...], nn.Module]:
-    """Every Flax submodule called in a forward, by path (the model builds them lazily)."""
-    seen: dict[tuple[str, ...], nn.Module] = {}
-
-    def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
-        seen[context.module.path] = context.module
-        return next_fun(*args, **kwargs)
-
-    x = jnp.zeros((1, spec.input_size, spec.input_size, spec.in_channels))
-    with nn.intercept_methods(record):
-        jax.eval_shape(FlaxResNet(spec).init, jax.random.key(0), x)
-    return seen
 
 
 @pytest.mark.parametrize("spec", [TINY, TINY50], ids=lambda s: s.block)
@@ -67,7 +51,7 @@ def test_block_structure(spec: Any) -> None:
     assert all(hasattr(layer, name) for name in shortcut["paddle"])
     assert type(layer.short).__name__ == "ConvBNLayer" and list(layer.short._conv._kernel_size) == [1, 1]
 
-    modules = _flax_modules(spec)
+    modules = flax_modules(spec)
     assert type(modules[("layer2_0",)]).__name__ == names["flax"]
     ks = range(first["flax"], first["flax"] + n_convs)
     assert all(("layer2_0", f"conv{k}") in modules and ("layer2_0", f"bn{k}") in modules for k in ks)
