@@ -6,8 +6,8 @@ DEFAULT_ARCHS) or takes none (then its architecture is read off its tensors, `co
 Its tensors are matched through the rule table's layouts (torch: torchvision / timm, Hugging Face;
 paddle: classic source, paddle.vision, PaddleClas; flax: this suite's names), strictly: a name or
 shape that does not fit is one line listing what is missing and unexpected (exit 2). The module is
-imported with the user's working directory first on sys.path (as `python -m` has it), in this process
-or, with --isolate, in each worker, which is told that directory. Every comparison row of a user's
+imported with the user's working directory and PYTHONPATH first on sys.path (as `python -m` has
+them), in this process or, with --isolate, in each worker, which is told those folders. Every comparison row of a user's
 model names the tensor or stage in the user's own module names too (`yours(...)`).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class UserModel:
     framework: str
     module: str
     factory: str
-    cwd: str
+    path: tuple[str, ...]  # where the user's Python finds modules: working directory, PYTHONPATH (absolute)
     fmt: str = ""  # its layout in the rule table, once matched
     arch: str | None = None  # the preset name its factory takes, or None
 
@@ -74,22 +74,24 @@ def parse(text: str, cwd: str | None = None) -> UserModel:
                         f"found {text!r}")
     if m["fw"] not in FRAMEWORKS:
         raise UserError(f"--model {text}: unknown framework {m['fw']!r}; known: {', '.join(FRAMEWORKS)}")
-    return UserModel(m["fw"], m["module"], m["factory"], cwd or os.getcwd())
+    cwd = cwd or os.getcwd()
+    extra = [os.path.join(cwd, p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return UserModel(m["fw"], m["module"], m["factory"], tuple(dict.fromkeys([cwd, *extra])))
 
 
 def load_factory(user: UserModel) -> Callable[..., Any]:
-    """Import the user's module (their working directory first on sys.path) and return the factory."""
-    added = user.cwd not in sys.path
-    if added:
-        sys.path.insert(0, user.cwd)
+    """Import the user's module (their working directory and PYTHONPATH first on sys.path, as their
+    own Python has them, wherever this process runs) and return the factory."""
+    added = [p for p in user.path if p not in sys.path]
+    sys.path[:0] = added
     try:
         module = importlib.import_module(user.module)
     except Exception as exc:
         raise UserError(f"--model {user.text}: cannot import {user.module} ({type(exc).__name__}: "
                         f"{first_line(exc)}); it must be importable from the working directory or PYTHONPATH") from None
     finally:
-        if added:
-            sys.path.remove(user.cwd)
+        for p in added:
+            sys.path.remove(p)
     factory = getattr(module, user.factory, None)
     if not callable(factory):
         raise UserError(f"--model {user.text}: {user.module} has no callable {user.factory!r}")
@@ -142,7 +144,7 @@ def _shapes(user: UserModel, isolate: bool, python: str | None, timeout: float) 
     if not isolate:
         return describe(fields)
     outcome = process.run_function(f"{__name__}:describe", fields, python=python or sys.executable,
-                                   timeout=timeout, cwd=user.cwd)
+                                   timeout=timeout, cwd=user.path[0])
     if outcome.returncode != 0 or not outcome.has_result:
         raise UserError(outcome.last_line() or f"--model {user.text}: the worker exited with {outcome.returncode}")
     return outcome.result
