@@ -110,8 +110,9 @@ def takes_name(user: UserModel) -> bool:
 def describe(fields: dict[str, Any]) -> dict[str, list[int]]:
     """In this process or a worker: the user's model's tensor names and shapes."""
     user = UserModel(**fields)
+    model = user.make()
     try:
-        shapes = frameworks.load(user.framework, "usermodel").native_shapes(user.make())
+        shapes = frameworks.load(user.framework, "usermodel").native_shapes(model)
     except TypeError as exc:
         raise UserError(f"--model {user.text}: the factory did not return a model ({exc})") from None
     return {k: list(v) for k, v in shapes.items()}
