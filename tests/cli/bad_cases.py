@@ -354,6 +354,17 @@ for _extra, _expect in [
                       _options([*PARITY_DP, *_extra], "--json", "p.json"), _expect))
 
 
+for _model, _expect in [
+    ("torch_resnet", "--model expects FRAMEWORK=module.path:factory (FRAMEWORK in torch, paddle, flax), found "
+                     "'torch_resnet'"),
+    ("jax=my_resnet:build", "--model jax=my_resnet:build: unknown framework 'jax'; known: torch, paddle, flax"),
+    ("torch=no_such_module:build", "--model torch=no_such_module:build: cannot import no_such_module "
+                                   "(ModuleNotFoundError: No module named 'no_such_module')"),
+]:
+    CASES.append(Case(f"option-parity--model={_model}", "options", f"`parity --model {_model}`",
+                      _options(["parity", "--model", _model, "--checks", "eval"], "--json", "p.json"), _expect))
+
+
 @functools.lru_cache(maxsize=None)
 def _trained() -> tuple[bytes, bytes]:
     """A real one-epoch training checkpoint pair (tiny), as bytes, made once."""
