@@ -22,6 +22,7 @@ from flax import linen as nn
 from flax import traverse_util
 
 from resnet_rosetta.common import rules
+from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import float32_exact, strict_spec
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _feeder
@@ -71,22 +72,26 @@ class UserAdapter(Adapter):
     def _apply(self, variables: dict[str, Any], x: jnp.ndarray, train: bool,
                feed: dict[str, jnp.ndarray] | None = None) -> Any:
         """((logits, named stage outputs), mutated batch_stats) from the user's module."""
-        taps = {tuple(name.split("/")): (stage, side) for stage, (side, name) in rules.stage_taps(self.spec, "flax").items()}
+        taps: dict[tuple[str, ...], list[tuple[str, str]]] = {}  # a one-block stage's block has two
+        for stage, (side, name) in rules.stage_taps(self.spec, "flax").items():
+            taps.setdefault(tuple(name.split("/")), []).append((stage, side))
         stages: dict[str, jnp.ndarray] = {}
 
         def tap(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
-            stage, side = taps.get(tuple(context.module.path), (None, None))
-            if context.method_name == "__call__" and side == "input":
-                stages[stage] = args[0]
+            here = taps.get(tuple(context.module.path), []) if context.method_name == "__call__" else []
+            stages.update({stage: args[0] for stage, side in here if side == "input"})
             out = next_fun(*args, **kwargs)
-            if context.method_name == "__call__" and side == "output":
-                stages[stage] = out
+            stages.update({stage: out for stage, side in here if side == "output"})
             return out
         with nn.intercept_methods(tap), nn.intercept_methods(_feeder(self.spec, feed)):
             if train:
                 logits, updates = self.apply_logits(variables, x, train=True, mutable=["batch_stats"])
             else:
                 logits, updates = self.apply_logits(variables, x, train=False), {}
+        unseen = [f"{stage} ({side} of {name})" for stage, (side, name) in rules.stage_taps(self.spec, "flax").items()
+                  if stage not in stages]
+        if unseen:
+            raise UserError(f"flax model: no module called where these stage outputs are read: {', '.join(unseen)}")
         stages["pooled"] = stages["pooled"].reshape(stages["pooled"].shape[0], -1)
         return (logits, {**stages, "logits": logits}), updates
 
