@@ -304,5 +304,6 @@ def _common_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hy
             "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,
             "bn_running_var": s.bn_running_var, "stagewise": s.stagewise,
+            "models": {m.name: m.text for m in s.models},
             "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
                     "steps": hyper.steps, "nesterov": False}}

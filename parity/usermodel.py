@@ -107,15 +107,23 @@ def takes_name(user: UserModel) -> bool:
     return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def describe(fields: dict[str, Any]) -> dict[str, list[int]]:
-    """In this process or a worker: the user's model's tensor names and shapes."""
+def describe(fields: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """In this process or a worker (where the user's framework is): {"shapes": preset name ("" for
+    a factory that takes none) -> the built model's tensor names and shapes} or {"error": one line}.
+    A factory that takes a name is given each of `names`."""
     user = UserModel(**fields)
-    model = user.make()
+    out = {}
     try:
-        shapes = frameworks.load(user.framework, "usermodel").native_shapes(model)
-    except TypeError as exc:
-        raise UserError(f"--model {user.text}: the factory did not return a model ({exc})") from None
-    return {k: list(v) for k, v in shapes.items()}
+        for name in names if takes_name(user) else [None]:
+            model = dataclasses.replace(user, arch=name).make()
+            try:
+                shapes = frameworks.load(user.framework, "usermodel").native_shapes(model)
+            except TypeError as exc:
+                raise UserError(f"--model {user.text}: the factory did not return a model ({exc})") from None
+            out[name or ""] = {k: list(v) for k, v in shapes.items()}
+    except UserError as exc:
+        return {"error": str(exc)}
+    return {"shapes": out}
 
 
 def fit(users: tuple[UserModel, ...], specs: list[ResNetSpec] | None, defaults: tuple[str, ...], isolate: bool,
@@ -123,32 +131,40 @@ def fit(users: tuple[UserModel, ...], specs: list[ResNetSpec] | None, defaults: 
     """Per architecture, its spec and the users' models matched to it (layout and preset name set).
 
     `specs`: the run's architectures when it names them (--arch, --weights); else a factory that
-    takes a name is given each of `defaults`, and a model built without one brings its own."""
+    takes a name is given each of `defaults`, and a model built without one brings its own. The
+    models are built where they will run: in a worker with `isolate` (its framework may live only there)."""
     runs: dict[str, tuple[ResNetSpec, list[UserModel]]] = {}
     for user in users:
-        wants_name = takes_name(user)
-        targets: list[ResNetSpec | None] = list(specs) if specs is not None else (
-            [get_spec(a) for a in defaults] if wants_name else [None])
-        for target in targets:
-            arch = target.name if wants_name and target is not None else None
-            shapes = _shapes(dataclasses.replace(user, arch=arch), isolate, python.get(user.framework), timeout)
+        names = [t.name for t in specs] if specs is not None else list(defaults)
+        for name, shapes in _describe(user, names, isolate, python.get(user.framework), timeout).items():
+            if name:
+                targets: list[ResNetSpec | None] = [next((t for t in specs or [] if t.name == name), get_spec(name))]
+            else:
+                targets = list(specs) if specs is not None else [None]
             native = {k: np.zeros(s, dtype=np.float32) for k, s in shapes.items()}
-            _, spec, fmt = formats.from_native(native, user.framework, f"--model {user.text}", spec=target)
-            if spec.name in runs and runs[spec.name][0] != spec:
-                raise UserError(f"--model {user.text}: builds a {spec.name} unlike the other --model's")
-            runs.setdefault(spec.name, (spec, []))[1].append(dataclasses.replace(user, fmt=fmt, arch=arch))
+            for target in targets:
+                _, spec, fmt = formats.from_native(native, user.framework, f"--model {user.text}", spec=target)
+                if spec.name in runs and runs[spec.name][0] != spec:
+                    raise UserError(f"--model {user.text}: builds a {spec.name} unlike the other --model's")
+                runs.setdefault(spec.name, (spec, []))[1].append(dataclasses.replace(user, fmt=fmt, arch=name or None))
     return [(spec, tuple(us)) for spec, us in runs.values()]
 
 
-def _shapes(user: UserModel, isolate: bool, python: str | None, timeout: float) -> dict[str, list[int]]:
+def _describe(user: UserModel, names: list[str], isolate: bool, python: str | None,
+              timeout: float) -> dict[str, dict[str, list[int]]]:
     fields = dataclasses.asdict(user)
-    if not isolate:
-        return describe(fields)
-    outcome = process.run_function(f"{__name__}:describe", fields, python=python or sys.executable,
-                                   timeout=timeout, cwd=user.path[0])
-    if outcome.returncode != 0 or not outcome.has_result:
-        raise UserError(outcome.last_line() or f"--model {user.text}: the worker exited with {outcome.returncode}")
-    return outcome.result
+    if isolate:
+        outcome = process.run_function(f"{__name__}:describe", fields, names, python=python or sys.executable,
+                                       timeout=timeout, cwd=user.path[0])
+        if outcome.returncode != 0 or not outcome.has_result:
+            raise UserError(f"--model {user.text}: the worker building it exited with status {outcome.returncode}: "
+                            f"{outcome.last_line()}")
+        found = outcome.result
+    else:
+        found = describe(fields, names)
+    if "error" in found:
+        raise UserError(found["error"])
+    return found["shapes"]
 
 
 def yours(quantity: str, user: UserModel, spec: ResNetSpec) -> str:

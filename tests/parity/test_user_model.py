@@ -134,3 +134,14 @@ def test_a_users_names_are_the_layouts_own(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="one user model per framework"):
         from resnet_rosetta.parity.run import Settings
         Settings(models=(classic, classic)).validated()
+
+
+def test_a_factory_that_takes_a_name_is_given_each_preset_and_must_build_it(tmp_path: Path) -> None:
+    (tmp_path / "named_factory.py").write_text("from torch_resnet import ResNet\n\n\ndef build(name):\n"
+                                       "    return ResNet(num_classes=1000 if name == 'resnet18' else 10)\n")
+    user = usermodel.parse("torch=named_factory:build", str(tmp_path))
+    user = usermodel.UserModel(user.framework, user.module, user.factory, (*user.path, str(MODELS)))
+    found = usermodel.describe(dict(vars(user)), ["resnet18", "resnet34"])["shapes"]
+    assert list(found) == ["resnet18", "resnet34"] and found["resnet18"]["fc.weight"] == [1000, 16]
+    with pytest.raises(UserError, match=r"^--model torch=named_factory:build: .*resnet18.*$"):  # widths 8-16
+        usermodel.fit((user,), None, ("resnet18",), False, {}, 60)
