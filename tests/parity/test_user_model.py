@@ -96,6 +96,7 @@ def test_catalogue_bugs_in_users_paddle_and_flax_models_fail_in_fp64_where_they_
     assert all(verdicts[(c, "paddle", "oracle")]["passed"] for c in ("eval", "train"))
 
 
+@pytest.mark.slow
 def test_a_model_whose_names_fit_no_layout_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc, doc = _parity(tmp_path, "--model", "torch=torch_resnet_renamed:build", cwd=MODELS, pythonpath=None)
     assert proc.returncode == 2 and not doc and proc.stdout == ""
