@@ -35,7 +35,7 @@ _SPEC = re.compile(r"^(?P<fw>[^=]+)=(?P<module>[A-Za-z_][\w.]*):(?P<factory>[A-Z
 
 @dataclass(frozen=True)
 class UserModel:
-    """One --model: framework, module, factory, and the directory the user ran from."""
+    """One --model: framework, module, factory, and where the user's Python finds modules."""
 
     framework: str
     module: str
