@@ -17,7 +17,8 @@ of the same architectures (at most 64 px, batch 2) after the run. Exit status 3:
 but some framework could not run in float64 (its rows say why).
 `--model FW=module.path:factory` (repeatable) checks a port you wrote: your model in FW runs beside
 ours (as `user-FW`), its tensors matched by name (docs/parity.md), each row named in your names too.
-`--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md).
+`--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md);
+with `--dp-node`, across machines under each engine's own launcher.
 """
 from __future__ import annotations
 
@@ -88,6 +89,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "oracle of the same batch-norm semantics; N must divide --batch")
     p.add_argument("--dp-steps", type=integer("--dp-steps"), default=Settings.dp_steps, metavar="K",
                    help="SGD steps of the dp check (default 3)")
+    p.add_argument("--dp-port", type=integer("--dp-port", 1, 65535), metavar="PORT",
+                   help="rendezvous port of the dp replicas on 127.0.0.1 (Paddle's take PORT..PORT+N-1; default: a "
+                        "free one); one in use is refused")
+    p.add_argument("--dp-node", action="store_true",
+                   help="this process is one replica of a multi-node launch (torchrun, python -m "
+                        "paddle.distributed.launch, or one process per machine for JAX): the world comes from the "
+                        "launcher's environment, the replicas write into --run-dir (shared by every node) and rank 0 "
+                        "reports (README: Data parallel across machines)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown tables")
     return p
@@ -114,5 +123,6 @@ def run(args: argparse.Namespace) -> int:
         isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps,
+        dp_node=args.dp_node, dp_port=args.dp_port,
         models=tuple(parse_model(m) for m in args.model or ())))
     return 1 if not doc["passed"] else INCOMPLETE if doc["incomplete"] else 0

@@ -102,6 +102,8 @@ def run_module(module: str, args: Sequence[str] = (), *, timeout: float | None =
         finally:
             if proc.poll() is None:  # stopped, or an error here: never leave the child running
                 _stop_group(proc)
+            else:  # nor anything it started and left behind (a launcher's replicas after its failure)
+                _signal_group(proc, signal.SIGKILL)
         output = ""
         if out is not None:
             out.flush()

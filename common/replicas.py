@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import errno
 import socket
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .canonical import Weights, is_buffer
+from .errors import UserError
 from .spec import ResNetSpec
 
 HOST = "127.0.0.1"  # rendezvous address: replicas never listen beyond this machine
@@ -73,6 +75,85 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def expect_world(variable: str, replicas: int, launcher: str) -> None:
+    """In a process a launcher started (`parity --dp-node`): the world size it set in `variable`
+    must be the run's replica count (one line, UserError)."""
+    found = os.environ.get(variable)
+    if found is None:
+        raise UserError(f"--dp-node: {variable} is not set; start this command with {launcher}")
+    if found != str(replicas):
+        raise UserError(f"--dp-node: {launcher} set {variable}={found}, but --data-parallel is {replicas}")
+
+
+def expect_rank_files(folder: Path, replicas: int) -> None:
+    """On rank 0 of a multi-node run, after the engine's barrier: every replica's file is there
+    (it is not when the run folder is not one every node sees)."""
+    missing = [r for r in range(replicas) if not (folder / f"rank{r}.safetensors").exists()]
+    if missing:
+        raise UserError(f"--dp-node: {folder / f'rank{missing[0]}.safetensors'} is missing after every replica "
+                        "finished: --run-dir must be a folder every node sees (a shared file system)")
+
+
+def check_port(port: int, count: int, option: str) -> None:
+    """The user's port (and the `count` - 1 after it, for launchers that take one per replica) free
+    on 127.0.0.1 now, else a one-line UserError naming it."""
+    for p in range(port, port + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, p))
+            except OSError as exc:
+                why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise UserError(f"{option} {port}: port {p} on {HOST} is {why}"
+                                + (f" (replicas take ports {port}..{port + count - 1})" if count > 1 else "")) from None
+
+
+class Watch:
+    """A `common/process.py` watcher for a job whose replicas write into `folder`: once a replica
+    process is gone without its results (killed, or crashed past its launcher) and the launcher has
+    not ended the job `grace_s` later with its own account, the `verdict` naming it ends the job,
+    instead of the peers waiting in a collective until the time limit. The replicas first seen
+    gone are named (a launcher stops the others once it notices, so later ones are its doing)."""
+
+    def __init__(self, folder: Path, grace_s: float = 3.0) -> None:
+        self.folder, self.grace_s = folder, grace_s
+        self.verdict: str | None = None
+        self._first: tuple[float, list[str]] | None = None  # when replicas were first seen gone, and which
+
+    def __call__(self, _job_pid: int) -> str | None:
+        if self._first is None:
+            gone = [pid_file.stem[4:] for pid_file in sorted(self.folder.glob("rank*.pid")) if self._gone(pid_file)]
+            self._first = (time.monotonic(), gone) if gone else None
+        elif time.monotonic() - self._first[0] >= self.grace_s:
+            self.verdict = "; ".join(self._describe(rank) for rank in self._first[1])
+        return self.verdict
+
+    def _gone(self, pid_file: Path) -> bool:
+        text = pid_file.read_text()
+        return text.isdigit() and not (self.folder / f"{pid_file.stem}.safetensors").exists() and not _alive(int(text))
+
+    def _describe(self, rank: str) -> str:
+        error, progress = self.folder / f"rank{rank}.error", self.folder / f"rank{rank}.progress"
+        if error.exists():
+            return f"rank {rank} failed: {error.read_text()}"
+        step = progress.read_text() if progress.exists() else "0"
+        return (f"rank {rank} (pid {(self.folder / f'rank{rank}.pid').read_text()}) ended at step {step} without "
+                "its results or an error (killed by a signal?)")
+
+
+def _alive(pid: int) -> bool:
+    """Is `pid` a running process (not gone, not a zombie its parent has yet to reap)?"""
+    if not Path("/proc/self").exists():  # no /proc: signal 0 tells whether it exists
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def fault_point(rank: int, step: int) -> None:

@@ -542,6 +542,40 @@ TOPICS: tuple[Topic, ...] = (
              "architecture (`explain block --arch resnet18` shows BasicBlock).",
         per_block=True),
     Topic(
+        "data-parallel", "Data parallel and batch norm", "each engine's replicas, gradients and batch statistics",
+        rows=(
+            Row("engine", "`DistributedDataParallel`, one process per replica",
+                "`paddle.DataParallel`, one process per replica",
+                "`jax.jit` over a `Mesh` (batch `NamedSharding`), or `jax.shard_map`; N devices, one process",
+                "tests/guide/test_data_parallel.py::test_engines_and_backends"),
+            Row("on CPU, over", "gloo", "gloo", "XLA's CPU collectives",
+                "tests/guide/test_data_parallel.py::test_engines_and_backends"),
+            Row("gradients", "all-reduced as the mean of the replicas'", "all-reduced as the mean of the replicas'",
+                "the mean: jit differentiates the global mean loss; shard_map, the `pmean`'d loss",
+                "tests/guide/test_data_parallel.py::test_gradients_are_averaged"),
+            Row("train-mode batch norm normalises with", "each replica's own shard", "each replica's own shard",
+                "jit: the whole global batch (XLA partitions the reductions); shard_map: each device's shard",
+                "tests/guide/test_data_parallel.py::test_batch_norm_normalises_with"),
+            Row("running statistics", "rank 0's copied to every replica before each forward "
+                "(`broadcast_buffers=True`), then each updates from its shard: replicas differ",
+                "each replica keeps its own: replicas differ",
+                "jit: one set from the global batch; shard_map (this suite's code): the replicas' `pmean`",
+                "tests/guide/test_data_parallel.py::test_running_statistics_kept"),
+            Row("SyncBatchNorm on CPU", "none: `SyncBatchNorm expected input tensor to be on GPU` (GPU and nccl "
+                "only)", "none: no CPU kernel for `sync_batch_norm` (GPU only)",
+                "available without asking: under jit the statistics are the global batch's",
+                "tests/guide/test_data_parallel.py::test_sync_batch_norm_on_cpu"),
+        ),
+        code={"torch": (Code("frameworks.torch.parallel", "_replica"),),
+              "paddle": (Code("frameworks.paddle.parallel", "_replica"),),
+              "flax": (Code("frameworks.flax.parallel", "_local_step"),)},
+        note="Every engine averages gradients, so N replicas at batch b take the same SGD step as one device "
+             "at batch N x b only when batch norm is global: torch and Paddle normalise each shard by itself "
+             "(per-replica statistics, noisier at small per-replica batches), and their replicas end with "
+             "different running statistics, so which replica's checkpoint is saved matters (rank 0's, by "
+             "convention). Under `jit` JAX computes the global batch's statistics, SyncBatchNorm without "
+             "asking. Measured on 2 CPU replicas by `parity --checks dp --data-parallel 2` (docs/parity.md)."),
+    Topic(
         "pitfalls", "Pitfalls at a glance", "every naive port and how wrong it is, measured",
         note="Each naive port runs this repository's model with one convention ignored; the correct port is "
              "the model as shipped. Errors are relative to the float64 oracle's largest magnitude (logits "

@@ -5,13 +5,17 @@ semantics (`dp_oracle.py`) and with each other where the semantics match.
 Each framework's job runs in a fresh process (common/process.py: time limit, own process group);
 inside it the engine's own launcher starts the replicas, rendezvous on 127.0.0.1 at a free port.
 A job that fails or overruns names the replica at fault from the files the replicas leave
-(common/replicas.py). The `data_parallel` section records, per variant, the engine, backend,
-launcher, batch-norm mode, the running-statistics rule expected and the ones measured.
+(common/replicas.py). With `node`, this process is itself one replica of a multi-node launch
+(torchrun, paddle.distributed.launch, jax.distributed): the engine reads the launcher's environment,
+every replica writes its files into the shared run folder and rank 0 alone compares and reports.
+The `data_parallel` section records, per variant, the engine, backend, launcher, batch-norm mode,
+the running-statistics rule expected and the ones measured.
 """
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ from resnet_rosetta import frameworks
 from resnet_rosetta.common import process
 from resnet_rosetta.common.canonical import is_buffer
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.replicas import ReplicaCase, diagnose, load_rank
+from resnet_rosetta.common.replicas import ReplicaCase, Watch, diagnose, expect_rank_files, load_rank
 from resnet_rosetta.common.tolerance import compare, tolerance
 from . import dp_oracle
 from .engine import ORACLE, Comparison, ParityCase, Row
@@ -61,19 +65,23 @@ class DpFound:
     section: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     unsupported: dict[str, str] = field(default_factory=dict)
+    report: bool = True  # False in a multi-node replica other than rank 0: rank 0 reports
 
 
 def run_cases(cases: list[ParityCase], names: tuple[str, ...], replicas: int, steps: int, seed: int,
-              run_dir: Path, timeout: float, pythons: dict[str, str] | None = None) -> DpFound:
+              run_dir: Path, timeout: float, pythons: dict[str, str] | None = None, node: bool = False,
+              port: int | None = None) -> DpFound:
     """The dp check of every architecture: the case's weights, K fresh global batches of its size;
-    each framework's job under its `pythons` interpreter (default: this one)."""
+    each framework's job under its `pythons` interpreter (default: this one), rendezvous at `port`
+    (default: a free one), or with `node` this process as one replica of a launcher's multi-node run."""
     found = DpFound(section={"replicas": replicas, "steps": steps, "archs": {}})
     for case in cases:
         drawn = ParityCase.seeded(case.spec, int(case.x.shape[-1]), len(case.x), seed, case.weights,
                                   replace(case.hyper, steps=steps), grad_size=int(case.batches[0][0].shape[-1]))
         h = case.hyper
         one = run_dp(ReplicaCase(case.spec, drawn.weights, drawn.batches, replicas, h.lr, h.momentum, h.weight_decay),
-                     names, run_dir / "dp" / case.spec.name, timeout, pythons)
+                     names, run_dir / "dp" / case.spec.name, timeout, pythons, node, port)
+        found.report = found.report and one.report
         found.comparisons += one.comparisons
         found.errors.update({f"{case.spec.name} {k}": v for k, v in one.errors.items()})
         found.unsupported.update(one.unsupported)
@@ -111,17 +119,24 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: float,
-           pythons: dict[str, str] | None = None) -> DpFound:
+           pythons: dict[str, str] | None = None, node: bool = False, port: int | None = None) -> DpFound:
     """Run every framework's dp job, the oracle of each variant's semantics and the comparisons."""
-    folder.mkdir(parents=True, exist_ok=True)
     case_file = folder / "case.safetensors"
-    case.save(case_file)
+    if not node:  # a node's replicas create their folders once the launcher's world is checked
+        folder.mkdir(parents=True, exist_ok=True)
+        case.save(case_file)
     found, runs = DpFound(), {}
     for name in names:
-        print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
+        if not node:  # a node's first line is its verdict, or the launcher's world refused
+            print(f"parity: {case.spec.name}: dp, {name} on {case.replicas} replicas", file=sys.stderr)
         try:
-            for info in _job(name, case, case_file, folder, timeout, (pythons or {}).get(name)):
-                runs[info["variant"]] = (info, _outputs(folder / info["variant"].replace("/", "-"), case.replicas))
+            infos = _node(name, case, folder, timeout) if node else \
+                _job(name, case, case_file, folder, timeout, (pythons or {}).get(name), port)
+            if infos is None:
+                return DpFound(report=False)
+            for info in infos:
+                runs[info["variant"]] = (info, variant_outputs(folder / info["variant"].replace("/", "-"),
+                                                               case.replicas))
         except process.ProcessFailed as exc:
             found.errors[f"{name} dp"] = str(exc)
     oracles = {}
@@ -148,26 +163,39 @@ def run_dp(case: ReplicaCase, names: tuple[str, ...], folder: Path, timeout: flo
     return found
 
 
-def job(name: str, case_file: str, folder: str, timeout: float) -> list[dict[str, Any]]:
+def job(name: str, case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, Any]]:
     """In the job process: the framework's own launcher trains every replica."""
-    return frameworks.load(name, "parallel").run(case_file, folder, timeout)
+    return frameworks.load(name, "parallel").run(case_file, folder, timeout, port)
+
+
+def _node(name: str, case: ReplicaCase, folder: Path, timeout: float) -> list[dict[str, Any]] | None:
+    """This process as one replica of a launcher's run: the variants on rank 0 (every replica's
+    file checked), None on the others. The case file is this process's own: the run folder is shared."""
+    with tempfile.TemporaryDirectory(prefix="rr-dp-node-") as tmp:
+        case.save(Path(tmp) / "case.safetensors")
+        infos = frameworks.load(name, "parallel").node(str(Path(tmp) / "case.safetensors"), str(folder), timeout)
+    for info in infos or ():
+        expect_rank_files(folder / info["variant"].replace("/", "-"), case.replicas)
+    return infos
 
 
 def _job(name: str, case: ReplicaCase, case_file: Path, folder: Path, timeout: float,
-         python: str | None) -> list[dict[str, Any]]:
+         python: str | None, port: int | None = None) -> list[dict[str, Any]]:
     env = {**os.environ}
     if name == "flax":  # N host devices exist only if set before JAX starts
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={case.replicas}".strip()
         env["JAX_PLATFORMS"] = "cpu"
-    outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout,
-                                   timeout=timeout, env=env, cwd=folder, python=python)
+    watch = Watch(folder / name)  # a replica gone without its results ends the job at once, named
+    outcome = process.run_function(f"{__name__}:job", name, str(case_file), str(folder), timeout, port,
+                                   timeout=timeout, env=env, cwd=folder, python=python, watch=watch)
     if outcome.returncode == 0 and outcome.has_result:
         return outcome.result
-    raise process.ProcessFailed(f"{name} dp: {diagnose(folder / name, case.replicas)} ({outcome.describe()})")
+    raise process.ProcessFailed(f"{name} dp: {watch.verdict or diagnose(folder / name, case.replicas)} "
+                                f"({outcome.describe()})")
 
 
-def _outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
+def variant_outputs(folder: Path, replicas: int) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]],
                                                   dict[int, tuple[dict, dict]]]:
     """A variant's rank files as (outputs named like the oracle's, step -> global-batch ReLU
     branches, step -> rank 0's parameters and momentum after it)."""

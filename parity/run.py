@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.precision import DTYPES
+from resnet_rosetta.common.replicas import check_port
 from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
 from resnet_rosetta.frameworks import FRAMEWORKS, devices
@@ -70,6 +71,8 @@ class Settings:
     markdown: str | None = None
     data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
     dp_steps: int = dataparallel.DEFAULT_STEPS
+    dp_node: bool = False  # this process is one replica of a launcher's multi-node run (dataparallel.py)
+    dp_port: int | None = None  # the dp rendezvous port on 127.0.0.1 (None: a free one)
     proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
     size_cap: int | None = None  # inputs at most this size (the proof's)
     models: tuple[usermodel.UserModel, ...] = ()  # the user's own ports (--model), beside ours
@@ -87,6 +90,11 @@ class Settings:
                             f"{', '.join(RUNNING_VAR_FEEDS)}")
         low_precision = self.dtype in LOW_PRECISION
         checks = self.checks if self.checks is not None else FORWARD_CHECKS if low_precision else engine.CHECKS
+        if self.dp_port is not None and self.data_parallel is not None and not self.dp_node:
+            check_port(self.dp_port, self.data_parallel, "--dp-port")
+        if self.dp_node:
+            _check_node(self)
+            checks = (dataparallel.CHECK,)
         checks = dataparallel.with_dp(tuple(checks), self.data_parallel, self.batch, self.dp_steps)
         unknown = [c for c in checks if c not in ALL_CHECKS]
         if unknown or not checks:
@@ -121,12 +129,26 @@ class Settings:
             batch=min(self.batch, PROOF["batch"]), run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
 
 
+def _check_node(s: Settings) -> None:
+    """`--dp-node`: only the dp check of one framework, its replicas writing into one shared folder."""
+    if s.data_parallel is None or len(s.frameworks) != 1 or s.checks not in (None, (dataparallel.CHECK,)):
+        raise UserError("--dp-node runs one framework's dp check: it needs --data-parallel N and one --frameworks, "
+                        f"and no other --checks (found frameworks {','.join(s.frameworks)}, checks "
+                        f"{','.join(s.checks or ('(default)',))})")
+    if not s.run_dir or s.isolate or s.python or s.proof or s.device != "cpu" or s.dtype != "fp32" or s.dp_port:
+        raise UserError("--dp-node needs --run-dir (a folder every node sees) and takes none of --isolate, "
+                        "--python, --proof, --device gpu, --dtype other than fp32, --dp-port (the launcher's)")
+
+
 def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
     """Run every check of `settings` (and its fp64 proof), print the terminal table to `out`, write
     the JSON / Markdown files asked for (atomically) and return the report document (`doc["passed"]`:
     the verdict; `doc["incomplete"]`: frameworks that could not run in fp64)."""
     s, out = settings.validated(), out or sys.stdout
     doc = _run_one(s, out)
+    if doc.get("replica_only"):
+        print("parity: dp node: this process's replicas are done and written; rank 0 writes the report", file=out)
+        return doc
     if s.proof:
         _progress("float64 proof of the same architectures")
         proof = _run_one(s.proof_settings().validated(), None)
@@ -163,10 +185,12 @@ def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
         if set(s.checks) - {dataparallel.CHECK}:
             _run_cases(s, cases, run_dir, found, users)
         dp = dataparallel.run_cases(cases, s.frameworks, s.data_parallel, s.dp_steps, s.seed, run_dir,
-                                    s.timeout, s.python) if s.data_parallel else None
+                                    s.timeout, s.python, s.dp_node, s.dp_port) if s.data_parallel else None
     finally:
         if not s.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+    if dp is not None and not dp.report:
+        return {"passed": True, "incomplete": [], "replica_only": True}
     if dp is not None:
         found.comparisons += dp.comparisons
         found.errors.update(dp.errors)

@@ -55,7 +55,8 @@ class Adapter:
                  dtype: str = "fp32") -> None:
         self.spec = spec
         self.dtype_name, self.dtype, self.host = dtype, DTYPES[dtype], host_dtype(dtype)
-        self.device = jax.devices("gpu" if device.startswith("gpu") or device.startswith("cuda") else "cpu")[0]
+        kind = "gpu" if device.startswith("gpu") or device.startswith("cuda") else "cpu"
+        self.device = jax.local_devices(backend=kind)[0]  # this process's own (in a multi-process run too)
         self.model = self.build_model()
         self.load(weights)
 

@@ -7,10 +7,14 @@
 - `flax/shard_map`: the same loss under `jax.shard_map`, each device normalising its own shard;
   the gradient is that of the replicas' mean loss and the updated running statistics are averaged
   with `lax.pmean` (what Flax's ImageNet example does with its batch statistics).
-Replicas are devices of one process, so a fault takes down all of them at once.
+Replicas are devices of one process (`run`), so a fault takes down all of them at once; or, across
+processes and machines (`node`), each process started by hand holds its own devices after
+`jax.distributed.initialize` (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) and the
+same jitted step runs over the global mesh, its collectives over gloo (JAX's CPU default).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.replicas import ReplicaCase, buffers_of, mark_progress, replica, save_rank, step_state
 from .adapter import gates_to_nchw
 from .training import Trainer
@@ -27,17 +33,47 @@ from .training import Trainer
 AXIS = "data"
 
 
-def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case on N host devices, once per variant (`timeout` is the job's own limit:
-    the replicas are devices of this process, nothing here waits on another process)."""
+def run(case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, object]]:
+    """Train the dp case on N host devices, once per variant (`timeout` is the job's own limit and
+    `port` unused: the replicas are devices of this process, nothing here waits on another process)."""
     case = ReplicaCase.load(Path(case_file))
     devices = jax.devices("cpu")
     if len(devices) < case.replicas:
         raise RuntimeError(f"JAX sees {len(devices)} CPU device(s), {case.replicas} needed: XLA_FLAGS must set "
                            f"--xla_force_host_platform_device_count={case.replicas} before JAX starts")
-    mesh = Mesh(np.array(devices[:case.replicas]), (AXIS,))
-    common = {"framework": "flax", "backend": "XLA CPU collectives (one process)", "replicas": case.replicas,
-              "launcher": f"one process, {case.replicas} host devices (--xla_force_host_platform_device_count)"}
+    return _variants(case, Mesh(np.array(devices[:case.replicas]), (AXIS,)), Path(folder), {
+        "backend": "XLA CPU collectives (one process)",
+        "launcher": f"one process, {case.replicas} host devices (--xla_force_host_platform_device_count)"})
+
+
+def node(case_file: str, folder: str, timeout: float) -> list[dict[str, object]] | None:
+    """This process is one of a multi-process JAX run (one or more machines): join it with
+    `jax.distributed.initialize` (its coordinator bound to the address given, where JAX's default
+    is every interface; unset JAX_NUM_PROCESSES / JAX_PROCESS_ID leave them to JAX's cluster detection),
+    train its devices' replicas over the global mesh; process 0 returns the variants."""
+    case = ReplicaCase.load(Path(case_file))
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    count, index = (int(os.environ[k]) if os.environ.get(k) else None for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))
+    try:
+        jax.distributed.initialize(address, count, index, initialization_timeout=max(1, int(timeout)),
+                                   coordinator_bind_address=os.environ.get("JAX_COORDINATOR_BIND_ADDRESS", address))
+    except (ValueError, TypeError) as exc:  # what JAX could not find in the environment
+        raise UserError(f"--dp-node: jax.distributed.initialize: {exc} (set JAX_COORDINATOR_ADDRESS=HOST:PORT, "
+                        "JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under a cluster JAX detects)") from None
+    if jax.device_count() != case.replicas:
+        raise UserError(f"--dp-node: JAX sees {jax.device_count()} devices in {jax.process_count()} processes, but "
+                        f"--data-parallel is {case.replicas}")
+    collectives = jax.config.jax_cpu_collectives_implementation
+    infos = _variants(case, Mesh(np.array(jax.devices()), (AXIS,)), Path(folder), {
+        "backend": f"XLA collectives across {jax.process_count()} processes ({collectives} on CPU)",
+        "launcher": f"jax.distributed.initialize, coordinator {address or '(cluster-detected)'}, "
+                    "one process per machine, started by hand"})
+    multihost_utils.sync_global_devices("resnet-rosetta dp: every rank file written")
+    return infos if jax.process_index() == 0 else None
+
+
+def _variants(case: ReplicaCase, mesh: Mesh, folder: Path, where: dict[str, str]) -> list[dict[str, object]]:
+    """Both variants on `mesh`, each writing the files of this process's devices."""
     infos = []
     for variant, engine, bn, rule, sync in (
             ("flax", "jax.jit over a Mesh, batch NamedSharding P('data'), the rest replicated", "sync", "global",
@@ -45,36 +81,51 @@ def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
             ("flax/shard_map", "jax.shard_map over a Mesh, gradient of the lax.pmean'd loss, statistics pmean'd",
              "local", "replica_mean", {"status": "not used", "reason": "nn.BatchNorm(axis_name='data') would "
                                                                       "synchronise; this variant keeps per-replica"})):
-        _train(case, mesh, Path(folder) / variant.replace("/", "-"), variant == "flax/shard_map")
-        infos.append({"variant": variant, "engine": engine, "batch_norm": bn, "running_stats_rule": rule, **common,
-                      "sync_batch_norm": sync})
+        _train(case, mesh, folder / variant.replace("/", "-"), variant == "flax/shard_map")
+        infos.append({"variant": variant, "engine": engine, "batch_norm": bn, "running_stats_rule": rule,
+                      "framework": "flax", "replicas": case.replicas, **where, "sync_batch_norm": sync})
     return infos
 
 
 def _train(case: ReplicaCase, mesh: Mesh, out: Path, per_replica: bool) -> None:
+    """K steps over the mesh; this process writes the rank files of its own devices (all of them
+    in one process), rank 0's parameters and momentum from device 0."""
     trainer = Trainer(case.spec, case.weights, lr=case.lr, momentum=case.momentum, weight_decay=case.weight_decay,
                       record_gates=True)
     every, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
     step = _local_step(trainer, mesh) if per_replica else jax.jit(
         trainer.step_fn, out_shardings=(every, every, every, every, split))
-    state = jax.device_put((trainer.params, trainer.batch_stats, trainer.opt_state), every)
-    ranks: list[dict[str, np.ndarray]] = [{} for _ in range(case.replicas)]
-    with replica(out, 0):
+    state = jax.tree.map(lambda a: _put(np.asarray(a), every), (trainer.params, trainer.batch_stats, trainer.opt_state))
+    mine = {r: d for r, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()}
+    ranks: dict[int, dict[str, np.ndarray]] = {r: {} for r in mine}
+    with replica(out, min(mine)):
         for k, (bx, by) in enumerate(case.batches, start=1):
-            x = jax.device_put(np.ascontiguousarray(np.transpose(bx, (0, 2, 3, 1)), np.float32), split)
-            loss, params, stats, opt, gates = step(*state, x, jax.device_put(np.asarray(by, np.int32), split))
+            x = _put(np.ascontiguousarray(np.transpose(bx, (0, 2, 3, 1)), np.float32), split)
+            loss, params, stats, opt, gates = step(*state, x, _put(np.asarray(by, np.int32), split))
             state = (params, stats, opt)
-            trainer.params, trainer.batch_stats, trainer.opt_state = state
-            losses, nchw = np.broadcast_to(np.asarray(loss, np.float64), (case.replicas,)), gates_to_nchw(gates)
-            for r, found in enumerate(ranks):
+            for r, device in mine.items():
                 mark_progress(out, r, k)
-                found[f"loss/{k}"] = losses[r:r + 1].copy()
-                found.update({f"gates/{k}/{site}": case.shard(g, r) for site, g in nchw.items()})
-            ranks[0].update(step_state(k, trainer.canonical_weights(), trainer.optimizer_state()))
-        for r, found in enumerate(ranks):  # each device's own copy of the running statistics
-            trainer.batch_stats = jax.tree.map(lambda a: _on_device(a, mesh.devices[r]), state[1])
-            found.update(buffers_of(trainer.canonical_weights()))
-            save_rank(out, r, found)
+                ranks[r][f"loss/{k}"] = _on_device(loss, device).astype(np.float64).reshape(-1)[:1]
+                ranks[r].update({f"gates/{k}/{site}": g for site, g in
+                                 gates_to_nchw({s: _on_device(g, device) for s, g in gates.items()}).items()})
+            if 0 in mine:
+                _local_state(trainer, state, mine[0])
+                ranks[0].update(step_state(k, trainer.canonical_weights(), trainer.optimizer_state()))
+        for r, device in mine.items():  # each device's own copy of the running statistics
+            _local_state(trainer, state, device)
+            ranks[r].update(buffers_of(trainer.canonical_weights()))
+            save_rank(out, r, ranks[r])
+
+
+def _put(a: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global NumPy array placed on the mesh: each process supplies the slices of its own devices."""
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+
+def _local_state(trainer: Trainer, state: tuple, device: Any) -> None:
+    """The trainer's state as `device` holds it (replicated arrays: the same on every device)."""
+    trainer.params, trainer.batch_stats, trainer.opt_state = jax.tree.map(
+        lambda a: jnp.asarray(_on_device(a, device)), state)
 
 
 def _local_step(trainer: Trainer, mesh: Mesh) -> Any:

@@ -1,5 +1,8 @@
 """Data parallel in Paddle: paddle.DataParallel over paddle.distributed (gloo on a CPU build), one
-process per replica started by paddle.distributed.spawn, rendezvous on 127.0.0.1 at a free port.
+process per replica started by paddle.distributed.spawn, rendezvous on 127.0.0.1 at a free port
+(`run`); or one replica in each process `python -m paddle.distributed.launch` starts, on any number
+of machines, from its environment (PADDLE_TRAINER_ID, PADDLE_TRAINERS_NUM,
+PADDLE_TRAINER_ENDPOINTS, read by `init_parallel_env`: `node`).
 
 Each replica wraps the ordinary trainer's model (training.py) in DataParallel and trains its shard
 of every global batch; DataParallel averages the gradients (and copies rank 0's parameters and
@@ -15,30 +18,48 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from resnet_rosetta.common.replicas import (HOST, ReplicaCase, free_port, replica, save_sync_bn, sync_bn_record,
-                                           train_replica)
+from resnet_rosetta.common.replicas import (HOST, ReplicaCase, expect_world, free_port, replica, save_sync_bn,
+                                           sync_bn_record, train_replica)
 from .training import Trainer
 
 BACKEND = "gloo"
 
 
-def run(case_file: str, folder: str, timeout: float) -> list[dict[str, object]]:
-    """Train the dp case with N replicas; one variant: `paddle` (local batch norm). `timeout` is the
-    job's own limit (parity/dataparallel.py): spawn has no rendezvous timeout to pass it to."""
+def run(case_file: str, folder: str, timeout: float, port: int | None = None) -> list[dict[str, object]]:
+    """Train the dp case with N replicas at ports `port`.. (default: from a free one); one variant:
+    `paddle` (local batch norm). `timeout` is the job's own limit (parity/dataparallel.py): spawn
+    has no rendezvous timeout to pass it to."""
     case = ReplicaCase.load(Path(case_file))
     out = Path(folder) / "paddle"
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // case.replicas)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each spawned replica when Paddle starts
     dist.spawn(_replica, args=(case_file, str(out)), nprocs=case.replicas, join=True, backend=BACKEND,
-               ips=HOST, started_port=free_port())
-    return [{"variant": "paddle", "framework": "paddle", "engine": "paddle.DataParallel",
-             "backend": BACKEND, "launcher": f"paddle.distributed.spawn, one process per replica, {HOST}",
-             "replicas": case.replicas, "threads_per_replica": threads, "batch_norm": "local",
-             "running_stats_rule": "local", "sync_batch_norm": sync_bn_record(out)}]
+               ips=HOST, started_port=port or free_port())
+    return [_info(case, out, threads, f"paddle.distributed.spawn, one process per replica, {HOST}")]
 
 
-def _replica(case_file: str, folder: str) -> None:
+def node(case_file: str, folder: str, timeout: float) -> list[dict[str, object]] | None:
+    """This process is one replica of a `paddle.distributed.launch` run (one or more machines):
+    train it from the launcher's environment; rank 0 returns the variant, once every replica has
+    written its file (`timeout`: the launcher, not this process, watches the replicas)."""
+    case = ReplicaCase.load(Path(case_file))
+    expect_world("PADDLE_TRAINERS_NUM", case.replicas, "python -m paddle.distributed.launch")
+    out = Path(folder) / "paddle"
+    rank = _replica(case_file, str(out))
+    master = os.environ.get("PADDLE_MASTER", "")
+    return [_info(case, out, int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1,
+                  f"paddle.distributed.launch, one process per replica, master {master}")] if rank == 0 else None
+
+
+def _info(case: ReplicaCase, out: Path, threads: int, launcher: str) -> dict[str, object]:
+    return {"variant": "paddle", "framework": "paddle", "engine": "paddle.DataParallel", "backend": BACKEND,
+            "launcher": launcher, "replicas": case.replicas, "threads_per_replica": threads, "batch_norm": "local",
+            "running_stats_rule": "local", "sync_batch_norm": sync_bn_record(out)}
+
+
+def _replica(case_file: str, folder: str) -> int:
+    """One replica in a process the launcher started; returns its rank."""
     out = Path(folder)
     dist.init_parallel_env()
     rank = dist.get_rank()
@@ -51,6 +72,8 @@ def _replica(case_file: str, folder: str) -> None:
         reason = _try_sync_bn()  # on every rank: where it runs, it is a collective
         if rank == 0:
             save_sync_bn(out, reason)
+        dist.barrier()  # every replica's files are written before rank 0 reads them
+    return rank
 
 
 def _try_sync_bn() -> str:

@@ -344,14 +344,27 @@ for _cmd, _flag, _value, _expect in [
 
 PARITY_DP = ["parity", "--arch", "resnet18_small", "--batch", "4", "--checks", "eval"]
 for _extra, _expect in [
+    (["--data-parallel", "0"], "--data-parallel expects N >= 2 replicas, found 0"),
     (["--data-parallel", "1"], "--data-parallel expects N >= 2 replicas, found 1"),
     (["--data-parallel", "3"], "--data-parallel 3 must divide --batch 4 into equal shards"),
     (["--data-parallel", "8"], "--data-parallel 8 must divide --batch 4 into equal shards"),
     (["--data-parallel", "2", "--dp-steps", "0"], "--dp-steps expects K >= 1, found 0"),
     (["--checks", "dp"], "--checks dp needs --data-parallel N"),
+    # the batch-norm mode of each engine is its own (parity/dataparallel.py); the one batch-norm option is this
+    (["--data-parallel", "2", "--bn-running-var", "sync"], "argument --bn-running-var: invalid choice: 'sync'"),
+    (["--data-parallel", "2", "--dp-port", "0"], "--dp-port: expected an integer in [1, 65535], found 0"),
+    (["--data-parallel", "2", "--dp-node"], "--dp-node runs one framework's dp check: it needs --data-parallel N"),
+    (["--checks", "dp", "--data-parallel", "2", "--dp-node", "--frameworks", "torch"],
+     "--dp-node needs --run-dir (a folder every node sees)"),
 ]:
     CASES.append(Case(f"option-parity{''.join(_extra)}", "options", f"`parity --batch 4 {' '.join(_extra)}`",
                       _options([*PARITY_DP, *_extra], "--json", "p.json"), _expect))
+_NODE = ["--checks", "dp", "--data-parallel", "2", "--dp-node", "--frameworks", "torch"]
+CASES.append(Case("option-parity-dp-node-without-launcher", "options",
+                  f"`parity --batch 4 {' '.join(_NODE)} --run-dir RUN` not started by torchrun",
+                  lambda folder: ([*PARITY_DP, *_NODE, "--run-dir", str(folder / "run"), "--json",
+                                   str(folder / "p.json")], folder / "p.json"),
+                  "--dp-node: WORLD_SIZE is not set; start this command with torchrun"))
 
 
 for _model, _expect in [

@@ -45,3 +45,11 @@ def executable() -> str:
 
 if __name__ == "__main__":
     print(f"{sys.argv[1]} from the child")
+
+
+def return_leaving_grandchild(pid_file: str) -> str:
+    """Return at once, a sleeping grandchild left behind (as a failed launcher may leave replicas)."""
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(pid_file, "w") as f:
+        f.write(str(grandchild.pid))
+    return "done"

@@ -39,6 +39,15 @@ def test_a_child_past_its_timeout_is_stopped_with_its_group(tmp_path: Path) -> N
     assert not _running(grandchild)  # the whole process group went, not only the child
 
 
+def test_what_a_child_leaves_behind_goes_with_its_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    assert process.call("process_children:return_leaving_grandchild", str(pid_file), timeout=60) == "done"
+    grandchild, deadline = int(pid_file.read_text()), time.monotonic() + 5
+    while _running(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(grandchild)
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (an orphan killed here may wait for a reaper that never comes)."""
     try:

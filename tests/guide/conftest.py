@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
@@ -15,11 +17,15 @@ import paddle
 import pytest
 import torch
 
+from resnet_rosetta.common.canonical import random_weights
+from resnet_rosetta.common.replicas import ReplicaCase
+from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.frameworks import FRAMEWORKS, load
 from resnet_rosetta.frameworks.flax import demos as flax_demos
 from resnet_rosetta.frameworks.paddle import demos as paddle_demos
 from resnet_rosetta.frameworks.torch import demos as torch_demos
 from resnet_rosetta.guide.pitfalls import TINY, Bench
+from resnet_rosetta.parity import dataparallel, engine
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,3 +99,32 @@ def _compiled_runs(framework: str, bench: Bench) -> dict[str, Any]:
             times.append(time.perf_counter() - start)
             counts.append(count())
     return {"times": times, "counts": counts, "logits": outs[0]}
+
+
+@dataclass(frozen=True)
+class DpRuns:
+    """The dp check's run of every engine on one case (parity/dataparallel.py) and where it left its files."""
+
+    case: ReplicaCase
+    found: dataparallel.DpFound
+    root: Path
+    gates: dict[str, dict[int, dict[str, np.ndarray]]]
+
+    def folder(self, variant: str) -> Path:
+        return self.root / variant.replace("/", "-")
+
+
+@pytest.fixture(scope="session")
+def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> DpRuns:
+    """Every framework's data-parallel engine on 2 CPU replicas: 2 SGD steps (so a broadcast of rank 0's
+    running statistics differs from keeping one's own) of a tiny ResNet at 16 px, global batch 4, no
+    weight decay (so a summed gradient is exactly the mean at twice the learning rate)."""
+    spec = get_spec("resnet18_small").replace(depths=(1, 1, 1, 1), widths=(8, 16, 16, 32), stem_width=8)
+    pc = engine.ParityCase.seeded(spec, 16, 4, seed=0, weights=random_weights(spec, seed=2),
+                                  hyper=engine.Hyper(steps=2))
+    case = ReplicaCase(spec, pc.weights, pc.batches, 2, 0.01, 0.9, 0.0)
+    root = tmp_path_factory.mktemp("dp")
+    found = dataparallel.run_dp(case, FRAMEWORKS, root, timeout=300)
+    assert not found.errors, found.errors
+    gates = {v: dataparallel.variant_outputs(root / v.replace("/", "-"), 2)[1] for v in found.section}
+    return DpRuns(case, found, root, gates)

@@ -171,6 +171,18 @@ FACTS: dict[tuple[str, str], Flip] = {
                                          spec="bottleneck"),
     ("block", "stride sits on"): _f("test_block", "test_block_structure", "strided_conv.bottleneck", 0,
                                     spec="bottleneck"),
+    ("data-parallel", "engine"): _f("test_data_parallel", "test_engines_and_backends", "engine.paddle",
+                                    "paddle.distributed.fleet", variant="paddle"),
+    ("data-parallel", "on CPU, over"): _f("test_data_parallel", "test_engines_and_backends", "cpu_backend.torch",
+                                          "mpi", variant="torch"),
+    ("data-parallel", "gradients"): _f("test_data_parallel", "test_gradients_are_averaged",
+                                       "gradient_reduction.torch", "sum", variant="torch"),
+    ("data-parallel", "train-mode batch norm normalises with"): _f(
+        "test_data_parallel", "test_batch_norm_normalises_with", "normalises_with.flax", "local", variant="flax"),
+    ("data-parallel", "running statistics"): _f("test_data_parallel", "test_running_statistics_kept",
+                                                "running_stats.torch", "local", variant="torch"),
+    ("data-parallel", "SyncBatchNorm on CPU"): _f("test_data_parallel", "test_sync_batch_norm_on_cpu",
+                                                  "sync_batch_norm_on_cpu.torch", "available", framework="torch"),
 }
 # Expectations no fact row names alone (the others' siblings are derived below)
 EXTRA: dict[str, Flip] = {
@@ -187,6 +199,10 @@ EXTRA: dict[str, Flip] = {
     "tf32-cpu-wheel": _f("test_tf32", "test_tf32_defaults", "paddle_switches.cpu_wheel", [True, True]),
     "block-basic-class": _f("test_block", "test_block_structure", "classes.basic.paddle", "BottleneckBlock",
                             spec="basic"),
+    "dp-identical-running-stats": _f("test_data_parallel", "test_running_statistics_kept",
+                                     "replicas_keep_identical_running_stats.torch", True, variant="torch"),
+    "dp-sync-bn-error": _f("test_data_parallel", "test_sync_batch_norm_on_cpu", "sync_batch_norm_cpu_error.torch",
+                           "SyncBatchNorm is not implemented", framework="torch"),
     "block-basic-stride": _f("test_block", "test_block_structure", "strided_conv.basic", 1, spec="basic"),
 }
 

@@ -1,17 +1,22 @@
 """`parity --data-parallel 2`: every framework's own data-parallel engine against the float64 oracle of
-its batch-norm semantics, the engines' running-statistics rules as measured, and a crashing replica."""
+its batch-norm semantics, the engines' running-statistics rules as measured, and a replica that crashes, hangs
+or is killed (the run ends named, no process left)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from resnet_rosetta.common.canonical import random_weights, save_canonical
-from resnet_rosetta.common.replicas import FAULT_ENV, ReplicaCase
+from resnet_rosetta.common.replicas import FAULT_ENV, HOST, ReplicaCase
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.parity import dataparallel, engine
 
@@ -61,20 +66,90 @@ def test_every_engine_matches_the_oracle_of_its_own_semantics(frameworks: str, t
     assert "data parallel: 2 replicas" in proc.stdout
 
 
+def test_a_port_in_use_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind((HOST, 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([*CLI, "--frameworks", "torch", "--dp-port", str(port), "--json",
+                               str(tmp_path / "p.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"resnet-rosetta parity: error: --dp-port {port}: port " \
+        f"{port} on {HOST} is in use (replicas take ports {port}..{port + 1})", proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def _faulty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> ReplicaCase:
+    """A one-step torch dp case whose replicas run with `fault` and a mark in their environment."""
+    monkeypatch.setenv(FAULT_ENV, fault)
+    monkeypatch.setenv("RESNET_ROSETTA_TEST_MARK", str(tmp_path))
+    pc = engine.ParityCase.seeded(TINY, 16, 4, seed=1, hyper=engine.Hyper(steps=1))
+    return ReplicaCase(TINY, pc.weights, pc.batches, 2, 0.01, 0.9, 1e-4)
+
+
 @pytest.mark.slow
 def test_a_crashing_replica_ends_the_run_named_with_no_process_left(tmp_path: Path, monkeypatch) -> None:
-    pc = engine.ParityCase.seeded(TINY, 16, 4, seed=1, hyper=engine.Hyper(steps=1))
-    case = ReplicaCase(TINY, pc.weights, pc.batches, 2, 0.01, 0.9, 1e-4)
-    monkeypatch.setenv(FAULT_ENV, "crash:1")
-    found = dataparallel.run_dp(case, ("torch",), tmp_path, timeout=120)
+    found = dataparallel.run_dp(_faulty(tmp_path, monkeypatch, "crash:1"), ("torch",), tmp_path, timeout=120)
     assert not found.comparisons and list(found.errors) == ["torch dp"]
     assert "rank 1 failed: RuntimeError: injected crash" in found.errors["torch dp"], found.errors
-    pids = [int(p.read_text()) for p in (tmp_path / "torch").glob("rank*.pid")]
-    assert len(pids) == 2
+    assert len(list((tmp_path / "torch").glob("rank*.pid"))) == 2
+    _assert_none_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_hanging_replica_is_stopped_at_the_time_limit_named_with_no_process_left(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    started = time.monotonic()
+    found = dataparallel.run_dp(_faulty(tmp_path, monkeypatch, "hang:1"), ("torch",), tmp_path, timeout=30)
+    error = found.errors["torch dp"]
+    assert "rank 1 never reached step 1" in error and "time limit 30 s" in error, error
+    assert time.monotonic() - started < 30 + 15
+    _assert_none_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_killed_replica_ends_the_run_at_once_named_with_no_process_left(tmp_path: Path, monkeypatch) -> None:
+    """SIGKILL of rank 1 while rank 0 waits for it in step 1's collective: the run ends within
+    seconds, not at its 120 s limit, and names rank 1."""
+    case, folder, found = _faulty(tmp_path, monkeypatch, "hang:1"), tmp_path / "torch", []
+    job = threading.Thread(target=lambda: found.append(dataparallel.run_dp(case, ("torch",), tmp_path, timeout=120)))
+    job.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ((folder / "rank1.pid").exists()
+                                               and _read(folder / "rank0.progress") == "1"):
+        time.sleep(0.1)
+    killed = time.monotonic()
+    os.kill(int((folder / "rank1.pid").read_text()), signal.SIGKILL)
+    job.join(timeout=60)
+    assert not job.is_alive() and time.monotonic() - killed < 20
+    error = found[0].errors["torch dp"]  # named by the launcher, or else by the watcher
+    assert "rank 1 never reached step 1" in error or "rank 1 (pid" in error, error
+    assert "process 1 terminated with signal SIGKILL" in error or "killed by a signal" in error, error
+    _assert_none_left(tmp_path)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _assert_none_left(tmp_path: Path) -> None:
+    """No process carrying this test's mark (the job, its launcher, every replica) is still running."""
+    mark = f"RESNET_ROSETTA_TEST_MARK={tmp_path}".encode()
     deadline = time.monotonic() + 10  # a killed process may take a moment to be gone
-    while any(map(_alive, pids)) and time.monotonic() < deadline:
+    while (left := _marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(map(_alive, pids)), pids
+    assert not left, left
+
+
+def _marked(mark: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0") and _alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def _alive(pid: int) -> bool:
