@@ -15,8 +15,7 @@ unsupported, not a failure). `--dtype fp64` runs every check in float64 under on
 no floors, no branch-following and free-running trajectories; `--proof` adds such an fp64 proof
 of the same architectures (at most 64 px, batch 2) after the run. Exit status 3: nothing failed,
 but some framework could not run in float64 (its rows say why).
-`--model FW=module.path:factory` (repeatable) checks a port you wrote: your model in FW runs beside
-ours (as `user-FW`), its tensors matched by name (docs/parity.md), each row named in your names too.
+`--model FW=module.path:factory` (repeatable): your own port runs beside ours as `user-FW` (docs/parity.md).
 `--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md);
 with `--dp-node`, across machines under each engine's own launcher.
 """
