@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Sequence
 
-from . import config, pipeline
+from . import config, pipeline, report_md
 from .plan import plan_sweep, plan_text, sweep_options
 
 
@@ -32,7 +32,8 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"bench: {n}", file=sys.stderr)
     t0 = time.monotonic()
     records, interrupted = pipeline.execute(cells, probes, opts, meta)
-    pipeline.write_outputs(out, records, meta)
+    derived = pipeline.write_outputs(out, records, meta)
+    print(report_md.scaling_terminal(derived["scaling"]), end="")
     print(f"bench: {pipeline.status_line(records)} on {args.device} in {time.monotonic() - t0:.0f} s; report: {out / 'report.md'}")
     if interrupted:
         print(f"bench: interrupted; the cells measured so far are in {out}", file=sys.stderr)

@@ -21,6 +21,7 @@ from resnet_rosetta.common import process
 from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import cpu_jiffies, current_rss_bytes, host_info, pin_threads, steal_fraction
 from resnet_rosetta.common.workload import Workload, looks_like_oom, math_mode
+from . import dp
 from .gpu_facts import gpu_facts
 from .config import Cell
 from .probe import matmul_peaks
@@ -83,6 +84,8 @@ def run_cell(cell: Cell, save: Callable[[dict], None] = lambda record: None) -> 
             env["gpu"] = gpu_facts()
         if cell.kind == "peak":
             record["metrics"] = {"matmul_peak": matmul_peaks(runner, cell)}
+        elif cell.devices > 1:  # data parallel: N replicas and the one-device baseline, interleaved
+            record["metrics"], record["settings"] = dp.measure(cell)
         else:
             rss0 = current_rss_bytes()
             t0 = time.perf_counter()

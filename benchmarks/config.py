@@ -88,6 +88,11 @@ class Cell:
     repeat_s: float = 1.0
     with_reference: bool = False
     rounds: int = 0  # ABBA rounds of the ours/reference pair; 0: as many as `repeats`
+    devices: int = 1  # data-parallel replicas (train only); `batch` is per replica (benchmarks/dp.py)
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch * self.devices
 
     @property
     def layout(self) -> str:
@@ -105,7 +110,8 @@ class Cell:
             return f"matmul peak probe ({self.framework}, {self.device})"
         cl = " channels_last" if self.channels_last else ""
         who = f"{self.impl}+reference" if self.with_reference else self.impl
-        return (f"{self.arch} {self.framework}/{who} {self.mode} b{self.batch} {self.precision} "
+        dp = f" x{self.devices} devices" if self.devices > 1 else ""
+        return (f"{self.arch} {self.framework}/{who} {self.mode} b{self.batch}{dp} {self.precision} "
                 f"{self.execution}{cl} {self.size}px")
 
     @property
@@ -136,11 +142,13 @@ class Cell:
         """The reference timed beside ours in this cell's pair, if it has one."""
         return REFERENCE_NAME[self.framework] if self.kind == "model" and self.with_reference else None
 
-    def workload_config(self, impl: str | None = None) -> WorkloadConfig:
-        """What the runner builds for this cell: our model, or the reference with impl="reference"."""
+    def workload_config(self, impl: str | None = None, devices: int | None = None) -> WorkloadConfig:
+        """What the runner builds for this cell: our model, or the reference with impl="reference";
+        `devices=1`: the one-device baseline of a data-parallel cell."""
         return WorkloadConfig(arch=self.arch, impl=impl or self.impl, mode=self.mode, batch=self.batch,
                               precision=self.precision, execution=self.execution,
-                              channels_last=self.channels_last, size=self.size, device=self.device)
+                              channels_last=self.channels_last, size=self.size, device=self.device,
+                              devices=devices or self.devices)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -232,13 +240,14 @@ def has_reference(framework: str, arch: str) -> bool:
 def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str], batches: Sequence[int],
            precisions: Sequence[str], execs: Sequence[str], *, channels_last: bool = False, size: int = 224,
            device: str = "cpu", warmup: int = 2, iters: int = 0, repeats: int = 5, threads: int = 1,
-           repeat_s: float = 1.0, reference: str = "fp32", rounds: int = 0) -> list[Cell]:
+           repeat_s: float = 1.0, reference: str = "fp32", rounds: int = 0, devices: int = 1) -> list[Cell]:
     """Our model's cell for every configuration; where a reference model is wanted, the cell also
     measures the ours/reference ratio (`with_reference`).
 
     `execs` may contain "default" (each framework's usual mode). `reference`: "fp32" pairs every
     fp32 cell with its reference (what the ours/reference bound needs), "all" every cell, "none"
-    none. channels_last applies to torch (memory format) and Paddle (`data_format="NHWC"`, our model only:
+    none; a data-parallel cell (`devices` > 1) has no reference (its pair is the one-device
+    baseline, benchmarks/dp.py). channels_last applies to torch (memory format) and Paddle (`data_format="NHWC"`, our model only:
     paddle.vision's is NCHW, so such a cell has no reference); Flax is NHWC anyway.
     """
     if reference not in REFERENCE_POLICIES:
@@ -247,12 +256,12 @@ def expand(archs: Sequence[str], frameworks: Sequence[str], modes: Sequence[str]
     for arch, mode, batch, precision, exec_choice, fw in itertools.product(
             archs, modes, batches, precisions, execs, frameworks):
         execution = DEFAULT_EXEC[fw] if exec_choice == "default" else exec_choice
-        wants_ref = reference == "all" or (reference == "fp32" and precision == "fp32")
+        wants_ref = devices == 1 and (reference == "all" or (reference == "fp32" and precision == "fp32"))
         cells.append(Cell(framework=fw, arch=arch, mode=mode, batch=batch, precision=precision, execution=execution,
                           channels_last=channels_last and fw in CHANNELS_LAST, size=size, device=device,
                           warmup=warmup, iters=iters, repeats=repeats, threads=threads, repeat_s=repeat_s,
                           with_reference=wants_ref and has_reference(fw, arch) and not (channels_last and fw == "paddle"),
-                          rounds=rounds))
+                          rounds=rounds, devices=devices))
     return list(dict.fromkeys(cells))
 
 

@@ -75,7 +75,7 @@ def write_outputs(out: Path, records: list[dict], meta: dict, *, markdown_name: 
         meta.setdefault("notes", []).append(f"plots failed: {type(exc).__name__}: {exc}")
     derived["plots"] = written
     summary = {"meta": meta, "peaks": derived["peaks"], "host_noise": derived["host_noise"],
-               "ratios": derived["ratios"], "status_counts": dict(Counter(r["status"] for r in records))}
+               "ratios": derived["ratios"], "scaling": derived["scaling"], "status_counts": dict(Counter(r["status"] for r in records))}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     if markdown_name:
         atomic_write_text(out / markdown_name, report_md.bench_markdown(records, derived, meta, written))

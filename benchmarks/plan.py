@@ -38,7 +38,23 @@ def resolve_common(args: argparse.Namespace) -> tuple[list[str], int, list[str]]
               else devices.probe(frameworks, env={**os.environ, **thread_env(threads)}))
     choice = devices.choose(args.device, sights, planning=getattr(args, "plan", False))
     args.device = choice.device
+    check_devices(getattr(args, "devices", 1), choice.device, threads, {fw: sights[fw] for fw in choice.frameworks},
+                  planning=getattr(args, "plan", False))
     return choice.frameworks, threads, notes + choice.notes
+
+
+def check_devices(n: int, device: str, threads: int, sights: dict[str, devices.Sight], planning: bool = False) -> None:
+    """`--devices N` (data parallel) against what the machine has: on CPU a thread per replica
+    (N <= the sweep's threads, split evenly), on GPU N <= the GPUs each framework sees (except a
+    framework that sees none under `--plan`: planned for a GPU machine it is not on)."""
+    if n == 1:
+        return
+    if device == "cpu" and n > threads:
+        raise UserError(f"--devices {n} needs a thread per replica on the CPU; the sweep has {threads} (--threads, "
+                        f"or the cores this process may use)")
+    short = {fw: s.count for fw, s in sights.items() if s.count < n and not (planning and s.count == 0)}
+    if device == "gpu" and short:
+        raise UserError(f"--devices {n} needs {n} GPUs; " + ", ".join(f"{fw} sees {c}" for fw, c in short.items()))
 
 
 def plan_sweep(args: argparse.Namespace) -> tuple[list[Cell], list[Cell], list[str], int, list[str]]:
@@ -48,11 +64,14 @@ def plan_sweep(args: argparse.Namespace) -> tuple[list[Cell], list[Cell], list[s
     batches = config.parse_ints(args.batch, "--batch sizes")
     precisions = config.parse_precisions(args.precision)
     execs = config.parse_execs(args.exec_modes)
+    n = getattr(args, "devices", 1)
+    if n > 1 and modes != ["train"]:
+        raise UserError(f"--devices {n} measures data-parallel training only: pass --mode train")
     frameworks, threads, notes = resolve_common(args)
     cells = config.expand(archs, frameworks, modes, batches, precisions, execs, channels_last=args.channels_last,
                           size=args.size, device=args.device, warmup=args.warmup, iters=args.iters,
                           repeats=args.repeats, threads=threads, repeat_s=args.repeat_s, reference=args.reference,
-                          rounds=args.rounds)
+                          rounds=args.rounds, devices=n)
     probes = [] if args.no_peak else config.peak_cells(frameworks, args.device, threads, warmup=args.warmup,
                                                        repeats=args.repeats, repeat_s=args.repeat_s)
     return cells, probes, frameworks, threads, notes

@@ -127,11 +127,17 @@ def build_plan(level: str, frameworks: Sequence[str], threads: int, device: str 
                      channels_last=True, reference="none", **kw)
             + expand(["resnet18", "resnet50"], fws, ["infer", "train"], b.full_bf16, ["bf16"], ["eager", "compiled"],
                      channels_last=True, reference="all", **kw))
-    return Plan("full", _dedup(full), probes, budget_s=None, parity_args=[],
+    # Data-parallel scaling on the CPU's cores (2 replicas, one device timed beside them in each cell)
+    scaling = (expand(["resnet18"], fws, ["train"], [b.train], ["fp32"], ["default"], reference="none", devices=2,
+                      **kw) if not gpu and threads >= 2 else [])
+    return Plan("full", _dedup(full + scaling), probes, budget_s=None, parity_args=[],
                 measures=["parity of resnet18 and resnet50",
                           "resnet18 and resnet50 at 224 px: inference and training, batch "
                           f"{', '.join(map(str, b.full))} (bf16: {', '.join(map(str, b.full_bf16))}), "
                           "fp32 and bf16, eager and compiled, torch also channels_last (bf16: channels_last only), "
                           "the reference model beside every cell",
+                          *([f"data-parallel scaling: resnet18 fp32 training, batch {b.train} per replica, on 2 "
+                             "replicas of each framework's engine against one device in the same cell"]
+                            if scaling else []),
                           "the matmul peak of the machine in each math mode"],
                 skips=["nothing by design; cells that time out or run out of memory are listed"])

@@ -14,7 +14,7 @@ from typing import Sequence
 from resnet_rosetta.common import process
 from resnet_rosetta.common.atomic import atomic_write_text
 from resnet_rosetta.common.errors import UserError
-from . import pipeline, report_index
+from . import pipeline, report_index, report_md
 from .plan import plan_text, report_plan, sweep_options
 from .presets import Plan
 from .sweep import base_record
@@ -133,6 +133,7 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     atomic_write_text(out / "index.md", report_index.index_markdown(
         meta=meta, plan_measures=plan.measures, plan_skips=plan.skips, records=records, derived=derived,
         parity=parity, list_text=list_text, files=files))
+    print(report_md.scaling_terminal(derived["scaling"]), end="")
     print(f"report: parity {parity['status']}; cells: {pipeline.status_line(records) or 'none'} on {args.device}; "
           f"{time.monotonic() - t0:.0f} s; {out / 'index.md'}")
     if interrupted:

@@ -101,6 +101,12 @@ def summary_lines(records: list[dict], derived: dict, parity: dict) -> list[str]
                      f"{_pct(limit)} = max({SPREAD_BOUND:.0%}, {FLOOR_FACTOR} x the host's floor))"
                      + (f"; noisier: {len(noisy)} (marked in the spread column)" if noisy else "")
                      + stolen + host + ".")
+    scaled = [r for r in derived.get("scaling", []) if r["efficiency"] is not None]
+    if scaled:
+        lines.append("**Scaling (data parallel):** " + "; ".join(
+            f"{r['cell']['arch']} {r['cell']['framework']} x{r['devices']}: efficiency {r['efficiency']:.2f} "
+            f"({r['img_s']:.3g} vs {r['one_device_img_s']:.3g} img/s on one device)" for r in scaled)
+            + " (see Scaling below).")
     from .pipeline import status_line
     lines.append(f"**Cells:** {status_line(records)}.")
     return lines
@@ -131,7 +137,8 @@ def index_markdown(*, meta: dict, plan_measures: Sequence[str], plan_skips: Sequ
     else:
         out += f"Parity {parity['status']}: {parity.get('message', '')}\n\n"
     out += "## Benchmark\n\n"
-    out += (report_md.ratio_section(derived["ratios"], 3) + report_md.best_section(derived["best"], 3)
+    out += (report_md.ratio_section(derived["ratios"], 3) + report_md.scaling_section(derived.get("scaling", []), 3)
+            + report_md.best_section(derived["best"], 3)
             + report_md.results_tables(records, 3)
             + report_md.peaks_section(derived["peaks"], 3, derived.get("host_noise"))
             + report_md.plots_section(derived.get("plots", []), 3) + report_md.failures_section(records, 3))

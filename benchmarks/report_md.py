@@ -126,6 +126,53 @@ def ratio_section(ratios: list[dict], level: int = 2) -> str:
     return out
 
 
+def batch_text(cell: dict) -> str:
+    """"16", or "16 x 2 devices" for a data-parallel cell (batch per replica x replicas)."""
+    n = cell.get("devices", 1)
+    return str(cell["batch"]) + (f" x {n} devices" if n > 1 else "")
+
+
+SCALING_TEXT = ("N replicas, each training its own `batch` (global batch N x batch) on the framework's own engine "
+                "(torch DDP, paddle.DataParallel: one process per replica; JAX: jit over a Mesh of N devices), "
+                "timed in the same cell as one device with the same per-replica batch, the two interleaved ABBA "
+                "round by round. Efficiency = img/s(N) / (N x img/s(1)), the median over the rounds (IQR: their "
+                "quartiles); speedup = img/s(N) / img/s(1). On a CPU the N replicas share the cores the one device "
+                "had to itself (its threads split evenly between them), so 1/N means no gain: above it, the "
+                "replicas use the cores better than one process's threads; below it, the engine's "
+                "synchronisation costs more than it gains.\n\n")
+
+
+def scaling_section(rows: list[dict], level: int = 2) -> str:
+    """The data-parallel cells: img/s on N devices and on one, efficiency and speedup ('' without any)."""
+    if not rows:
+        return ""
+    out = _h(level, "Scaling (data parallel)") + SCALING_TEXT
+    table_rows = []
+    for r in sorted(rows, key=lambda r: (r["cell"]["arch"], framework_order(r["cell"]["framework"]), r["devices"])):
+        c = r["cell"]
+        threads = ("-" if r["one_device_threads"] is None else
+                   f"{r['threads'] or str(r['threads_per_replica']) + ' per replica'}; one device "
+                   f"{r['one_device_threads']}")
+        iqr = "-" if r["efficiency"] is None else f"{_num(r['efficiency_q25'])}-{_num(r['efficiency_q75'])}"
+        table_rows.append((c["arch"], c["framework"], c["mode"], c["precision"], c["exec"], c["device"],
+                           str(r["devices"]), str(c["batch"]), str(r["global_batch"]), threads,
+                           _num(r["one_device_img_s"]), _num(r["img_s"]), _num(r["speedup"]), _num(r["efficiency"]),
+                           iqr, r["batch_norm"] or "-",
+                           "ok" if r["status"] == "ok" else f"{r['status']}: {r['message']}"))
+    return out + table(("arch", "framework", "mode", "precision", "exec", "device", "devices", "batch per replica",
+                        "global batch", "threads", "img/s (1 device)", "img/s (N devices)", "speedup",
+                        "efficiency", "efficiency IQR", "batch norm", "status"), table_rows)
+
+
+def scaling_terminal(rows: list[dict]) -> str:
+    """One line per data-parallel cell for the terminal ('' without any)."""
+    return "".join(
+        f"scaling: {r['cell']['arch']} {r['cell']['framework']} x{r['devices']} devices (global batch "
+        f"{r['global_batch']}): " + (f"{_num(r['img_s'])} img/s vs {_num(r['one_device_img_s'])} on one device, "
+                                     f"efficiency {_num(r['efficiency'])}" if r["status"] == "ok" else r["status"])
+        + "\n" for r in rows)
+
+
 def results_tables(records: list[dict], level: int = 2) -> str:
     """One table per model x mode; the fastest row of each (batch, precision) is starred."""
     groups: dict = defaultdict(list)
@@ -164,14 +211,14 @@ def results_tables(records: list[dict], level: int = 2) -> str:
                 sp = _pct(spread) + (" (noisy)" if m.get("steady") is False else "")
                 name = model_name(c) + (" (paired)" if r.get("paired") else "")
                 rows.append((f"**{c['framework']}**{star}" if star else c["framework"], name, c["exec"],
-                             c["precision"], c["layout"], c["device"], str(c["batch"]), _num(m["img_s_median"]),
+                             c["precision"], c["layout"], c["device"], batch_text(c), _num(m["img_s_median"]),
                              f"{_num(m['img_s_q25'])}-{_num(m['img_s_q75'])}", sp, _pct(m.get("steal_fraction")),
                              _num(m["ms_step_median"], 4),
                              _num(m["first_call_s"]), _mib(m.get("peak_memory_bytes")), _num(m["gflop_s"]),
                              _pct(m.get("peak_fraction")), "ok"))
             else:
                 rows.append((c["framework"], model_name(c), c["exec"], c["precision"], c["layout"], c["device"],
-                             str(c["batch"]),
+                             batch_text(c),
                              "-", "-", "-", "-", "-", "-", "-", "-", "-", f"{r['status']}"))
         out += _h(level + 1, f"{arch} {mode} ({size}x{size})") + table(header, rows)
     return out
@@ -207,7 +254,7 @@ def best_section(best: dict, level: int = 2) -> str:
             r = per[fw]
             c, m = r["cell"], r["metrics"]
             rows.append((arch, mode, f"**{fw}** ★" if r is top else fw,
-                         f"{c['exec']}, {c['precision']}, {c['layout']}, batch {c['batch']}", c["device"],
+                         f"{c['exec']}, {c['precision']}, {c['layout']}, batch {batch_text(c)}", c["device"],
                          _num(m["img_s_median"]), _num(m["gflop_s"]), _pct(m.get("peak_fraction"))))
     return out + table(("arch", "mode", "framework", "configuration", "device", "img/s", "GFLOP/s", "% of peak"),
                        rows)
@@ -293,6 +340,6 @@ def bench_markdown(records: list[dict], derived: dict, meta: dict, plots: Sequen
     if meta.get("interrupted"):
         head += "> **Interrupted:** this report holds the cells measured before Ctrl-C.\n\n"
     return (head + load_note(records) + run_section(meta) + ratio_section(derived["ratios"])
-            + best_section(derived["best"]) + results_tables(records)
+            + scaling_section(derived.get("scaling", [])) + best_section(derived["best"]) + results_tables(records)
             + peaks_section(derived["peaks"], host_noise=derived.get("host_noise"))
             + plots_section(plots) + failures_section(records) + environment_section(records, meta))

@@ -22,7 +22,8 @@ FLOOR_FACTOR = 1.5
 
 CSV_FIELDS = (
     "status", "kind", "arch", "framework", "impl", "model", "reference_model", "mode", "batch", "precision", "exec", "layout", "size",
-    "device", "threads", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
+    "device", "threads", "devices", "global_batch", "threads_per_replica", "one_device_img_s_median",
+    "scaling_efficiency", "scaling_efficiency_q25", "scaling_efficiency_q75", "warmup", "iters", "repeats", "img_s_median", "img_s_q25", "img_s_q75", "spread",
     "steal_fraction",
     "ms_step_median", "ms_step_q25", "ms_step_q75", "first_call_s", "setup_s", "peak_memory_bytes",
     "memory_kind", "math_mode", "gflop_s", "peak_mode", "peak_gflop_s", "peak_fraction", "matmul_fp32_gflop_s",
@@ -135,7 +136,33 @@ def derive(records: list[dict]) -> dict:
         if ok(r) and r["metrics"].get("spread") is not None:
             r["metrics"]["steady"] = r["metrics"]["spread"] <= limit
     return {"peaks": peaks, "ratios": ratios(records), "best": best_per_framework(records),
-            "host_noise": noise, "steady_limit": limit}
+            "host_noise": noise, "steady_limit": limit, "scaling": scaling(records)}
+
+
+def scaling(records: Iterable[dict]) -> list[dict]:
+    """Every data-parallel cell (`devices` > 1, benchmarks/dp.py): img/s on N devices (global batch)
+    and on one, timed interleaved in the cell, and the scaling efficiency img/s(N) / (N x img/s(1)):
+    the median over the rounds of that round's efficiency, its quartiles as the noise."""
+    out = []
+    for r in model_records(records):
+        c = r["cell"]
+        n = c.get("devices", 1)
+        if n <= 1:
+            continue
+        row = {"cell": c, "status": r["status"], "message": r.get("message", ""), "devices": n,
+               "global_batch": c["batch"] * n, "img_s": None, "one_device_img_s": None, "efficiency": None,
+               "efficiency_q25": None, "efficiency_q75": None, "speedup": None, "threads_per_replica": None,
+               "one_device_threads": None, "rounds": None, "engine": None, "batch_norm": None, "threads": None}
+        if ok(r):
+            m, eff = r["metrics"], r["metrics"]["scaling_efficiency"]
+            dp = r.get("settings", {}).get("data_parallel", {})
+            row.update(img_s=m["img_s_median"], one_device_img_s=m["one_device"]["img_s_median"],
+                       efficiency=eff["median"], efficiency_q25=eff["q25"], efficiency_q75=eff["q75"],
+                       speedup=eff["median"] * n, threads_per_replica=m["threads_per_replica"],
+                       one_device_threads=m["one_device"]["threads"], rounds=m["rounds"],
+                       engine=dp.get("engine"), batch_norm=dp.get("batch_norm"), threads=dp.get("threads"))
+        out.append(row)
+    return out
 
 
 def steady_limit(noise: dict[str, dict]) -> float:
@@ -202,6 +229,13 @@ def flat_row(r: dict) -> dict:
                                                                    "other_processes")},
            "cpu_model": env.get("cpu_model"), "loadavg_start": r.get("loadavg_start"),
            "loadavg_end": r.get("loadavg_end"), "wall_s": r.get("wall_s")}
+    n = c.get("devices", 1)
+    row.update(devices=n, global_batch=c["batch"] * n if c.get("kind") == "model" else None)
+    if n > 1:
+        if ok(r):
+            eff = m["scaling_efficiency"]
+            row.update(one_device_img_s_median=m["one_device"]["img_s_median"], scaling_efficiency=eff["median"],
+                       scaling_efficiency_q25=eff["q25"], scaling_efficiency_q75=eff["q75"])
     pair = measured_pair(r)
     if pair:
         row.update(reference_img_s_median=pair["reference"]["img_s_median"], ratio_median=pair["ratio"]["median"],

@@ -22,6 +22,7 @@ from resnet_rosetta.common import process
 from resnet_rosetta.common.host import group_rss_bytes, memory_available_bytes, mkl_env, thread_env
 from resnet_rosetta.common.workload import TF32_ENV
 from .cell import PENDING
+from .dp import cell_env
 from .config import Cell
 
 SCHEMA_VERSION = 1
@@ -79,6 +80,8 @@ def run_cell(cell: Cell, opts: SweepOptions, index: int) -> dict:
     if opts.hard_deadline is not None and opts.hard_deadline - time.monotonic() < timeout:
         timeout, budget_cut = max(1.0, opts.hard_deadline - time.monotonic()), True
     env = {**os.environ, **thread_env(cell.threads), **mkl_env(opts.mkl_amd)}
+    for k, v in cell_env(cell).items():  # a data-parallel cell's host devices (XLA_FLAGS)
+        env[k] = f"{env.get(k, '')} {v}".strip()
     if opts.tf32 == "off":  # the override for cuBLAS / cuDNN, the variable for each framework's own switches
         env.update({"NVIDIA_TF32_OVERRIDE": "0", TF32_ENV: "off"})
     record["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

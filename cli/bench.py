@@ -70,6 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="throughput benchmark sweep, one fresh process per cell",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sweep_arguments(p, {})
+    p.add_argument("--devices", type=integer("--devices", 1, 4096), default=1,
+                   help="data-parallel training on N replicas, --batch per replica (CPU: N processes or JAX host "
+                        "devices sharing the cores, threads split evenly; GPU: N GPUs), timed against one device "
+                        "in the same run (default %(default)s)")
     p.add_argument("--out", default="bench-results", help="output folder (default %(default)s); must not exist "
                                                          "unless --overwrite")
     return p

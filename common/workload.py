@@ -75,6 +75,7 @@ class WorkloadConfig:
     channels_last: bool  # torch only: model and input in torch.channels_last
     size: int  # input height and width
     device: str  # "cpu" or "gpu"
+    devices: int = 1  # data-parallel replicas; `batch` is per replica (global batch: devices x batch)
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Workload:
     settings: dict = field(default_factory=dict)  # what the runner switched on (documented per cell)
     # called once after warm-up: the peak then covers the timed steps only (not autotuning trials)
     reset_peak_memory: Callable[[], None] = lambda: None
+    # data parallel: rank 0's value on every replica (so all replicas agree on the steps per repeat)
+    broadcast: Callable[[int], int] = lambda value: value
 
 
 # Lower-cased pieces of the messages a framework raises when memory runs out: CUDA's and the

@@ -31,6 +31,7 @@ from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32
+from . import parallel
 from .model import ResNet
 from .reference import MODELS
 
@@ -243,8 +244,9 @@ def build(cell: WorkloadConfig) -> Workload:
     settings: dict = {"compute_dtype": "bfloat16" if cell.precision == "bf16" else "float32"}
     module, apply = _model_and_apply(cell)
     kx, ky = jax.random.split(jax.random.PRNGKey(0), 2)
-    x = jax.device_put(jax.random.normal(kx, (cell.batch, cell.size, cell.size, spec.in_channels)), dev)
-    y = jax.device_put(jax.random.randint(ky, (cell.batch,), 0, spec.num_classes), dev)
+    batch = cell.batch * cell.devices  # the global batch: `cell.batch` per device
+    x = jax.device_put(jax.random.normal(kx, (batch, cell.size, cell.size, spec.in_channels)), dev)
+    y = jax.device_put(jax.random.randint(ky, (batch,), 0, spec.num_classes), dev)
     variables = jax.device_put(_init_variables(module, x[:1]), dev)
     compiled = cell.execution == "compiled"
     if dev.platform == "gpu":
@@ -275,7 +277,14 @@ def build(cell: WorkloadConfig) -> Workload:
         return {"params": optax.apply_updates(st["params"], updates), "batch_stats": new_stats,
                 "opt": opt_state}, loss
 
-    if compiled:
+    if cell.devices > 1:  # `bench --devices N`: one jit over a Mesh of N devices, the batch sharded
+        if not compiled:
+            raise Unsupported("bench --devices > 1 measures JAX under jit (--exec compiled) only")
+        x, y, state, fn = parallel.bench_shard(train_step, state, x, y, dev.platform, cell.devices)
+        settings.update(donate_train_state=True, data_parallel={
+            "engine": "jax.jit over a Mesh, batch NamedSharding P('data'), the rest replicated",
+            "batch_norm": "global (XLA partitions the reductions over the whole batch)"})
+    elif compiled:
         fn = jax.jit(train_step, donate_argnums=0)
         settings["donate_train_state"] = True
     else:
@@ -290,7 +299,8 @@ def build(cell: WorkloadConfig) -> Workload:
         jax.block_until_ready([*handles, holder["state"]])
 
     # the analysis lowers with the current state's shapes only (donation needs no live buffers)
-    analysed = (jax.jit(train_step, donate_argnums=0), (jax.eval_shape(lambda: state), x, y)) if compiled else (None, ())
+    analysed = ((jax.jit(train_step, donate_argnums=0), (jax.eval_shape(lambda: state), x, y))
+                if compiled and cell.devices == 1 else (None, ()))
     return Workload(step=step, sync=sync, peak_memory=_peak_memory_for(dev, *analysed), settings=settings)
 
 

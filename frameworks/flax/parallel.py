@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -148,3 +148,31 @@ def _local_step(trainer: Trainer, mesh: Mesh) -> Any:
 
 def _on_device(a: jax.Array, device: Any) -> np.ndarray:
     return np.asarray(next(s.data for s in a.addressable_shards if s.device == device))
+
+
+# `bench --devices N` (benchmarks/dp.py): the same engine timing the benchmark's training step.
+
+def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device: str, threads: int) -> dict[str, str]:
+    """Run target(0, *args) here: the N replicas are N devices of this process (on CPU, host
+    devices the caller made with XLA_FLAGS before JAX started; they share one XLA thread pool)."""
+    platform = "gpu" if device == "gpu" else "cpu"
+    found = len(jax.devices(platform))
+    if found < replicas:
+        raise RuntimeError(f"JAX sees {found} {platform} device(s), {replicas} needed"
+                           + (f": XLA_FLAGS must set --xla_force_host_platform_device_count={replicas} before JAX "
+                              "starts" if platform == "cpu" else ""))
+    target(0, *args)
+    return {"backend": "XLA collectives (one process)", "threads_per_replica": None,
+            "threads": "one XLA CPU thread pool, sized from the cell's cores, shared by the devices",
+            "launcher": f"one process, {replicas} {platform} devices in a Mesh"
+                        + (" (--xla_force_host_platform_device_count)" if platform == "cpu" else "")}
+
+
+def bench_shard(train_step: Callable, state: Any, x: jax.Array, y: jax.Array, platform: str,
+                replicas: int) -> tuple[jax.Array, jax.Array, Any, Callable]:
+    """(x, y, state, step): the global batch split over a Mesh of the first `replicas` devices, the
+    train state replicated, and the step jitted with the state donated and kept replicated."""
+    mesh = Mesh(np.array(jax.devices(platform)[:replicas]), (AXIS,))
+    every, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    step = jax.jit(train_step, donate_argnums=0, out_shardings=(every, every))
+    return jax.device_put(x, split), jax.device_put(y, split), jax.device_put(state, every), step

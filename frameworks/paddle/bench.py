@@ -26,6 +26,7 @@ from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import (MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32,
                                              looks_like_oom)
+from . import parallel
 from .model import ResNet
 
 
@@ -33,7 +34,8 @@ def _set_device(device: str) -> str:
     if device == "gpu":
         if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
             raise Unsupported("paddle sees no CUDA device (CPU-only wheel or no GPU)")
-        paddle.set_device("gpu:0")
+        # gpu:0 alone; a replica of `bench --devices N` the GPU its launcher gave it (FLAGS_selected_gpus)
+        paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
         return "gpu"
     paddle.set_device("cpu")
     return "cpu"
@@ -219,6 +221,12 @@ def build(cell: WorkloadConfig) -> Workload:
         if train:
             parts["opt"] = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9,
                                                      parameters=model.parameters())
+        if train and cell.devices > 1:  # one replica of `bench --devices N`: DataParallel, in its group
+            if full_graph is not None:
+                raise Unsupported("bench --devices > 1 measures Paddle's DataParallel in dygraph (--exec eager) only")
+            parts["fn"] = parallel.bench_wrap(model)
+            settings["data_parallel"] = {"engine": "paddle.DataParallel (defaults)",
+                                         "batch_norm": "local (each replica its own batch)"}
         if full_graph is not None:
             parts["fn"] = paddle.jit.to_static(model, full_graph=full_graph, backend=None)
             settings["to_static"] = f"full_graph={full_graph}, backend=None"
@@ -251,6 +259,9 @@ def build(cell: WorkloadConfig) -> Workload:
             settings["to_static_fallback"] = f"full_graph=True failed: {reason or type(exc).__name__}"
             return run_once()
 
+    if train and cell.devices > 1:
+        return Workload(step=step, sync=lambda handles: parallel.bench_barrier(device), peak_memory=peak_memory,
+                        settings=settings, reset_peak_memory=reset_peak, broadcast=parallel.bench_broadcast)
     return Workload(step=step, sync=_sync_for(device), peak_memory=peak_memory, settings=settings,
                     reset_peak_memory=reset_peak)
 

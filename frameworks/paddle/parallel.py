@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import paddle
@@ -85,3 +86,40 @@ def _try_sync_bn() -> str:
     except (ValueError, RuntimeError, NotImplementedError) as exc:
         return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
     return ""
+
+
+# `bench --devices N` (benchmarks/dp.py): the same engine timing the benchmark's training step.
+
+def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device: str, threads: int) -> dict[str, str]:
+    """Run target(rank, *args) in `replicas` processes started by paddle.distributed.spawn (gloo on a
+    CPU build, nccl on GPUs), each with `threads` threads; how they were started."""
+    backend = "nccl" if device == "gpu" else BACKEND
+    os.environ.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})  # read as Paddle starts
+    dist.spawn(_bench_replica, args=(target, args), nprocs=replicas, join=True, backend=backend, ips=HOST,
+               started_port=free_port())
+    return {"backend": backend, "threads": f"{threads} per replica (OMP_NUM_THREADS, MKL_NUM_THREADS)",
+            "launcher": f"paddle.distributed.spawn, one process per replica, {HOST}"}
+
+
+def _bench_replica(target: Callable[..., None], args: tuple) -> None:
+    dist.init_parallel_env()
+    target(dist.get_rank(), *args)
+
+
+def bench_wrap(model: paddle.nn.Layer) -> paddle.nn.Layer:
+    """The benchmark's model under paddle.DataParallel (its defaults)."""
+    return paddle.DataParallel(model)
+
+
+def bench_barrier(device: str) -> None:
+    """Every replica has finished its queued work (a clock read follows)."""
+    if device == "gpu":
+        paddle.device.synchronize()
+    dist.barrier()
+
+
+def bench_broadcast(value: int) -> int:
+    """Rank 0's `value` on every replica."""
+    t = paddle.to_tensor([value], dtype="int64")
+    dist.broadcast(t, src=0)
+    return int(t.item())

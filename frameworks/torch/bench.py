@@ -26,6 +26,7 @@ from resnet_rosetta.common.errors import Unsupported, first_line
 from resnet_rosetta.common.host import peak_rss_bytes
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.workload import MatmulMaker, Workload, WorkloadConfig, apply_tf32_policy, has_tf32
+from . import parallel
 from .model import ResNet
 
 
@@ -179,6 +180,10 @@ def build(cell: WorkloadConfig) -> Workload:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
+        if cell.devices > 1:  # one replica of `bench --devices N`: DDP, in its process group
+            model = parallel.bench_wrap(model, dev)
+            settings["data_parallel"] = {"engine": "torch.nn.parallel.DistributedDataParallel (defaults)",
+                                         "batch_norm": "local (each replica its own batch)"}
         fn = torch.compile(model) if cell.execution == "compiled" else model
 
         def step() -> Any:
@@ -189,6 +194,10 @@ def build(cell: WorkloadConfig) -> Workload:
             opt.step()
             return loss
 
+    if cell.devices > 1:
+        return Workload(step=step, sync=lambda handles: parallel.bench_barrier(dev), peak_memory=peak_memory,
+                        settings=settings, reset_peak_memory=reset_peak,
+                        broadcast=lambda value: parallel.bench_broadcast(value, dev))
     return Workload(step=step, sync=_sync_for(dev), peak_memory=peak_memory, settings=settings,
                     reset_peak_memory=reset_peak)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -88,3 +89,48 @@ def _try_sync_bn(trainer: Trainer) -> str:
     except (ValueError, RuntimeError) as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return ""
+
+
+# `bench --devices N` (benchmarks/dp.py): the same engine timing the benchmark's training step.
+
+def launch_bench(target: Callable[..., None], args: tuple, replicas: int, device: str, threads: int) -> dict[str, str]:
+    """Run target(rank, *args) in `replicas` processes of one process group (gloo on CPU, nccl on
+    GPU with one GPU per rank), each with `threads` intra-op threads; how they were started."""
+    backend = "nccl" if device == "gpu" else BACKEND
+    mp.start_processes(_bench_replica, args=(target, args, replicas, free_port(), backend, threads),
+                       nprocs=replicas, join=True, start_method="spawn")
+    return {"backend": backend, "threads": f"{threads} per replica (torch.set_num_threads)",
+            "launcher": f"torch.multiprocessing.start_processes (spawn), one process per replica, tcp://{HOST}"}
+
+
+def _bench_replica(rank: int, target: Callable[..., None], args: tuple, replicas: int, port: int, backend: str,
+                   threads: int) -> None:
+    torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, init_method=f"tcp://{HOST}:{port}", rank=rank, world_size=replicas)
+    try:
+        target(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def bench_wrap(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """The benchmark's model under DDP with its defaults (one device per process)."""
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if dev.type == "cuda" else None)
+
+
+def bench_barrier(dev: torch.device) -> None:
+    """Every replica has finished its queued work (a clock read follows)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def bench_broadcast(value: int, dev: torch.device) -> int:
+    """Rank 0's `value` on every replica."""
+    t = torch.tensor([value], dtype=torch.int64, device=dev)
+    dist.broadcast(t, src=0)
+    return int(t.item())

@@ -367,17 +367,6 @@ CASES.append(Case("option-parity-dp-node-without-launcher", "options",
                   "--dp-node: WORLD_SIZE is not set; start this command with torchrun"))
 
 
-for _model, _expect in [
-    ("torch_resnet", "--model expects FRAMEWORK=module.path:factory (FRAMEWORK in torch, paddle, flax), found "
-                     "'torch_resnet'"),
-    ("jax=my_resnet:build", "--model jax=my_resnet:build: unknown framework 'jax'; known: torch, paddle, flax"),
-    ("torch=no_such_module:build", "--model torch=no_such_module:build: cannot import no_such_module "
-                                   "(ModuleNotFoundError: No module named 'no_such_module')"),
-]:
-    CASES.append(Case(f"option-parity--model={_model}", "options", f"`parity --model {_model}`",
-                      _options(["parity", "--model", _model, "--checks", "eval"], "--json", "p.json"), _expect))
-
-
 @functools.lru_cache(maxsize=None)
 def _trained() -> tuple[bytes, bytes]:
     """A real one-epoch training checkpoint pair (tiny), as bytes, made once."""
