@@ -15,6 +15,7 @@ unsupported, not a failure). `--dtype fp64` runs every check in float64 under on
 no floors, no branch-following and free-running trajectories; `--proof` adds such an fp64 proof
 of the same architectures (at most 64 px, batch 2) after the run. Exit status 3: nothing failed,
 but some framework could not run in float64 (its rows say why).
+`--model FW=module.path:factory` (repeatable): your own port runs beside ours as `user-FW` (docs/parity.md).
 `--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md);
 with `--dp-node`, across machines under each engine's own launcher.
 """
@@ -26,6 +27,7 @@ from resnet_rosetta.common.options import integer, number
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.frameworks import FRAMEWORKS
+from resnet_rosetta.parity.usermodel import parse as parse_model
 from resnet_rosetta.parity.run import (ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, INCOMPLETE, RUNNING_VAR_FEEDS,
                                        Settings, run_parity)
 
@@ -69,6 +71,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "'native' lets each framework follow its own rule and reports the difference")
     p.add_argument("--stagewise", action="store_true",
                    help="also feed every stage the oracle's input for it, so errors do not compound")
+    p.add_argument("--model", action="append", metavar="FW=MODULE:FACTORY",
+                   help="also check your own ResNet in framework FW (torch, paddle, flax): FACTORY(preset name) "
+                        "or FACTORY() builds it; MODULE importable from the working directory or PYTHONPATH "
+                        "(repeatable, one per framework)")
     p.add_argument("--weights", help="check this checkpoint (any format) instead of seeded random weights")
     p.add_argument("--isolate", action="store_true", help="run each framework in its own worker process")
     p.add_argument("--python", default="", metavar="FW=PATH,...",
@@ -116,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
         isolate=args.isolate,
         python=_pythons(args.python), timeout=args.timeout, run_dir=args.run_dir, json_out=args.json_out,
         markdown=args.markdown, data_parallel=args.data_parallel, dp_steps=args.dp_steps,
-        dp_node=args.dp_node, dp_port=args.dp_port))
+        dp_node=args.dp_node, dp_port=args.dp_port,
+        models=tuple(parse_model(m) for m in args.model or ())))
     return 1 if not doc["passed"] else INCOMPLETE if doc["incomplete"] else 0

@@ -309,3 +309,15 @@ def fit_to_tensors(preset: ResNetSpec, native: Mapping[str, np.ndarray], fmt: st
     in_axis = 2 if fmt == "flax" else 1  # HWIO vs OIHW
     return preset.replace(num_classes=int(np.shape(native[fc_bias])[0]),
                           in_channels=int(np.shape(native[conv1])[in_axis]))
+
+
+def stage_taps(spec: ResNetSpec, fmt: str) -> dict[str, tuple[str, str]]:
+    """Where each named stage output of a model written in `fmt`'s names can be read: stage ->
+    ("input" | "output", native module). The stem is the input of the first block, stage k the
+    output of its last block, `pooled` the classifier's input; `logits` is the model's own output.
+    Lets a model written by someone else (parity --model) be measured stage by stage and named."""
+    taps = {"stem": ("input", native_module("layer1.0", fmt, spec))}
+    for k, depth in enumerate(spec.depths, start=1):
+        taps[f"layer{k}"] = ("output", native_module(f"layer{k}.{depth - 1}", fmt, spec))
+    taps["pooled"] = ("input", native_module("fc", fmt, spec))
+    return taps

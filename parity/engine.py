@@ -84,8 +84,9 @@ class ParityCase:
                    hyper, dtype=dtype)
 
 
-def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> Outputs:
-    """Run `checks` in framework `name` (in this process).
+def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...], port: object | None = None) -> Outputs:
+    """Run `checks` in framework `name` (in this process); with `port`, on a user's model in that
+    framework (`usermodel.UserModel.port()`: its `adapter` and `trainer` in place of ours).
 
     One model serves eval then train (train mutates the running statistics, so it comes last);
     `step` is the first step of `steps` (same weights, same first batch), so one trainer serves both.
@@ -94,7 +95,8 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
     spec, h = case.spec, case.hyper
     out: Outputs = {}
     if {"eval", "train"} & set(checks):
-        model = adapter.Adapter(spec, case.weights, device=case.device, dtype=case.dtype)
+        build = port.adapter if port else adapter.Adapter  # type: ignore[attr-defined]
+        model = build(spec, case.weights, device=case.device, dtype=case.dtype)
         if "eval" in checks:
             out.update(_prefixed("eval", model.forward(case.x, train=False)))
             if case.feed:
@@ -106,8 +108,9 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...]) -> O
         training = frameworks.load(name, "training")
 
         def trainer() -> object:
-            return training.Trainer(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
-                                    device=case.device, record_gates=True, dtype=case.dtype)
+            make = port.trainer if port else training.Trainer  # type: ignore[attr-defined]
+            return make(spec, case.weights, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
+                        device=case.device, record_gates=True, dtype=case.dtype)
         if "grad" in checks:
             t = trainer()
             loss, grads = t.loss_and_grads(*case.batches[0])

@@ -74,24 +74,26 @@ def load_case(path: Path) -> tuple[engine.ParityCase, tuple[str, ...], int]:
 
 
 def run_in_process(name: str, case: engine.ParityCase, checks: tuple[str, ...],
-                   seed: int) -> tuple[engine.Outputs, dict[str, object]]:
+                   seed: int, port: object | None = None) -> tuple[engine.Outputs, dict[str, object]]:
+    """Framework `name`'s outputs (on a user's model with `port`, see usermodel.py) and numerics."""
     numerics = frameworks.load(name).parity_numerics(seed)
     numerics["computed on"] = case.device  # where this run put the models, whatever the default backend
     if {"grad", "step", "steps"} & set(checks):
         numerics["optimizer"] = frameworks.load(name, "training").Trainer.CONVENTION
-    return engine.framework_outputs(name, case, checks), numerics
+    return engine.framework_outputs(name, case, checks, port), numerics
 
 
-def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
-                 timeout: float) -> tuple[engine.Outputs, dict[str, object]]:
-    """Run the worker for `name` in a fresh process; WorkerFailed on crash, timeout or bad Python."""
+def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None, timeout: float,
+                 user: dict[str, object] | None = None) -> tuple[engine.Outputs, dict[str, object]]:
+    """Run the worker for `name` in a fresh process (`user`: a user's model's fields, usermodel.py;
+    then `name` is its participant); WorkerFailed on crash, timeout or bad Python."""
     from safetensors import safe_open
 
     exe = python or sys.executable
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **gpu_numerics_env()}
     try:
-        outcome = process.run_function(f"{__name__}:worker", str(case_file), str(run_dir), name, python=exe,
+        outcome = process.run_function(f"{__name__}:worker", str(case_file), str(run_dir), name, user, python=exe,
                                        timeout=timeout, env=env, cwd=run_dir)
     except process.ProcessFailed as exc:
         raise WorkerFailed(f"{name}: {exc}") from None
@@ -109,13 +111,17 @@ def run_isolated(name: str, case_file: Path, run_dir: Path, python: str | None,
         return {k: f.get_tensor(k) for k in json.loads(f.metadata()["order"])}, outcome.result["numerics"]
 
 
-def worker(case_file: str, run_dir: str, name: str) -> dict[str, object]:
-    """In the worker process: run `name` on the case and write its outputs to RUN_DIR/NAME.safetensors."""
+def worker(case_file: str, run_dir: str, name: str, user: dict[str, object] | None = None) -> dict[str, object]:
+    """In the worker process: run `name` (or the user's model `user`) on the case and write its
+    outputs to RUN_DIR/NAME.safetensors."""
     from safetensors.numpy import save_file
+    from .usermodel import UserModel
 
     case, checks, seed = load_case(Path(case_file))
+    model = UserModel(**user) if user else None  # type: ignore[arg-type]
     try:
-        outputs, numerics = run_in_process(name, case, checks, seed)
+        outputs, numerics = run_in_process(model.framework if model else name, case, checks, seed,
+                                           model.port() if model else None)
     except Unsupported as exc:
         return {"status": "unsupported", "message": str(exc)}
     save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(Path(run_dir) / f"{name}.safetensors"),

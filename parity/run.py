@@ -29,7 +29,7 @@ from resnet_rosetta.common.spec import ResNetSpec, get_spec
 from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
 from resnet_rosetta.frameworks import FRAMEWORKS, devices
 from resnet_rosetta.frameworks.weights import read_weights
-from . import dataparallel, engine, isolation, report
+from . import dataparallel, engine, isolation, report, usermodel
 
 DEFAULT_ARCHS = ("resnet18", "resnet50")
 ALL_CHECKS = engine.CHECKS + (dataparallel.CHECK,)
@@ -75,6 +75,7 @@ class Settings:
     dp_port: int | None = None  # the dp rendezvous port on 127.0.0.1 (None: a free one)
     proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
     size_cap: int | None = None  # inputs at most this size (the proof's)
+    models: tuple[usermodel.UserModel, ...] = ()  # the user's own ports (--model), beside ours
 
     def validated(self) -> Settings:
         for name in self.frameworks:
@@ -111,6 +112,11 @@ class Settings:
             raise UserError(f"--device must be cpu or gpu, found {self.device!r}")
         if self.weights and len(self.archs) > 1:
             raise UserError("--weights takes at most one --arch")
+        twice = [m.text for i, m in enumerate(self.models) if m.framework in {n.framework for n in self.models[:i]}]
+        if twice:
+            raise UserError(f"--model {twice[0]}: one user model per framework")
+        if self.models and self.data_parallel:
+            raise UserError("--model and --data-parallel do not combine (dp runs this suite's ports only)")
         return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python),
                                    proof=self.proof and self.dtype not in STRICT)
 
@@ -167,8 +173,9 @@ def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
     if s.device == "gpu":
         _on_gpu(s, found)
     hyper = engine.Hyper(lr=s.lr, steps=s.steps)
-    cases = []
-    for spec, weights in _participants(s):
+    cases, users = [], {}
+    for spec, weights, mine in _participants(s):
+        users[spec.name] = mine
         size = min(s.size or spec.input_size, s.size_cap or 1 << 16)
         cases.append(dataclasses.replace(engine.ParityCase.seeded(spec, size, s.batch, s.seed, weights, hyper,
                                                                   grad_size=min(s.grad_size, size), dtype=s.dtype),
@@ -176,7 +183,7 @@ def _run_one(s: Settings, out: TextIO | None) -> dict[str, Any]:
     run_dir = Path(s.run_dir) if s.run_dir else Path(tempfile.mkdtemp(prefix="rr-parity-"))
     try:
         if set(s.checks) - {dataparallel.CHECK}:
-            _run_cases(s, cases, run_dir, found)
+            _run_cases(s, cases, run_dir, found, users)
         dp = dataparallel.run_cases(cases, s.frameworks, s.data_parallel, s.dp_steps, s.seed, run_dir,
                                     s.timeout, s.python, s.dp_node, s.dp_port) if s.data_parallel else None
     finally:
@@ -216,14 +223,20 @@ def _on_gpu(s: Settings, found: _Found) -> None:
     os.environ.update(isolation.gpu_numerics_env())
 
 
-def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None]]:
-    """(spec, weights or None for seeded ones) per architecture, each built with the run's BN feed."""
+def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None, tuple[usermodel.UserModel, ...]]]:
+    """(spec, weights or None for seeded ones, the user's models fitted to it) per architecture, each
+    built with the run's BN feed. With --model and no --arch nor --weights, the models' own."""
     if s.weights:
         weights, spec, _ = read_weights(s.weights, s.archs[0] if s.archs else None)
         pairs = [(spec, weights)]
     else:
         pairs = [(get_spec(a), None) for a in (s.archs or DEFAULT_ARCHS)]
-    return [(spec.replace(bn_running_var=s.bn_running_var), weights) for spec, weights in pairs]
+    if not s.models:
+        return [(spec.replace(bn_running_var=s.bn_running_var), weights, ()) for spec, weights in pairs]
+    named = [spec for spec, _ in pairs] if s.weights or s.archs else None
+    fitted = usermodel.fit(s.models, named, DEFAULT_ARCHS, s.isolate, s.python, s.timeout)
+    given = {spec.name: weights for spec, weights in pairs}
+    return [(spec.replace(bn_running_var=s.bn_running_var), given.get(spec.name), mine) for spec, mine in fitted]
 
 
 @dataclass
@@ -238,7 +251,8 @@ class _Found:
     branches: dict[str, object] = field(default_factory=dict)
 
 
-def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found: _Found) -> None:
+def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found: _Found,
+               users: dict[str, tuple[usermodel.UserModel, ...]]) -> None:
     informational = ("running_var",) if s.bn_running_var == "native" else ()
     for case in cases:
         arch = case.spec.name
@@ -253,16 +267,21 @@ def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found
         if s.isolate:
             run_dir.mkdir(parents=True, exist_ok=True)
             isolation.save_case(case, s.checks, s.seed, case_file)
-        for name in s.frameworks:
+        mine = {u.name: u for u in users.get(arch, ())}
+        for name in (*s.frameworks, *mine):
             if name in found.errors or name in found.unsupported:
                 continue
             _progress(f"{arch}: running {name}{' (isolated)' if s.isolate else ''}")
+            user = mine.get(name)
+            fw = user.framework if user else name
             try:
                 if s.isolate:
                     results[name], found.numerics[name] = isolation.run_isolated(
-                        name, case_file, run_dir / arch, s.python.get(name), s.timeout)
+                        name, case_file, run_dir / arch, s.python.get(fw), s.timeout,
+                        dataclasses.asdict(user) if user else None)
                 else:
-                    results[name], found.numerics[name] = isolation.run_in_process(name, case, s.checks, s.seed)
+                    results[name], found.numerics[name] = isolation.run_in_process(
+                        fw, case, s.checks, s.seed, user.port() if user else None)
             except isolation.WorkerFailed as exc:
                 found.errors[name] = str(exc)
             except Unsupported as exc:
@@ -270,8 +289,10 @@ def _run_cases(s: Settings, cases: list[engine.ParityCase], run_dir: Path, found
         _progress(f"{arch}: following each framework's ReLU branches in the oracle")
         references, matches = engine.follow_gates(case, s.checks, results)
         found.branches[arch] = {name: dataclasses.asdict(m) for name, m in matches.items()}
-        found.comparisons += engine.compare_participants(arch, results, s.dtype, informational=informational,
-                                                         references=references, matches=matches, floors=floors)
+        comparisons = engine.compare_participants(arch, results, s.dtype, informational=informational,
+                                                  references=references, matches=matches, floors=floors)
+        usermodel.name_rows(comparisons, tuple(mine.values()), case.spec)
+        found.comparisons += comparisons
         if "train" in s.checks:
             found.conventions[arch] = engine.running_var_factor(case, results)
 
@@ -307,5 +328,6 @@ def _common_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hy
             "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,
             "bn_running_var": s.bn_running_var, "stagewise": s.stagewise,
+            "models": {m.name: m.text for m in s.models},
             "sgd": {"lr": hyper.lr, "momentum": hyper.momentum, "weight_decay": hyper.weight_decay,
                     "steps": hyper.steps, "nesterov": False}}

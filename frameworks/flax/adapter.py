@@ -57,8 +57,17 @@ class Adapter:
         self.dtype_name, self.dtype, self.host = dtype, DTYPES[dtype], host_dtype(dtype)
         kind = "gpu" if device.startswith("gpu") or device.startswith("cuda") else "cpu"
         self.device = jax.local_devices(backend=kind)[0]  # this process's own (in a multi-process run too)
-        self.model = ResNet(spec)
+        self.model = self.build_model()
         self.load(weights)
+
+    def build_model(self) -> nn.Module:
+        return ResNet(self.spec)
+
+    def apply_logits(self, variables: dict[str, Any], x: jnp.ndarray, **options: Any) -> tuple[jnp.ndarray, Any]:
+        """(logits, mutated collections) of `model.apply(variables, x, **options)` in train mode, the
+        trainers' forward (a user's model returns its logits alone, parity --model)."""
+        (logits, _), state = self.model.apply(variables, x, **options)
+        return logits, state
 
     @in_x64_scope
     def load(self, weights: Mapping[str, np.ndarray]) -> None:

@@ -25,10 +25,10 @@ class Trainer:
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
                  weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False,
-                 dtype: str = "fp32") -> None:
+                 dtype: str = "fp32", adapter: Adapter | None = None) -> None:
         self.spec, self.dtype_name = spec, dtype  # fp64: every method runs inside the adapter's x64_scope
         self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
-        self.adapter = Adapter(spec, weights, device, dtype)
+        self.adapter = adapter or Adapter(spec, weights, device, dtype)  # or a user's model (parity --model)
         self.params = self.adapter.variables["params"]
         self.batch_stats = self.adapter.variables["batch_stats"]
         # inject_hyperparams keeps the learning rate in opt_state, so set_lr changes it without re-jitting.
@@ -36,14 +36,14 @@ class Trainer:
                          optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum, nesterov=False))
         with x64_scope(dtype):  # committed to the device like the params: an uncommitted state would make
             self.opt_state = jax.device_put(tx.init(self.params), self.adapter.device)  # step 2 recompile
-        model = self.adapter.model
+        apply_logits = self.adapter.apply_logits
 
         capture = gate_filter(spec) if record_gates else False
 
         def loss_fn(params: Any, batch_stats: Any, x: jnp.ndarray, y: jnp.ndarray) -> tuple[jnp.ndarray, Any]:
             """Loss, with (new batch_stats, ReLU gates: empty unless recording) as aux."""
-            (logits, _), state = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                             mutable=["batch_stats"], capture_intermediates=capture)
+            logits, state = apply_logits({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                         mutable=["batch_stats"], capture_intermediates=capture)
             gates = gates_of(spec, state["intermediates"]) if record_gates else {}
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (state["batch_stats"], gates)
 

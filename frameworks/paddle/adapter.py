@@ -28,13 +28,15 @@ class Adapter:
     Batch norm's `epsilon` stays a float32 attribute even then (see `strict_spec`).
     """
 
+    fmt = NATIVE_FORMAT  # the model's naming layout in the rule table (a user's model may have another)
+
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
                  dtype: str = "fp32") -> None:
         self.spec = spec
         self.dtype = DTYPES[dtype]
         self.host = host_dtype(dtype)  # the NumPy dtype of what comes back
         paddle.set_device(device)
-        self.model = ResNet(spec)
+        self.model = self.build_model()
         if dtype != "fp32":
             _require_kernels(self.dtype)
         if self.host == np.float64:  # float64 parameters take the weights exactly: cast first, then load
@@ -43,9 +45,12 @@ class Adapter:
         if dtype in ("bf16", "fp16"):  # loaded as float32, then rounded
             self.model.to(dtype=self.dtype)
 
+    def build_model(self) -> paddle.nn.Layer:
+        return ResNet(self.spec)
+
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
         native = {k: v.astype(self.host) if np.issubdtype(v.dtype, np.floating) else v
-                  for k, v in rules.to_native(weights, self.spec, NATIVE_FORMAT).items()}
+                  for k, v in rules.to_native(weights, self.spec, self.fmt).items()}
         # set_state_dict only warns on a shape mismatch and keeps the initial values: check first
         for key, param in self.model.state_dict().items():
             if key in native and tuple(native[key].shape) != tuple(param.shape):
@@ -58,7 +63,7 @@ class Adapter:
 
     def canonical_weights(self) -> Weights:
         native = {k: _numpy(v) for k, v in self.model.state_dict().items()}
-        return rules.from_native(native, self.spec, NATIVE_FORMAT, "paddle model")
+        return rules.from_native(native, self.spec, self.fmt, "paddle model")
 
     def forward(self, x: np.ndarray, train: bool = False,
                 feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -84,18 +89,17 @@ class Adapter:
         """A float array as a fresh tensor in the compute dtype."""
         return paddle.to_tensor(np.array(a, dtype=self.host)).astype(self.dtype)
 
+    def hook_gates(self, gates: dict[str, np.ndarray]) -> None:
+        """From now on every forward records its ReLU branches into `gates`: per site
+        (`canonical.relu_sites`, mapped to the model's layer names by the rule table) the bool mask
+        `input > 0`, read by forward post-hooks on the layer feeding the ReLU (a `_batch_norm`, or a
+        whole block, whose output is the ReLU's)."""
+        layers = dict(self.model.named_sublayers())
 
-def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
-    """From now on every forward of `model` records its ReLU branches into `gates`: per site
-    (`canonical.relu_sites`, mapped to Paddle's layer names by the rule table) the bool mask
-    `input > 0`, read by forward post-hooks on the layer feeding the ReLU (a `_batch_norm`, or a
-    whole block, whose output is the ReLU's)."""
-    layers = dict(model.named_sublayers())
-
-    def hook(site: str):  # type: ignore[no-untyped-def]
-        return lambda _layer, _inputs, out: gates.__setitem__(site, (out > 0).numpy())
-    for site in relu_sites(model.spec):
-        layers[rules.native_module(site, NATIVE_FORMAT, model.spec)].register_forward_post_hook(hook(site))
+        def hook(site: str):  # type: ignore[no-untyped-def]
+            return lambda _layer, _inputs, out: gates.__setitem__(site, (out > 0).numpy())
+        for site in relu_sites(self.spec):
+            layers[rules.native_module(site, self.fmt, self.spec)].register_forward_post_hook(hook(site))
 
 
 def _require_kernels(dtype: str) -> None:

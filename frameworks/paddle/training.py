@@ -14,7 +14,7 @@ import paddle
 from resnet_rosetta.common.canonical import Weights
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates
+from .adapter import Adapter
 
 _VELOCITY = "{}_velocity_0"  # Paddle's accumulator name for parameter `{param.name}`
 
@@ -28,13 +28,13 @@ class Trainer:
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
                  weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False,
-                 dtype: str = "fp32") -> None:
+                 dtype: str = "fp32", adapter: Adapter | None = None) -> None:
         self.spec = spec
-        self.adapter = Adapter(spec, weights, device, dtype)
+        self.adapter = adapter or Adapter(spec, weights, device, dtype)  # or a user's model (parity --model)
         self.model = self.adapter.model
         self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
         if record_gates:
-            hook_relu_gates(self.model, self.gates)
+            self.adapter.hook_gates(self.gates)
         self.params = {n: p for n, p in self.model.named_parameters() if not p.stop_gradient}
         self.optimizer = paddle.optimizer.Momentum(
             learning_rate=lr, momentum=momentum, parameters=list(self.params.values()),
@@ -52,7 +52,7 @@ class Trainer:
         loss = self._backward(x, y)
         grads = {name: p.grad.numpy() for name, p in self.params.items()}
         self.optimizer.clear_grad(set_to_zero=False)
-        return loss, params_to_canonical(grads, self.spec, NATIVE_FORMAT)
+        return loss, params_to_canonical(grads, self.spec, self.adapter.fmt)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         loss = self._backward(x, y)
@@ -73,10 +73,10 @@ class Trainer:
         for name, p in self.params.items():
             velocity = saved.get(_VELOCITY.format(p.name))
             native[name] = np.zeros(p.shape, self.adapter.host) if velocity is None else velocity.numpy()
-        return params_to_canonical(native, self.spec, NATIVE_FORMAT)
+        return params_to_canonical(native, self.spec, self.adapter.fmt)
 
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
-        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state", self.adapter.host)
+        native = params_to_native(state, self.spec, self.adapter.fmt, "optimizer state", self.adapter.host)
         self.optimizer.set_state_dict({_VELOCITY.format(p.name): paddle.to_tensor(native[name])
                                        for name, p in self.params.items()})
 

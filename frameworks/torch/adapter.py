@@ -28,24 +28,29 @@ class Adapter:
     Outputs come back as float32 NumPy, or float64 for fp64.
     """
 
+    fmt = NATIVE_FORMAT  # the model's naming layout in the rule table (a user's model may have another)
+
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
                  dtype: str = "fp32") -> None:
         self.spec = spec
         self.device = torch.device("cuda" if device == "gpu" else device)
         self.dtype = DTYPES[dtype]
         self.host = host_dtype(dtype)  # the NumPy dtype of what comes back
-        self.model = ResNet(spec).to(self.device)
+        self.model = self.build_model().to(self.device)
         self.load(weights)
         self.model.to(self.dtype)
 
+    def build_model(self) -> torch.nn.Module:
+        return ResNet(self.spec)
+
     def load(self, weights: Mapping[str, np.ndarray]) -> None:
-        native = rules.to_native(weights, self.spec, NATIVE_FORMAT)
+        native = rules.to_native(weights, self.spec, self.fmt)
         self.model.load_state_dict(to_state_dict(native), strict=True)
 
     def canonical_weights(self) -> Weights:
         # copies: .numpy() would alias the live parameters, which the optimizer updates in place
         native = {k: _numpy(v) for k, v in self.model.state_dict().items()}
-        return rules.from_native(native, self.spec, NATIVE_FORMAT, "torch model")
+        return rules.from_native(native, self.spec, self.fmt, "torch model")
 
     def forward(self, x: np.ndarray, train: bool = False,
                 feed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -67,16 +72,15 @@ class Adapter:
                 hook.remove()
         return {k: _numpy(v) for k, v in out.items()}
 
-
-def hook_relu_gates(model: ResNet, gates: dict[str, np.ndarray]) -> None:
-    """From now on every forward of `model` records its ReLU branches into `gates`: per site
-    (`canonical.relu_sites`, whose names are torch's own module names) the bool mask `input > 0`,
-    read by forward hooks on the module feeding the ReLU (a batch norm, before the in-place ReLU
-    runs, or a whole block, whose output is the ReLU's)."""
-    def hook(site: str):  # type: ignore[no-untyped-def]
-        return lambda _module, _args, out: gates.__setitem__(site, (out > 0).cpu().numpy())
-    for site in relu_sites(model.spec):
-        model.get_submodule(site).register_forward_hook(hook(site))
+    def hook_gates(self, gates: dict[str, np.ndarray]) -> None:
+        """From now on every forward records its ReLU branches into `gates`: per site
+        (`canonical.relu_sites`, mapped to the model's module names by the rule table) the bool mask
+        `input > 0`, read by forward hooks on the module feeding the ReLU (a batch norm, before the
+        in-place ReLU runs, or a whole block, whose output is the ReLU's)."""
+        def hook(site: str):  # type: ignore[no-untyped-def]
+            return lambda _module, _args, out: gates.__setitem__(site, (out > 0).cpu().numpy())
+        for site in relu_sites(self.spec):
+            self.model.get_submodule(rules.native_module(site, self.fmt, self.spec)).register_forward_hook(hook(site))
 
 
 def to_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

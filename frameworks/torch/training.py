@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from resnet_rosetta.common.canonical import Weights
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.common.training import params_to_canonical, params_to_native
-from .adapter import NATIVE_FORMAT, Adapter, hook_relu_gates, to_tensor
+from .adapter import Adapter, to_tensor
 
 
 class Trainer:
@@ -21,13 +21,13 @@ class Trainer:
 
     def __init__(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, lr: float, momentum: float = 0.9,
                  weight_decay: float = 1e-4, device: str = "cpu", record_gates: bool = False,
-                 dtype: str = "fp32") -> None:
+                 dtype: str = "fp32", adapter: Adapter | None = None) -> None:
         self.spec = spec
-        self.adapter = Adapter(spec, weights, device, dtype)
+        self.adapter = adapter or Adapter(spec, weights, device, dtype)  # or a user's model (parity --model)
         self.model = self.adapter.model
         self.gates: dict[str, np.ndarray] = {}  # ReLU branches of the last forward (record_gates=True)
         if record_gates:
-            hook_relu_gates(self.model, self.gates)
+            self.adapter.hook_gates(self.gates)
         self.params = dict(self.model.named_parameters())
         self.optimizer = torch.optim.SGD(self.params.values(), lr=lr, momentum=momentum,
                                          weight_decay=weight_decay, dampening=0.0, nesterov=False)
@@ -46,7 +46,7 @@ class Trainer:
         loss = self._backward(x, y)
         grads = {name: p.grad.detach().cpu().numpy() for name, p in self.params.items()}
         self.optimizer.zero_grad(set_to_none=True)
-        return loss, params_to_canonical(grads, self.spec, NATIVE_FORMAT)
+        return loss, params_to_canonical(grads, self.spec, self.adapter.fmt)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         loss = self._backward(x, y)
@@ -67,10 +67,10 @@ class Trainer:
         for name, p in self.params.items():
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             native[name] = (torch.zeros_like(p) if buf is None else buf).detach().cpu().numpy().copy()
-        return params_to_canonical(native, self.spec, NATIVE_FORMAT)
+        return params_to_canonical(native, self.spec, self.adapter.fmt)
 
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
-        native = params_to_native(state, self.spec, NATIVE_FORMAT, "optimizer state", self.adapter.host)
+        native = params_to_native(state, self.spec, self.adapter.fmt, "optimizer state", self.adapter.host)
         for name, p in self.params.items():
             self.optimizer.state[p]["momentum_buffer"] = self._tensor(native[name], p.dtype)
 

@@ -12,6 +12,7 @@ import pytest
 import bad_data_cases  # noqa: F401  (appends the training-data cases)
 import bad_format_cases  # noqa: F401  (appends the peer-checkpoint cases)
 import bad_bench_cases  # noqa: F401  (appends the bench --devices cases)
+import bad_model_cases  # noqa: F401  (appends the parity --model cases)
 from bad_cases import CASES, READ_ONLY, Case, run_refused
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
