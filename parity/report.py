@@ -80,8 +80,10 @@ def proof_line(doc: dict[str, Any]) -> str:
     worst = max((r["max_rel"] for r in rows), default=float("nan"))
     s = doc["settings"]
     sizes = "/".join(str(n) for n in dict.fromkeys(s["size"]))
-    what = (f"{', '.join(s['archs'])}: {', '.join(s['checks'])}, {sizes} px, batch {s['batch']}"
-            + (f", {s['sgd']['steps']} free-running steps" if "steps" in s["checks"] else ""))
+    widths = dict.fromkeys(f"{w[0]}-{w[-1]}" for w in s.get("widths", []))
+    narrowed = f"at 1/{s['width_divisor']} of the preset widths, " if s.get("width_divisor", 1) > 1 else ""
+    what = (f"{', '.join(s['archs'])} {narrowed}{'/'.join(widths)} channels: {', '.join(s['checks'])}, {sizes} px, "
+            f"batch {s['batch']}" + (f", {s['sgd']['steps']} free-running SGD steps" if "steps" in s["checks"] else ""))
     names = sorted({c["left"] for c in doc["checks"]} - {"oracle"})
     missing = {**doc["errors"], **doc["unsupported"]}
     if not doc["passed"]:

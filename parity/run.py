@@ -6,8 +6,8 @@ each framework's ReLU branches, and every pair compared (`engine.py`). The docum
 table and the Markdown come from `report.py`. `device="gpu"`: the frameworks compute on the GPU
 (those that see none are listed as unsupported, with what they see), TF32 off and deterministic
 kernels (`isolation.gpu_numerics_env` and each adapter's `parity_numerics`); the oracle stays on
-the CPU in float64. With `proof`, a second, small fp64 run of the same
-architectures follows (`PROOF`): its document rides along under `float64`, its verdict in one line.
+the CPU in float64. With `proof` (the default), a second, small fp64 run of the same architectures
+follows (`PROOF`): its document rides along under `float64`, its verdict in one line.
 """
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ ALL_CHECKS = engine.CHECKS + (dataparallel.CHECK,)
 FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
 LOW_PRECISION = ("bf16", "fp16")
 # The fp64 proof's sizes (at most these): 64 px keeps 2 x 2 positions per channel in layer4 of an
-# ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel).
-PROOF = {"size": 64, "grad_size": 64, "batch": 2}
+# ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel). Seeded
+# models at a quarter of their widths and 2 free-running steps: fewer ReLU inputs per forward and fewer
+# forwards, so no input lands within float64's error (~1e-13) of zero, where the trajectories would part
+# (resnet50 at full width, 5 steps: 3 such inputs, 1.2e-10 off by step 2). Why: docs/parity.md.
+PROOF = {"size": 64, "grad_size": 64, "batch": 2, "steps": 2, "width_divisor": 4}
 # ... and its checks: grad and step are folded into steps, whose first step compares the same
 # parameters and running statistics, and momentum buffers g + wd * p (one trainer, not three).
 PROOF_CHECKS = {"eval": "eval", "train": "train", "grad": "steps", "step": "steps", "steps": "steps"}
@@ -56,7 +59,7 @@ class Settings:
     grad_size: int = 64
     batch: int = 4
     seed: int = 0
-    steps: int = 5
+    steps: int = 3  # the fp32 steps check; step 2 on shows the momentum, every step the running statistics
     lr: float = 0.01
     bn_running_var: str = "unbiased"
     stagewise: bool = False
@@ -70,8 +73,9 @@ class Settings:
     markdown: str | None = None
     data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
     dp_steps: int = dataparallel.DEFAULT_STEPS
-    proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
+    proof: bool = True  # then also the fp64 proof of the same architectures, at PROOF sizes
     size_cap: int | None = None  # inputs at most this size (the proof's)
+    width_divisor: int = 1  # seeded models at 1 / this of their preset's widths (the proof's)
 
     def validated(self) -> Settings:
         for name in self.frameworks:
@@ -104,7 +108,7 @@ class Settings:
         if self.weights and len(self.archs) > 1:
             raise UserError("--weights takes at most one --arch")
         return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python),
-                                   proof=self.proof and self.dtype not in STRICT)
+                                   proof=self.proof and self.dtype not in STRICT and bool(set(checks) & set(PROOF_CHECKS)))
 
     def proof_settings(self) -> Settings:
         """The fp64 proof that accompanies this run: same architectures and weights, PROOF sizes and checks."""
@@ -112,7 +116,8 @@ class Settings:
             self, dtype="fp64", proof=False, json_out=None, markdown=None, data_parallel=None,
             checks=tuple(dict.fromkeys(PROOF_CHECKS[c] for c in self.checks or engine.CHECKS if c in PROOF_CHECKS)),
             size_cap=PROOF["size"], grad_size=min(self.grad_size, PROOF["grad_size"]),
-            batch=min(self.batch, PROOF["batch"]), run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
+            batch=min(self.batch, PROOF["batch"]), steps=min(self.steps, PROOF["steps"]),
+            width_divisor=PROOF["width_divisor"], run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
 
 
 def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
@@ -198,8 +203,19 @@ def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None]]:
         weights, spec, _ = read_weights(s.weights, s.archs[0] if s.archs else None)
         pairs = [(spec, weights)]
     else:
-        pairs = [(get_spec(a), None) for a in (s.archs or DEFAULT_ARCHS)]
+        pairs = [(_narrowed(get_spec(a), s.width_divisor), None) for a in (s.archs or DEFAULT_ARCHS)]
     return [(spec.replace(bn_running_var=s.bn_running_var), weights) for spec, weights in pairs]
+
+
+def _narrowed(spec: ResNetSpec, divisor: int) -> ResNetSpec:
+    """The preset's structure at 1 / divisor of its widths (as far as its groups allow)."""
+    if divisor == 1:
+        return spec
+    try:
+        return spec.replace(widths=tuple(max(1, w // divisor) for w in spec.widths),
+                            stem_width=max(2, spec.stem_width // divisor))
+    except UserError:  # e.g. ResNeXt groups that a narrower stage cannot hold: the preset's own widths
+        return spec
 
 
 @dataclass
@@ -274,11 +290,13 @@ def _settings_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.
                       f"its backward follows each framework's ReLU branches within {KINK_MARGIN:g} of zero",
             "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
                                   "round-off of the dtype (relative, uniform); allowance "
-                                  f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
+                                  f"{FLOOR_FACTOR:g} floors, none where that passes {CAP:g}"}
 
 
 def _common_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hyper) -> dict[str, Any]:
-    return {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
+    return {"archs": [c.spec.name for c in cases], "widths": [list(c.spec.widths) for c in cases],
+            "width_divisor": s.width_divisor,
+            "size": [int(c.x.shape[-1]) for c in cases],
             "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
             "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,

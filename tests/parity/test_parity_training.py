@@ -114,8 +114,11 @@ def test_a_branch_far_from_zero_is_a_conflict_and_never_followed() -> None:
     results["fp32"]["gates/grad/layer2.0.bn1"] = ~gate
     references, matches = engine.follow_gates(case, ("grad",), results)
     assert matches["fp32"].conflicts > 0.99 * gate.size and "layer2.0.bn1" in matches["fp32"].sites
+    assert matches["fp32"].forwards == ("grad",) and matches["fp32"].farthest > 0.1
     (c,) = engine.compare_participants("resnet18", results, references=references, matches=matches)
     assert "farther out (not followed)" in c.note
+    # a forward error: the check FAILs at it, before any gradient, however well the gradients agree
+    assert c.status == "FAIL" and c.first_divergence is c.rows[0] and c.rows[0].quantity.startswith("relu_conflicts")
 
 
 @pytest.mark.parametrize("stagewise", [False, True])
