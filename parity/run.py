@@ -73,7 +73,7 @@ class Settings:
     markdown: str | None = None
     data_parallel: int | None = None  # replicas of the dp check (parity/dataparallel.py); None: no dp check
     dp_steps: int = dataparallel.DEFAULT_STEPS
-    proof: bool = True  # then also the fp64 proof of the same architectures, at PROOF sizes
+    proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes (the CLI: on)
     size_cap: int | None = None  # inputs at most this size (the proof's)
     width_divisor: int = 1  # seeded models at 1 / this of their preset's widths (the proof's)
 

@@ -95,7 +95,7 @@ def test_resolve_gate_follows_only_near_the_kink() -> None:
     wanted = np.array([1, 1, 0, 1, 0, 1, 0, 1])
     gate, match = o.resolve_gate(x, wanted, "layer1.0")
     assert gate.tolist() == [True, False, False, True, False, True, False, True]
-    assert match == o.GateMatch(flips=4, conflicts=1, widest=1e-3, sites=("layer1.0",))
+    assert match == o.GateMatch(flips=4, conflicts=1, widest=1e-3, sites=("layer1.0",), farthest=0.5, farthest_abs=1.0)
     own, same = o.resolve_gate(x, x > 0, "s")
     assert own.tolist() == (x > 0).tolist() and same == o.GateMatch()
     _, far = o.resolve_gate(x, np.array([1, 1, 1, 0, 1, 1, 0, 0]), "s")  # one conflict (-1.0), no flip
