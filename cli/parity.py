@@ -13,7 +13,7 @@ each), and each of the K steps starts the oracle from the framework's own state.
 `--dtype bf16|fp16` runs the forward checks in that dtype (a framework without kernels for it is
 unsupported, not a failure). `--dtype fp64` runs every check in float64 under one 1e-10 bound, with
 no floors, no branch-following and free-running trajectories. After any other run comes such an
-fp64 proof of the same architectures, small (a quarter of their widths, 64 px, batch 2, 2 steps;
+fp64 proof of the same architectures, small (a quarter of their widths, 64 px, batch 2, 1 step;
 `--no-proof` skips it). Exit status 3: nothing failed, but some framework could not run in float64
 (its rows say why). A ReLU branch taken farther than 1e-3 from zero fails its check in any dtype.
 `--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md).
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "tolerances (forward checks only); fp64 runs every check in float64 under one 1e-10 bound")
     p.add_argument("--proof", action=argparse.BooleanOptionalAction, default=True,
                    help="after the run, the fp64 proof of the same architectures, small (seeded models at a quarter "
-                        "of their widths, at most 64 px, batch 2, 2 free-running steps): every check in float64 under "
+                        "of their widths, at most 64 px, batch 2, 1 SGD step): every check in float64 under "
                         "one 1e-10 bound (default: on; --no-proof skips it)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="where the frameworks compute (default cpu); gpu: each framework that sees one, TF32 "

@@ -452,9 +452,10 @@ TOPICS: tuple[Topic, ...] = (
              "counted, never followed. Constants Paddle keeps as float32 even in a float64 model (batch norm's "
              "epsilon and momentum, the SGD coefficients) are first made float32-exact for everyone. `parity` "
              "without arguments ends with such a proof, kept small (a quarter of each preset's widths, 64 px, "
-             "batch 2, 2 free-running steps): the more ReLU inputs a run computes, the likelier one lands "
-             "within float64's own rounding of zero, where two correct trajectories part (resnet50 at full "
-             "width over 5 steps left the oracle by 1.2e-10 at step 2). The table is the catalogue of broken "
+             "batch 2, one SGD step): a second step starts from parameters that correct ports round "
+             "differently (~1e-13), and train-mode batch norm over few values per channel amplifies that "
+             "(resnet50 at a quarter of its widths left the oracle by 2.2e-10 to 4.9e-10 at step 2, in every "
+             "framework alike, with no ReLU input on the other branch). The table is the catalogue of broken "
              "ports (docs/catalogue.md): each bug planted in one framework, where the fp64 check names it "
              "(check/quantity) while the other frameworks pass, and what the default fp32 check says of it.",
         table=_catalogue_table(),

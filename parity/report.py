@@ -83,7 +83,7 @@ def proof_line(doc: dict[str, Any]) -> str:
     widths = dict.fromkeys(f"{w[0]}-{w[-1]}" for w in s.get("widths", []))
     narrowed = f"at 1/{s['width_divisor']} of the preset widths, " if s.get("width_divisor", 1) > 1 else ""
     what = (f"{', '.join(s['archs'])} {narrowed}{'/'.join(widths)} channels: {', '.join(s['checks'])}, {sizes} px, "
-            f"batch {s['batch']}" + (f", {s['sgd']['steps']} free-running SGD steps" if "steps" in s["checks"] else ""))
+            f"batch {s['batch']}" + (_steps_text(s['sgd']['steps']) if "steps" in s["checks"] else ""))
     names = sorted({c["left"] for c in doc["checks"]} - {"oracle"})
     missing = {**doc["errors"], **doc["unsupported"]}
     if not doc["passed"]:
@@ -98,6 +98,10 @@ def proof_line(doc: dict[str, Any]) -> str:
     if missing:
         text += "; not proven: " + "; ".join(f"{n} ({why})" for n, why in missing.items())
     return text
+
+
+def _steps_text(k: int) -> str:
+    return ", 1 SGD step" if k == 1 else f", {k} free-running SGD steps"
 
 
 def proof_failures(doc: dict[str, Any]) -> str:
