@@ -59,9 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "on the CPU")
     p.add_argument("--size", type=int, help="input height and width (default: 224, or the preset's own for "
                                             "small-input presets)")
-    p.add_argument("--grad-size", type=int, default=64,
-                   help="input size of the gradient checks grad, step, steps (default 64; the oracle's "
-                        "backward costs about 1-2 s per step at 64 px here)")
+    p.add_argument("--grad-size", type=int, default=Settings.grad_size,
+                   help=f"input size of the gradient checks grad, step, steps (default {Settings.grad_size}: "
+                        "layer4 of an ImageNet-stem model still sees 2 x 2 positions, as at 64 px)")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
     p.add_argument("--seed", type=integer("--seed", 0, 2**32 - 1), default=0, help="seed for weights, inputs and labels (default 0)")
     p.add_argument("--steps", type=int, default=Settings.steps,
