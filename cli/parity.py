@@ -12,12 +12,12 @@ float64 puts within 1e-3 (relative) of zero, the oracle's backward follows it (t
 each), and each of the K steps starts the oracle from the framework's own state.
 `--dtype bf16|fp16` runs the forward checks in that dtype (a framework without kernels for it is
 unsupported, not a failure). `--dtype fp64` runs every check in float64 under one 1e-10 bound, with
-no floors, no branch-following and free-running trajectories; `--proof` adds such an fp64 proof
-of the same architectures (at most 64 px, batch 2) after the run. Exit status 3: nothing failed,
-but some framework could not run in float64 (its rows say why).
-`--model FW=module.path:factory` (repeatable): your own port runs beside ours as `user-FW` (docs/parity.md).
-`--data-parallel N` adds `dp`: each framework's own data-parallel engine on N replicas (docs/parity.md);
-with `--dp-node`, across machines under each engine's own launcher.
+no floors, no branch-following and free-running trajectories. After any other run comes such an
+fp64 proof of the same architectures, small (a quarter of their widths, 64 px, batch 2, 1 step;
+`--no-proof` skips it); exit status 3: some framework could not run in float64, nothing failed.
+A ReLU branch taken farther than 1e-3 from zero fails its check in any dtype. `--model FW=mod:factory`
+runs your own port beside ours; `--data-parallel N` adds `dp`, each framework's own data-parallel
+engine on N replicas (`--dp-node`: across machines under its own launcher; docs/parity.md).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import DTYPES
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.parity.usermodel import parse as parse_model
+from resnet_rosetta.parity.engine import Hyper
 from resnet_rosetta.parity.run import (ALL_CHECKS, DEFAULT_ARCHS, FORWARD_CHECKS, INCOMPLETE, RUNNING_VAR_FEEDS,
                                        Settings, run_parity)
 
@@ -50,22 +51,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="compute dtype of the checks (default fp32). bf16 / fp16 round weights and inputs onto "
                         "that grid, run every layer in it and compare with the float64 oracle under the dtype's "
                         "tolerances (forward checks only); fp64 runs every check in float64 under one 1e-10 bound")
-    p.add_argument("--proof", action="store_true",
-                   help="after the run, the fp64 proof of the same architectures at small sizes (at most 64 px, "
-                        "batch 2): every check in float64 under one 1e-10 bound")
+    p.add_argument("--proof", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the run, the fp64 proof of the same architectures, small (seeded models at a quarter "
+                        "of their widths, at most 64 px, batch 2, 1 SGD step): every check in float64 under "
+                        "one 1e-10 bound (default: on; --no-proof skips it)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="where the frameworks compute (default cpu); gpu: each framework that sees one, TF32 "
                         "off and deterministic kernels, the others listed as unsupported; the oracle stays float64 "
                         "on the CPU")
     p.add_argument("--size", type=int, help="input height and width (default: 224, or the preset's own for "
                                             "small-input presets)")
-    p.add_argument("--grad-size", type=int, default=64,
-                   help="input size of the gradient checks grad, step, steps (default 64; the oracle's "
-                        "backward costs about 1-2 s per step at 64 px here)")
+    p.add_argument("--grad-size", type=int, default=Settings.grad_size,
+                   help=f"input size of the gradient checks grad, step, steps (default {Settings.grad_size}: "
+                        "layer4 of an ImageNet-stem model still sees 2 x 2 positions, as at 64 px)")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
     p.add_argument("--seed", type=integer("--seed", 0, 2**32 - 1), default=0, help="seed for weights, inputs and labels (default 0)")
-    p.add_argument("--steps", type=int, default=5, help="SGD steps for the `steps` check (default 5)")
-    p.add_argument("--lr", type=number("--lr", 0, 10, low_open=True), default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
+    p.add_argument("--steps", type=int, default=Settings.steps,
+                   help=f"SGD steps for the `steps` check (default {Settings.steps})")
+    p.add_argument("--lr", type=number("--lr", 0, 10, low_open=True), default=0.01,
+                   help=f"SGD learning rate (default 0.01; momentum 0.9, weight decay {Hyper.weight_decay:g}, "
+                        "large enough that a step's decay shows well above the step bound)")
     p.add_argument("--bn-running-var", choices=RUNNING_VAR_FEEDS, default="unbiased",
                    help="batch variance fed to the running variance in every framework and the oracle; "
                         "'native' lets each framework follow its own rule and reports the difference")

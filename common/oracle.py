@@ -109,10 +109,15 @@ class GateMatch:
     conflicts: int = 0
     widest: float = 0.0  # largest |input| / max |input| among the flips
     sites: tuple[str, ...] = ()  # where the flips and conflicts are, each once, first seen first
+    farthest: float = 0.0  # largest |input| / max |input| among the conflicts
+    farthest_abs: float = 0.0  # ... and the largest |input| among them
+    forwards: tuple[str, ...] = ()  # the forward passes with a conflict (grad, step1, ...), when known
 
     def __add__(self, other: "GateMatch") -> "GateMatch":
         return GateMatch(self.flips + other.flips, self.conflicts + other.conflicts,
-                         max(self.widest, other.widest), tuple(dict.fromkeys(self.sites + other.sites)))
+                         max(self.widest, other.widest), tuple(dict.fromkeys(self.sites + other.sites)),
+                         max(self.farthest, other.farthest), max(self.farthest_abs, other.farthest_abs),
+                         tuple(dict.fromkeys(self.forwards + other.forwards)))
 
 
 def resolve_gate(x: np.ndarray, wanted: np.ndarray, site: str) -> tuple[np.ndarray, GateMatch]:
@@ -129,7 +134,9 @@ def resolve_gate(x: np.ndarray, wanted: np.ndarray, site: str) -> tuple[np.ndarr
     if not (flips.any() or conflicts.any()):
         return own, GateMatch()
     widest = float(np.max(np.abs(x[flips])) / scale) if flips.any() else 0.0
-    return np.where(near, wanted, own), GateMatch(int(flips.sum()), int(conflicts.sum()), widest, (site,))
+    far = float(np.max(np.abs(x[conflicts]))) if conflicts.any() else 0.0
+    return np.where(near, wanted, own), GateMatch(int(flips.sum()), int(conflicts.sum()), widest, (site,),
+                                                  far / scale, far)
 
 
 class _Tape:

@@ -44,6 +44,9 @@ def render_markdown(figures: Figures) -> str:
                 out += _code_markdown(topic, spec) + [""]
         if topic.note:
             out += [topic.note, ""]
+        if topic.table:
+            out += _table_markdown(list(topic.table[0]), [list(r) for r in topic.table[1:]]) + [
+                "", f"Every row is asserted by a test in [`{topic.table_proof}`](../{topic.table_proof}).", ""]
         table = measured(topic, figures)
         if table is not None:
             out += _table_markdown(*table) + [""]

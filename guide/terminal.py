@@ -24,6 +24,9 @@ def render_text(topic: Topic, spec: ResNetSpec, width: int, figures: Figures | N
         out += _code_text(topic, spec, width) + [""]
     if topic.note:
         out += textwrap.wrap(topic.note, width) + [""]
+    if topic.table:
+        out += _grid(list(topic.table[0]), [list(r) for r in topic.table[1:]]) + [""]
+        out += textwrap.wrap(f"every row asserted by a test in {topic.table_proof}", width) + [""]
     if topic.measured:
         table = measured(topic, figures)
         if table is None or figures is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from resnet_rosetta.common.catalogue import CATALOGUE, CONTROLS
 from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.spec import ResNetSpec
 from resnet_rosetta.frameworks import FRAMEWORKS
@@ -58,6 +59,8 @@ class Topic:
     note: str = ""
     per_block: bool = False  # rows and code depend on the architecture's block type
     measured: bool = False  # the guide quotes a table measured by `explain --measure`
+    table: tuple[tuple[str, ...], ...] = ()  # claims as a table, header first: each row asserted by `table_proof`
+    table_proof: str = ""  # the test file whose tests assert every row of `table`
 
     def cells(self, framework: str, spec: ResNetSpec) -> tuple[Code, ...]:
         """The framework's code cells, `{block}` resolved for `spec`."""
@@ -79,6 +82,13 @@ class Topic:
         for r in self.rows:
             files.setdefault(r.proof_file, {})[r.proof_test] = None
         return {f: tuple(tests) for f, tests in files.items()}
+
+
+def _catalogue_table() -> tuple[tuple[str, ...], ...]:
+    """The broken-port catalogue: bug, framework, the fp64 verdict and first divergence, the fp32 verdict."""
+    return (("bug", "planted in", "fp64 (bound 1e-10, no excuses)", "fp32 (floors, branch-following)"),
+            *((e.what, e.framework, f"FAIL at {e.fp64}", e.fp32) for e in CATALOGUE),
+            *((f"no bug (control, {config})", fw, "pass", fp32) for (config, fw), fp32 in CONTROLS.items()))
 
 
 def _each(module: str, *qualnames: str) -> dict[str, tuple[Code, ...]]:
@@ -430,6 +440,26 @@ TOPICS: tuple[Topic, ...] = (
              "where PyTorch's `momentum` is the weight of the new value. Weight decay is coupled L2 in all "
              "three (added to the gradient, then scaled by lr with it) and reaches every parameter handed to "
              "the optimizer. In optax the order of a chain is the order of the maths."),
+    Topic(
+        "float64", "float64: proving a port", "one 1e-10 bound and no excuses, and the broken ports it catches",
+        note="In float32 a ResNet is ill-conditioned enough that parity needs excuses: conditioning floors "
+             "(train-mode resnet50's layer4 moves by 1.6e-5 when its weights move by one float32 ulp) and a "
+             "backward that follows each framework's ReLU branch near zero, and an excuse can hide a real bug. "
+             "In float64 all three frameworks compute on the CPU, and a correct port is the same function as "
+             "the float64 NumPy oracle to about 1e-12, so `parity --dtype fp64` drops every excuse: one bound, "
+             "1e-10 relative, for every stage output, running statistic, gradient, parameter and momentum "
+             "buffer, against the oracle and between every pair; SGD trajectories run free; ReLU flips are "
+             "counted, never followed. Constants Paddle keeps as float32 even in a float64 model (batch norm's "
+             "epsilon and momentum, the SGD coefficients) are first made float32-exact for everyone. `parity` "
+             "without arguments ends with such a proof, kept small (a quarter of each preset's widths, 64 px, "
+             "batch 2, one SGD step): a second step starts from parameters that correct ports round "
+             "differently (~1e-13), and train-mode batch norm over few values per channel amplifies that "
+             "(resnet50 at a quarter of its widths left the oracle by 2.2e-10 to 4.9e-10 at step 2, in every "
+             "framework alike, with no ReLU input on the other branch). The table is the catalogue of broken "
+             "ports (docs/catalogue.md): each bug planted in one framework, where the fp64 check names it "
+             "(check/quantity) while the other frameworks pass, and what the default fp32 check says of it.",
+        table=_catalogue_table(),
+        table_proof="tests/parity/test_catalogue.py"),
     Topic(
         "compilation", "Compilation: torch.compile, paddle.jit.to_static, jax.jit", "what the first call costs",
         rows=(

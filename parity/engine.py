@@ -8,8 +8,9 @@ The checks (eval, stagewise, train, grad, step, steps) are described in docs/par
 The training checks record each forward's ReLU branches in every framework; the oracle's backward
 follows a framework's branch wherever float64 puts the input within KINK_MARGIN of zero
 (`follow_gates`), so a gradient's jump at a kink is not mistaken for an error. An fp64 run
-(`tolerance.STRICT`) follows nothing and restarts nothing: branches are only counted, the K-step
-trajectories run free, and momentum buffers and running statistics after each step are compared too.
+(`tolerance.STRICT`) follows nothing and restarts nothing: branches are only counted and the K-step
+trajectories run free. Every dtype compares the momentum buffers and running statistics after each
+step, and a ReLU branch taken farther than KINK_MARGIN from zero (a conflict) fails its check.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from resnet_rosetta.common.canonical import Weights, is_buffer, random_weights
 from resnet_rosetta.common.oracle import GateMatch, Oracle
 from resnet_rosetta.common.precision import float32_exact, representable, representable_weights, strict_spec
 from resnet_rosetta.common.spec import STAGE_NAMES, ResNetSpec
-from resnet_rosetta.common.tolerance import STRICT, UNIT_ROUNDOFF, compare, floor_allowance, tolerance
+from resnet_rosetta.common.tolerance import KINK_MARGIN, STRICT, UNIT_ROUNDOFF, compare, floor_allowance, tolerance
 
 CHECKS = ("eval", "train", "grad", "step", "steps")
 ORACLE = "oracle"
@@ -42,7 +43,7 @@ class Hyper:
 
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.1  # lr * wd = 1e-3: a step's decay 10x the step bound (1e-4 made it 1e-6, invisible)
     steps: int = 5
 
 
@@ -122,7 +123,7 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...], port
             for k, (bx, by) in enumerate(case.batches if "steps" in checks else case.batches[:1], start=1):
                 loss = t.step(bx, by)
                 out.update(_prefixed(f"{GATES}step{k}", t.gates))
-                momentum = t.optimizer_state() if "steps" in checks or case.strict else {}
+                momentum = t.optimizer_state()
                 out.update(_step_outputs(case, checks, k, loss, t.canonical_weights(), momentum))
     return out
 
@@ -130,20 +131,18 @@ def framework_outputs(name: str, case: ParityCase, checks: tuple[str, ...], port
 def _step_outputs(case: ParityCase, checks: tuple[str, ...], k: int, loss: float, weights: Weights,
                   momentum: Weights) -> Outputs:
     """What step k of a trajectory (a framework's or the oracle's) contributes: `step` is step 1,
-    `steps` every step; momentum buffers travel under `momentum/` for `follow_gates`, and in an
-    fp64 run are compared as `momentum:` quantities, beside each step's running statistics."""
+    `steps` every step; momentum buffers travel under `momentum/` for `follow_gates`, and are
+    compared as `momentum:` quantities, beside each step's running statistics (`stepK.stats:`)."""
     out: Outputs = _prefixed(f"{MOMENTUM}step{k}", momentum) if "steps" in checks else {}
     if k == 1 and "step" in checks:
         out["step/loss"] = _scalar(loss)
         out.update(_prefixed("step", weights))
-        if case.strict:
-            out.update(_prefixed("step/momentum", momentum, sep=":"))
+        out.update(_prefixed("step/momentum", momentum, sep=":"))
     if "steps" in checks:
         out[f"steps/step{k}.loss"] = _scalar(loss)
         out.update(_prefixed(f"steps/step{k}", _params(weights), sep=":"))
-        if case.strict:
-            out.update(_prefixed(f"steps/step{k}.momentum", momentum, sep=":"))
-            out.update(_prefixed(f"steps/step{k}.stats", _buffers(weights), sep=":"))
+        out.update(_prefixed(f"steps/step{k}.momentum", momentum, sep=":"))
+        out.update(_prefixed(f"steps/step{k}.stats", _buffers(weights), sep=":"))
     return out
 
 
@@ -179,13 +178,16 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
     spec, h = case.spec, case.hyper
     out: Outputs = {}
     match = GateMatch()
+    first = None  # grad's forward and backward: step 1's too (same weights, batch and branches)
     if "grad" in checks:
         oracle = Oracle(spec, case.weights)
         loss, grads = oracle.loss_and_grads(*case.batches[0], gates=gates.get("grad"), follow_kinks=follow_kinks)
+        if _same_gates(gates.get("grad"), gates.get("step1")):
+            first = (oracle, loss, grads)
         out["grad/loss"] = _scalar(loss)
         out.update(_prefixed("grad", backward_order(grads)))
         out.update(_prefixed(f"{GATES}grad", oracle.gates))
-        match += oracle.gate_match
+        match += _in_forward(oracle.gate_match, "grad")
     if "step" in checks or "steps" in checks:
         weights: Weights = dict(case.weights)
         momentum: Weights = {}
@@ -196,21 +198,56 @@ def _oracle_training(case: ParityCase, checks: tuple[str, ...], gates: Mapping[s
                 if nudge is not None:
                     weights = {n: nudge(v) if n in params else v for n, v in weights.items()}
                     momentum = {n: nudge(v) for n, v in momentum.items()}
-            oracle = Oracle(spec, weights)
-            loss, grads = oracle.loss_and_grads(bx, by, gates=gates.get(f"step{k}"), follow_kinks=follow_kinks)
-            weights = oracle.weights  # with the running statistics this forward updated
+            if k == 1 and first is not None:
+                oracle, loss, grads = first
+            else:
+                oracle = Oracle(spec, weights)
+                loss, grads = oracle.loss_and_grads(bx, by, gates=gates.get(f"step{k}"), follow_kinks=follow_kinks)
+            weights = dict(oracle.weights)  # with the running statistics this forward updated
             for name, g in grads.items():
                 d = g + h.weight_decay * weights[name]
                 momentum[name] = d if k == 1 else h.momentum * momentum[name] + d
                 weights[name] = weights[name] - h.lr * momentum[name]
             out.update(_prefixed(f"{GATES}step{k}", oracle.gates))
-            match += oracle.gate_match
+            match += _in_forward(oracle.gate_match, f"step{k}")
             out.update(_step_outputs(case, checks, k, loss, dict(weights), dict(momentum)))
     return out, match
 
 
+def _same_gates(a: Mapping[str, np.ndarray] | None, b: Mapping[str, np.ndarray] | None) -> bool:
+    """Whether two forwards' ReLU branches to follow are the same (None: float64's own)."""
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def _in_forward(match: GateMatch, forward: str) -> GateMatch:
+    """`match`, naming `forward` as one with a conflict if it has any."""
+    return replace(match, forwards=(forward,)) if match.conflicts else match
+
+
+def _rests_on(check: str, forward: str) -> bool:
+    """Whether a training check's outputs come from that forward pass (grad, step1 .. stepK)."""
+    return forward == "grad" if check == "grad" else forward == "step1" if check == "step" else forward != "grad"
+
+
+def conflict_rows(check: str, names: tuple[str, ...], matches: Mapping[str, GateMatch]) -> list[Row]:
+    """A failing row per participant whose forward took the other ReLU branch farther than KINK_MARGIN
+    from zero in a forward this check rests on: a forward error, which no gradient bound may excuse.
+    `max_rel` is the farthest such input's distance from zero relative to its layer's max input."""
+    rows = []
+    for name in names:
+        m = matches.get(name)
+        if m is not None and m.conflicts and any(_rests_on(check, f) for f in m.forwards):
+            rows.append(Row(f"relu_conflicts ({name}, {m.conflicts} ReLU input(s) beyond {KINK_MARGIN:g} of zero on "
+                            f"the other branch, in {', '.join(m.forwards)}; {', '.join(m.sites[:3])})",
+                            m.farthest_abs, m.farthest, KINK_MARGIN, False))
+    return rows
+
+
 def trajectory_states(outputs: Mapping[str, np.ndarray]) -> dict[int, tuple[Weights, Weights]]:
-    """Step k -> (parameters, momentum buffers) after it, from a participant's steps outputs."""
+    """Step k -> (parameters and running statistics, momentum buffers) after it, from a participant's
+    steps outputs."""
     states: dict[int, tuple[Weights, Weights]] = {}
     for key, value in outputs.items():
         if key.startswith(MOMENTUM):
@@ -218,6 +255,9 @@ def trajectory_states(outputs: Mapping[str, np.ndarray]) -> dict[int, tuple[Weig
             k = int(step.removeprefix("step"))
             params, buffers = states.setdefault(k, ({}, {}))
             params[param], buffers[param] = outputs[f"steps/{step}:{param}"], value
+        elif key.startswith("steps/step") and ".stats:" in key:
+            step, name = key[len("steps/"):].split(".stats:", 1)
+            states.setdefault(int(step.removeprefix("step")), ({}, {}))[0][name] = value
     return states
 
 
@@ -331,6 +371,8 @@ def tolerance_kind(check: str, quantity: str) -> str:
         return "loss"
     if is_buffer(quantity):
         return "running_stats"
+    if "momentum:" in quantity:  # g + wd * p (+ m * b): a gradient's error, not a parameter's
+        return "grad"
     return "eval" if check == "stagewise" else check
 
 
@@ -428,6 +470,9 @@ def compare_participants(arch: str, results: Mapping[str, Outputs], dtype: str =
                 by_check[check] = Comparison(arch, check, left, right,
                                              note=_branch_note(check, left, right, matches or {}, dtype in STRICT))
             by_check[check].rows.append(Row(quantity, c.max_abs, c.max_rel, tol, ok, floor, limited))
+        for comp in by_check.values():
+            if comp.check in TRAINING_CHECKS:
+                comp.rows[:0] = conflict_rows(comp.check, (left, right), matches or {})
         comparisons.extend(_summarise_steps(c) if c.check == "steps" else c for c in by_check.values())
     return comparisons
 
@@ -450,7 +495,7 @@ def _branch_note(check: str, left: str, right: str, matches: Mapping[str, GateMa
 
 def _summarise_steps(comp: Comparison) -> Comparison:
     """K steps x every parameter is too much to read: per step one loss row and one row per group of
-    tensors (`stepK:` parameters; in fp64 also `stepK.momentum:` and `stepK.stats:`), its worst tensor."""
+    tensors (`stepK:` parameters, `stepK.momentum:`, `stepK.stats:`), its worst tensor."""
     groups: dict[str, list[Row]] = {}
     for r in comp.rows:
         group, sep, _ = r.quantity.partition(":")

@@ -80,8 +80,13 @@ def proof_line(doc: dict[str, Any]) -> str:
     worst = max((r["max_rel"] for r in rows), default=float("nan"))
     s = doc["settings"]
     sizes = "/".join(str(n) for n in dict.fromkeys(s["size"]))
-    what = (f"{', '.join(s['archs'])}: {', '.join(s['checks'])}, {sizes} px, batch {s['batch']}"
-            + (f", {s['sgd']['steps']} free-running steps" if "steps" in s["checks"] else ""))
+    grad_sizes = "/".join(str(n) for n in dict.fromkeys(s["grad_size"]))
+    training = set(s["checks"]) & {"grad", "step", "steps"}
+    sizes += f" px ({grad_sizes} px in the training checks)" if training and grad_sizes != sizes else " px"
+    widths = dict.fromkeys(f"{w[0]}-{w[-1]}" for w in s.get("widths", []))
+    narrowed = f"at 1/{s['width_divisor']} of the preset widths, " if s.get("width_divisor", 1) > 1 else ""
+    what = (f"{', '.join(s['archs'])} {narrowed}{'/'.join(widths)} channels: {', '.join(s['checks'])}, {sizes}, "
+            f"batch {s['batch']}" + (_steps_text(s['sgd']['steps']) if "steps" in s["checks"] else ""))
     names = sorted({c["left"] for c in doc["checks"]} - {"oracle"})
     missing = {**doc["errors"], **doc["unsupported"]}
     if not doc["passed"]:
@@ -96,6 +101,10 @@ def proof_line(doc: dict[str, Any]) -> str:
     if missing:
         text += "; not proven: " + "; ".join(f"{n} ({why})" for n, why in missing.items())
     return text
+
+
+def _steps_text(k: int) -> str:
+    return ", 1 SGD step" if k == 1 else f", {k} free-running SGD steps"
 
 
 def proof_failures(doc: dict[str, Any]) -> str:

@@ -6,8 +6,8 @@ each framework's ReLU branches, and every pair compared (`engine.py`). The docum
 table and the Markdown come from `report.py`. `device="gpu"`: the frameworks compute on the GPU
 (those that see none are listed as unsupported, with what they see), TF32 off and deterministic
 kernels (`isolation.gpu_numerics_env` and each adapter's `parity_numerics`); the oracle stays on
-the CPU in float64. With `proof`, a second, small fp64 run of the same
-architectures follows (`PROOF`): its document rides along under `float64`, its verdict in one line.
+the CPU in float64. With `proof` (the default), a second, small fp64 run of the same architectures
+follows (`PROOF`): its document rides along under `float64`, its verdict in one line.
 """
 from __future__ import annotations
 
@@ -36,8 +36,11 @@ ALL_CHECKS = engine.CHECKS + (dataparallel.CHECK,)
 FORWARD_CHECKS = ("eval", "train")  # the checks a bf16 / fp16 run covers
 LOW_PRECISION = ("bf16", "fp16")
 # The fp64 proof's sizes (at most these): 64 px keeps 2 x 2 positions per channel in layer4 of an
-# ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel).
-PROOF = {"size": 64, "grad_size": 64, "batch": 2}
+# ImageNet-stem model (at 32 px, batch 2, its train-mode batch norm sees 2 values per channel). One SGD
+# step: a second one starts from parameters 1e-13 apart, and train-mode batch norm over 8 values per
+# channel amplifies that past the bound (resnet50: 2.2e-10 to 4.9e-10 at step 2, no ReLU flip). Seeded
+# models at a quarter of their widths (1/16 of the multiply-adds): for time. Why: docs/parity.md.
+PROOF = {"size": 64, "grad_size": 64, "batch": 2, "steps": 1, "width_divisor": 4}
 # ... and its checks: grad and step are folded into steps, whose first step compares the same
 # parameters and running statistics, and momentum buffers g + wd * p (one trainer, not three).
 PROOF_CHECKS = {"eval": "eval", "train": "train", "grad": "steps", "step": "steps", "steps": "steps"}
@@ -54,10 +57,10 @@ class Settings:
     checks: tuple[str, ...] | None = None  # None: every check in fp32, FORWARD_CHECKS in bf16 / fp16
     dtype: str = "fp32"
     size: int | None = None  # None: 224, or the preset's own for small-input presets
-    grad_size: int = 64
+    grad_size: int = 48  # ImageNet stem: layer4 still 2 x 2 (as at 64 px), at 0.56 of the cost
     batch: int = 4
     seed: int = 0
-    steps: int = 5
+    steps: int = 2  # the fp32 steps check; step 2 on shows the momentum, every step the running statistics
     lr: float = 0.01
     bn_running_var: str = "unbiased"
     stagewise: bool = False
@@ -73,9 +76,10 @@ class Settings:
     dp_steps: int = dataparallel.DEFAULT_STEPS
     dp_node: bool = False  # this process is one replica of a launcher's multi-node run (dataparallel.py)
     dp_port: int | None = None  # the dp rendezvous port on 127.0.0.1 (None: a free one)
-    proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes
+    proof: bool = False  # then also the fp64 proof of the same architectures, at PROOF sizes (the CLI: on)
     size_cap: int | None = None  # inputs at most this size (the proof's)
     models: tuple[usermodel.UserModel, ...] = ()  # the user's own ports (--model), beside ours
+    width_divisor: int = 1  # seeded models at 1 / this of their preset's widths (the proof's)
 
     def validated(self) -> Settings:
         for name in self.frameworks:
@@ -117,16 +121,18 @@ class Settings:
             raise UserError(f"--model {twice[0]}: one user model per framework")
         if self.models and self.data_parallel:
             raise UserError("--model and --data-parallel do not combine (dp runs this suite's ports only)")
-        return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python),
-                                   proof=self.proof and self.dtype not in STRICT)
+        proof = self.proof and self.dtype not in STRICT and bool(set(checks) & set(PROOF_CHECKS))
+        return dataclasses.replace(self, checks=tuple(checks), isolate=self.isolate or bool(self.python), proof=proof)
 
     def proof_settings(self) -> Settings:
         """The fp64 proof that accompanies this run: same architectures and weights, PROOF sizes and checks."""
         return dataclasses.replace(
             self, dtype="fp64", proof=False, json_out=None, markdown=None, data_parallel=None,
             checks=tuple(dict.fromkeys(PROOF_CHECKS[c] for c in self.checks or engine.CHECKS if c in PROOF_CHECKS)),
-            size_cap=PROOF["size"], grad_size=min(self.grad_size, PROOF["grad_size"]),
-            batch=min(self.batch, PROOF["batch"]), run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
+            size_cap=PROOF["size"], grad_size=PROOF["grad_size"],
+            batch=min(self.batch, PROOF["batch"]), steps=min(self.steps, PROOF["steps"]),
+            width_divisor=1 if self.models else PROOF["width_divisor"],  # a user factory builds preset widths
+            run_dir=self.run_dir and str(Path(self.run_dir) / "fp64"))
 
 
 def _check_node(s: Settings) -> None:
@@ -230,13 +236,24 @@ def _participants(s: Settings) -> list[tuple[ResNetSpec, dict | None, tuple[user
         weights, spec, _ = read_weights(s.weights, s.archs[0] if s.archs else None)
         pairs = [(spec, weights)]
     else:
-        pairs = [(get_spec(a), None) for a in (s.archs or DEFAULT_ARCHS)]
+        pairs = [(_narrowed(get_spec(a), s.width_divisor), None) for a in (s.archs or DEFAULT_ARCHS)]
     if not s.models:
         return [(spec.replace(bn_running_var=s.bn_running_var), weights, ()) for spec, weights in pairs]
     named = [spec for spec, _ in pairs] if s.weights or s.archs else None
     fitted = usermodel.fit(s.models, named, DEFAULT_ARCHS, s.isolate, s.python, s.timeout)
     given = {spec.name: weights for spec, weights in pairs}
     return [(spec.replace(bn_running_var=s.bn_running_var), given.get(spec.name), mine) for spec, mine in fitted]
+
+
+def _narrowed(spec: ResNetSpec, divisor: int) -> ResNetSpec:
+    """The preset's structure at 1 / divisor of its widths (as far as its groups allow)."""
+    if divisor == 1:
+        return spec
+    try:
+        return spec.replace(widths=tuple(max(1, w // divisor) for w in spec.widths),
+                            stem_width=max(2, spec.stem_width // divisor))
+    except UserError:  # e.g. ResNeXt groups that a narrower stage cannot hold: the preset's own widths
+        return spec
 
 
 @dataclass
@@ -319,11 +336,13 @@ def _settings_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.
                       f"its backward follows each framework's ReLU branches within {KINK_MARGIN:g} of zero",
             "conditioning_floor": "float64 oracle rerun with weights and inputs moved by one unit "
                                   "round-off of the dtype (relative, uniform); allowance "
-                                  f"min({FLOOR_FACTOR:g} floors, {CAP:g})"}
+                                  f"{FLOOR_FACTOR:g} floors, none where that passes {CAP:g}"}
 
 
 def _common_record(s: Settings, cases: list[engine.ParityCase], hyper: engine.Hyper) -> dict[str, Any]:
-    return {"archs": [c.spec.name for c in cases], "size": [int(c.x.shape[-1]) for c in cases],
+    return {"archs": [c.spec.name for c in cases], "widths": [list(c.spec.widths) for c in cases],
+            "width_divisor": s.width_divisor,
+            "size": [int(c.x.shape[-1]) for c in cases],
             "grad_size": [int(c.batches[0][0].shape[-1]) for c in cases],
             "batch": s.batch, "seed": s.seed, "dtype": s.dtype, "checks": list(s.checks), "device": s.device,
             "isolate": s.isolate, "python": dict(s.python), "weights": s.weights,

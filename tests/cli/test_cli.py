@@ -76,13 +76,18 @@ def test_parity_writes_json_and_markdown_and_passes(tmp_path: Path) -> None:
     assert doc["settings"]["device"] == "cpu" and {n["computed on"] for n in doc["numerics"].values()} == {"cpu"}
     markdown = (tmp_path / "p.md").read_text()
     assert "## resnet18_small · eval" in markdown and "Computed on the CPU (every framework" in markdown
+    # and by default the fp64 proof of the same preset at a quarter of its widths, named in its one line
+    proof = doc["float64"]["settings"]
+    assert proof["dtype"] == "fp64" and proof["widths"] == [[16, 32, 64, 128]] and proof["width_divisor"] == 4
+    assert ("ports proven identical in float64" in proc.stdout and "(resnet18_small at 1/4 of the preset widths, "
+            "16-128 channels: eval, 32 px, batch 2)" in proc.stdout and "## float64 proof" in markdown)
 
 
 @pytest.mark.slow
 def test_parity_checks_a_users_checkpoint(tmp_path: Path) -> None:
     spec = get_spec("resnet18_small")
     save_canonical(tmp_path / "mine.safetensors", random_weights(spec, seed=9), spec)
-    assert main(["parity", "--weights", str(tmp_path / "mine.safetensors"), "--batch", "2", "--size", "16",
+    assert main(["parity", "--no-proof", "--weights", str(tmp_path / "mine.safetensors"), "--batch", "2", "--size", "16",
                  "--checks", "eval,grad", "--frameworks", "torch,flax", "--json", str(tmp_path / "p.json")]) == 0
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["passed"] is True and doc["settings"]["weights"] == str(tmp_path / "mine.safetensors")

@@ -95,11 +95,11 @@ def test_resolve_gate_follows_only_near_the_kink() -> None:
     wanted = np.array([1, 1, 0, 1, 0, 1, 0, 1])
     gate, match = o.resolve_gate(x, wanted, "layer1.0")
     assert gate.tolist() == [True, False, False, True, False, True, False, True]
-    assert match == o.GateMatch(flips=4, conflicts=1, widest=1e-3, sites=("layer1.0",))
+    assert match == o.GateMatch(flips=4, conflicts=1, widest=1e-3, sites=("layer1.0",), farthest=0.5, farthest_abs=1.0)
     own, same = o.resolve_gate(x, x > 0, "s")
     assert own.tolist() == (x > 0).tolist() and same == o.GateMatch()
     _, far = o.resolve_gate(x, np.array([1, 1, 1, 0, 1, 1, 0, 0]), "s")  # one conflict (-1.0), no flip
-    assert far == o.GateMatch(0, 1, 0.0, ("s",))
+    assert far == o.GateMatch(0, 1, 0.0, ("s",), farthest=0.5, farthest_abs=1.0)
     for bad in (wanted[:7], np.ones(9), np.ones((2, 4))):
         with pytest.raises(ValueError, match=re.escape(f"ReLU gates of bn1: shape {bad.shape}, expected (8,)")):
             o.resolve_gate(x, bad, "bn1")
@@ -107,6 +107,8 @@ def test_resolve_gate_follows_only_near_the_kink() -> None:
     total = o.GateMatch(1, 2, 0.5, ("a", "b")) + o.GateMatch(3, 4, 0.25, ("b", "c"))
     assert total == o.GateMatch(4, 6, 0.5, ("a", "b", "c"))
     assert (o.GateMatch(0, 0, 0.1) + o.GateMatch(0, 0, 0.3)).widest == 0.3
+    apart = o.GateMatch(0, 1, farthest=0.2, forwards=("step1",)) + o.GateMatch(0, 1, farthest=0.1, forwards=("grad",))
+    assert (apart.farthest, apart.forwards) == (0.2, ("step1", "grad"))
 
 
 def test_batch_norm_eval_and_train_on_a_small_tensor() -> None:

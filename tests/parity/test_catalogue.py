@@ -1,7 +1,8 @@
 """The catalogue of broken ports: each bug (catalogue_bugs.py) planted in one framework must FAIL the
 fp64 parity check with its first divergence at the catalogued check and quantity, while the other
 frameworks pass; what the fp32 check (floors, branch-following) says of the same bug is recorded.
-docs/catalogue.md is rendered from CATALOGUE and CONTROLS (`python tests/parity/test_catalogue.py`)
+docs/catalogue.md is rendered from CATALOGUE and CONTROLS (common/catalogue.py; the command:
+`python tests/parity/test_catalogue.py`)
 and checked here, so every row of it is one these tests assert. Tiny models, 32 px, batch 4, K = 2;
 the clean frameworks run once per configuration and dtype (cached) and are reused by every entry.
 """
@@ -12,12 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from resnet_rosetta.common.canonical import random_weights, save_canonical
+from resnet_rosetta.common.catalogue import CATALOGUE, CONTROLS, FORWARD, Entry
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.parity import engine
@@ -28,94 +29,15 @@ pytestmark = pytest.mark.xdist_group("catalogue")  # one worker: the cached clea
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "catalogue.md"
 BATCH, STEPS = 4, 2
+HYPER = engine.Hyper(steps=STEPS)
 CONFIGS = {  # name -> (spec, input size): a resnet18 and a ResNeXt structure at 4-16 channels
     "resnet18": (get_spec("resnet18").replace(widths=(4, 8, 8, 16), stem_width=4, depths=(1, 1, 1, 1),
                                               num_classes=16), 32),  # fc 16 x 16: an untransposed one loads
     "resnext": (get_spec("resnext50_32x4d").replace(widths=(4, 8, 8, 16), stem_width=8, depths=(1, 1, 1, 1),
                                                     groups=2, width_per_group=32, num_classes=10), 32)}
-FORWARD, TRAINING = ("eval", "train"), ("step", "steps")
 # Flax compiles every training function it runs (~10 s a check on the 2-core machine): beside another
 # framework's bug it takes the forward checks only (test_parity_fp64.py runs its clean training checks).
 FORWARD_ONLY = ("flax",)
-
-
-@dataclass(frozen=True)
-class Entry:
-    bug: str  # its plant in catalogue_bugs.py
-    framework: str
-    what: str  # the bug, in words
-    planted: str  # where: the framework's own function, this project's model or trainer, the converter
-    checks: tuple[str, ...]
-    fp64: str  # the expected first divergence of the fp64 check: "check/quantity"
-    fp32: str  # what the fp32 check says: "pass", "FAIL at check/quantity", "conditioning-limited at ..."
-    config: str = "resnet18"
-
-
-CATALOGUE = [
-    Entry("torch_bn_train_eps", "torch", "BN epsilon 1e-3 in train mode only (1e-5 in eval)",
-          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
-    Entry("torch_bn_train_eps_one_layer", "torch", "BN epsilon 1e-4 in train mode only, in layer4.0.bn2 only",
-          "model instance", FORWARD, "train/layer4", "FAIL at train/layer4"),
-    Entry("torch_bn_unbiased_norm", "torch", "train-mode BN normalises with the unbiased batch variance",
-          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
-    Entry("torch_bn_per_sample_axes", "torch", "BN statistics reduced over (H, W) per sample, not (N, H, W)",
-          "torch.nn.functional.batch_norm", FORWARD, "train/stem", "FAIL at train/stem"),
-    Entry("torch_bn_detached_stats", "torch", "no gradient through the batch statistics of layer3.0.bn1",
-          "model instance", ("grad",), "grad/layer3.0.conv1.weight", "FAIL at grad/layer3.0.conv1.weight"),
-    Entry("torch_maxpool_unpadded", "torch", "stem max-pool unpadded, ceil mode (same shape, shifted windows)",
-          "model instance", FORWARD, "eval/stem", "FAIL at eval/stem"),
-    Entry("torch_downsample_offset", "torch", "downsample samples the odd pixels (offset 1)",
-          "model instance", FORWARD, "eval/layer2", "FAIL at eval/layer2"),
-    Entry("torch_sgd_nesterov", "torch", "SGD with Nesterov momentum", "torch.optim.SGD", TRAINING,
-          "step/conv1.weight", "FAIL at step/conv1.weight"),
-    Entry("torch_sgd_dampening", "torch", "SGD dampening = momentum (Lua torch's default)", "torch.optim.SGD",
-          TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
-    Entry("torch_sgd_lr_one_percent_low", "torch", "learning rate 1% low", "torch.optim.SGD", TRAINING,
-          "step/conv1.weight", "FAIL at step/conv1.weight"),
-    Entry("torch_momentum_not_carried", "torch", "momentum buffers not carried across steps (a new optimizer "
-          "every step)", "trainer class", TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
-    Entry("torch_running_stats_not_carried", "torch", "running statistics not carried across steps (restored "
-          "after each)", "trainer class", TRAINING, "step/bn1.running_mean", "FAIL at step/bn1.running_mean"),
-    Entry("paddle_bn_eps_one_layer", "paddle", "BN epsilon 1e-4 in layer3.0.bn1 only", "model instance", FORWARD,
-          "eval/layer3", "FAIL at eval/layer3"),
-    Entry("paddle_bn_keras_eps", "paddle", "BN epsilon 1.001e-5 everywhere (keras.applications' ResNet)",
-          "Paddle's batch_norm (as paddle.nn.layer.norm imports it)", FORWARD, "eval/stem", "pass"),
-    Entry("paddle_bn_momentum_torch_convention", "paddle", "BN momentum 0.1 passed as Paddle's momentum "
-          "(which weighs the old value)", "model instance", FORWARD, "train/bn1.running_mean",
-          "FAIL at train/bn1.running_mean"),
-    Entry("paddle_bn_biased_running_var", "paddle", "running variance fed the biased batch variance",
-          "model instance", FORWARD, "train/bn1.running_var", "FAIL at train/bn1.running_var"),
-    Entry("paddle_stride_on_1x1", "paddle", "bottleneck stride on the first 1x1, not the 3x3 (ResNet v1 vs v1.5)",
-          "model class", FORWARD, "eval/layer2", "FAIL at eval/layer2", "resnext"),
-    Entry("paddle_groups_interleaved", "paddle", "grouped conv sees its groups' channels interleaved, not "
-          "contiguous", "model class", FORWARD, "eval/layer1", "FAIL at eval/layer1", "resnext"),
-    Entry("paddle_downsample_avg_pool", "paddle", "downsample: 2x2 average pool + stride-1 1x1 (the vd shortcut) "
-          "where a strided 1x1 belongs", "model class", FORWARD, "eval/layer2", "FAIL at eval/layer2"),
-    Entry("paddle_linear_untransposed", "paddle", "Linear weight not transposed ([out, in] loaded as [in, out])",
-          "converter rule", FORWARD, "eval/logits", "FAIL at eval/logits"),
-    Entry("paddle_no_weight_decay", "paddle", "weight decay missing", "paddle.optimizer.Momentum", TRAINING,
-          "step/conv1.weight", "pass"),
-    Entry("paddle_no_decay_on_bn_and_bias", "paddle", "no weight decay on BN parameters and biases (timm-style "
-          "groups) where every parameter decays", "paddle.optimizer.Momentum", TRAINING, "step/bn1.weight",
-          "pass"),
-    Entry("paddle_momentum_one_minus", "paddle", "SGD momentum 0.1 (1 - m, BN's convention carried over)",
-          "paddle.optimizer.Momentum", TRAINING, "steps/step2.params", "FAIL at steps/step2.params"),
-    Entry("flax_same_padding", "flax", "'SAME' conv padding (pads 0, 1 at stride 2)", "flax.linen.Conv",
-          ("eval",), "eval/stem", "FAIL at eval/stem"),
-    Entry("flax_kernel_hw_swapped", "flax", "conv kernel transposed with H and W swapped (OIHW -> WHIO)",
-          "converter rule", ("eval",), "eval/stem", "FAIL at eval/stem"),
-    Entry("flax_bn_default_momentum", "flax", "BN momentum 0.99 (linen's default; torch's 0.1 is 0.9 there)",
-          "model class", ("train",), "train/bn1.running_mean", "FAIL at train/bn1.running_mean"),
-    Entry("flax_linen_batch_norm", "flax", "flax.linen.BatchNorm: its running variance takes the biased batch "
-          "variance", "model class", ("train",), "train/bn1.running_var", "FAIL at train/bn1.running_var"),
-    Entry("flax_downsample_without_bn", "flax", "downsample without its batch norm", "model function", ("eval",),
-          "eval/layer2", "FAIL at eval/layer2"),
-    Entry("flax_loss_summed", "flax", "loss summed over the batch, not averaged",
-          "optax.softmax_cross_entropy_with_integer_labels", ("step",), "step/loss", "FAIL at step/loss"),
-]
-# What the fp32 check says of each clean framework, over the checks its entries use (fp64: always pass).
-CONTROLS = {("resnet18", "torch"): "pass", ("resnet18", "paddle"): "pass",
-            ("resnet18", "flax"): "conditioning-limited at train/layer1.0.bn1.running_mean", ("resnext", "paddle"): "pass"}
 ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding"}
 
 
@@ -135,7 +57,7 @@ def _clean_checks(config: str, dtype: str, framework: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=None)
 def _case(config: str, dtype: str) -> engine.ParityCase:
     spec, size = CONFIGS[config]
-    return engine.ParityCase.seeded(spec, size=size, batch=BATCH, seed=0, hyper=engine.Hyper(steps=STEPS),
+    return engine.ParityCase.seeded(spec, size=size, batch=BATCH, seed=0, hyper=HYPER,
                                     dtype=dtype)
 
 
@@ -259,9 +181,12 @@ def render() -> str:
         "floors, ReLU branch-following) says of the same bug.",
         "Gradients are compared in backward order (fc first), so a backward bug is named where it starts.",
         "Models: resnet18 / ResNeXt structure at 4-16 channels, one block per stage, 32 px, batch 4, seed 0,",
-        f"SGD lr 0.01, momentum 0.9, weight decay 1e-4, {STEPS} steps.", "",
+        f"SGD lr {HYPER.lr:g}, momentum {HYPER.momentum:g}, weight decay {HYPER.weight_decay:g} (parity's defaults: a",
+        f"step's decay is {HYPER.lr * HYPER.weight_decay:g} of each weight, 10 times the step bound), {STEPS} steps.", "",
         "| bug | framework | planted in | fp64 | fp32 |", "|---|---|---|---|---|", *rows, *controls, "",
         f"fp32 alone misses {len(missed)} of {len(CATALOGUE)}: " + "; ".join(missed) + ".", "",
+        "Until 2026-12-03 it missed the two weight-decay bugs too: parity's weight decay was 1e-4, which moved",
+        "a step by 1e-6, 100 times under the bound; with 0.1 it moves a step by 1e-3, and fp32 names both.", "",
         "In isolated workers (`parity --isolate`) the bugs are planted by `tests/parity/worker_site/",
         "sitecustomize.py`: with that folder on PYTHONPATH, Python imports it at the start of every process,",
         "and in a parity worker it plants the bug `RR_CATALOGUE_BUGS` names for the worker's framework",

@@ -9,7 +9,7 @@ from resnet_rosetta.common import rules
 from resnet_rosetta.common.canonical import canonical_shapes, is_buffer
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.common.oracle import Oracle
-from resnet_rosetta.common.tolerance import FLOOR_FACTOR, KINK_MARGIN, tolerance
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, KINK_MARGIN, floor_allowance, tolerance
 from resnet_rosetta.frameworks import FRAMEWORKS
 from resnet_rosetta.parity import engine
 
@@ -42,9 +42,18 @@ def test_train_mode_gradients_and_sgd_steps_match_for_resnet18() -> None:
     grads = by_check[("grad", "torch", engine.ORACLE)]
     trainable = [k for k in canonical_shapes(spec) if not is_buffer(k)]
     assert [r.quantity for r in grads.rows] == ["loss"] + trainable[::-1]  # in backward order
-    steps = by_check[("steps", "paddle", "flax")]
+    steps = by_check[("steps", "paddle", "flax")]  # every step: parameters, momentum buffers, running statistics
     assert [r.quantity.split(" ")[0] for r in steps.rows] == [
-        f"step{k}.{q}" for k in (1, 2, 3) for q in ("loss", "params")]
+        f"step{k}.{q}" for k in (1, 2, 3) for q in ("loss", "params", "momentum", "stats")]
+    momentum = [r for r in by_check[("step", "torch", engine.ORACLE)].rows if r.quantity.startswith("momentum:")]
+    assert len(momentum) == len(trainable) and {r.tolerance for r in momentum} == {tolerance("grad")}
+
+
+def test_no_floor_excuses_a_quantity_the_dtype_cannot_check() -> None:
+    """Within CAP, FLOOR_FACTOR floors excuse; a floor whose FLOOR_FACTOR multiple passes CAP excuses nothing."""
+    assert floor_allowance(1e-5, "train") == pytest.approx(FLOOR_FACTOR * 1e-5)
+    assert floor_allowance(CAP / FLOOR_FACTOR, "train") == pytest.approx(CAP)
+    assert floor_allowance(0.5, "train") == floor_allowance(1.01 * CAP / FLOOR_FACTOR, "train") == 0.0
 
 
 @pytest.mark.parametrize("mode,expected", [("native", {"torch": "unbiased", "paddle": "biased", "flax": "biased"}),
@@ -114,8 +123,11 @@ def test_a_branch_far_from_zero_is_a_conflict_and_never_followed() -> None:
     results["fp32"]["gates/grad/layer2.0.bn1"] = ~gate
     references, matches = engine.follow_gates(case, ("grad",), results)
     assert matches["fp32"].conflicts > 0.99 * gate.size and "layer2.0.bn1" in matches["fp32"].sites
+    assert matches["fp32"].forwards == ("grad",) and matches["fp32"].farthest > 0.1
     (c,) = engine.compare_participants("resnet18", results, references=references, matches=matches)
     assert "farther out (not followed)" in c.note
+    # a forward error: the check FAILs at it, before any gradient, however well the gradients agree
+    assert c.status == "FAIL" and c.first_divergence is c.rows[0] and c.rows[0].quantity.startswith("relu_conflicts")
 
 
 @pytest.mark.parametrize("stagewise", [False, True])
