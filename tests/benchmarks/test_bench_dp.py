@@ -22,6 +22,8 @@ from resnet_rosetta.frameworks import FRAMEWORKS, devices
 from resnet_rosetta.frameworks.devices import Sight
 
 CLI = Path(sys.executable).with_name("resnet-rosetta")
+# one worker runs them all under pytest-xdist: each framework's bench run is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("bench_dp")
 
 
 @pytest.fixture(scope="module")
