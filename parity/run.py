@@ -141,9 +141,9 @@ def _check_node(s: Settings) -> None:
         raise UserError("--dp-node runs one framework's dp check: it needs --data-parallel N and one --frameworks, "
                         f"and no other --checks (found frameworks {','.join(s.frameworks)}, checks "
                         f"{','.join(s.checks or ('(default)',))})")
-    if not s.run_dir or s.isolate or s.python or s.proof or s.device != "cpu" or s.dtype != "fp32" or s.dp_port:
+    if not s.run_dir or s.isolate or s.python or s.device != "cpu" or s.dtype != "fp32" or s.dp_port:
         raise UserError("--dp-node needs --run-dir (a folder every node sees) and takes none of --isolate, "
-                        "--python, --proof, --device gpu, --dtype other than fp32, --dp-port (the launcher's)")
+                        "--python, --device gpu, --dtype other than fp32, --dp-port (the launcher's)")
 
 
 def run_parity(settings: Settings, out: TextIO | None = None) -> dict[str, Any]:
