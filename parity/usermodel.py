@@ -61,9 +61,30 @@ class UserModel:
             raise UserError(f"--model {self.text}: the factory raised {type(exc).__name__}: "
                             f"{first_line(exc)}") from None
 
-    def port(self) -> Any:
+    def port(self) -> "Port":
         """The framework's adapter and trainer over this model (frameworks/<fw>/usermodel.py)."""
-        return frameworks.load(self.framework, "usermodel").Port(self.make, self.fmt)
+        return Port(self.make, self.fmt, frameworks.load(self.framework, "usermodel").UserAdapter,
+                    frameworks.load(self.framework, "training").Trainer)
+
+
+@dataclass(frozen=True)
+class Port:
+    """What parity's engine builds for a user's model: the framework's `UserAdapter` over it, and the
+    framework's own `Trainer` driving that adapter."""
+
+    make: Callable[[], Any]
+    fmt: str
+    adapter_class: type  # frameworks/<fw>/usermodel.py's UserAdapter
+    trainer_class: type  # frameworks/<fw>/training.py's Trainer
+
+    def adapter(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
+                dtype: str = "fp32") -> Any:
+        return self.adapter_class(self.make, self.fmt, spec, weights, device, dtype)
+
+    def trainer(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, device: str = "cpu",
+                dtype: str = "fp32", **options: Any) -> Any:
+        return self.trainer_class(spec, weights, device=device, dtype=dtype,
+                                  adapter=self.adapter(spec, weights, device, dtype), **options)
 
 
 def parse(text: str, cwd: str | None = None) -> UserModel:

@@ -26,7 +26,6 @@ from resnet_rosetta.common.errors import UserError
 from resnet_rosetta.common.precision import float32_exact, strict_spec
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _feeder
-from .training import Trainer
 
 INIT_SHAPE = (1, 32, 32, 3)  # the batch `native_shapes` initialises a user's model on (shapes only)
 
@@ -95,18 +94,3 @@ class UserAdapter(Adapter):
         stages["pooled"] = stages["pooled"].reshape(stages["pooled"].shape[0], -1)
         return (logits, {**stages, "logits": logits}), updates
 
-
-class Port:
-    """What parity's engine builds for a user's model: its adapter and its trainer."""
-
-    def __init__(self, make: Callable[[], nn.Module], fmt: str) -> None:
-        self.make, self.fmt = make, fmt
-
-    def adapter(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
-                dtype: str = "fp32") -> UserAdapter:
-        return UserAdapter(self.make, self.fmt, spec, weights, device, dtype)
-
-    def trainer(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, device: str = "cpu",
-                dtype: str = "fp32", **options: Any) -> Trainer:
-        return Trainer(spec, weights, device=device, dtype=dtype, adapter=self.adapter(spec, weights, device, dtype),
-                       **options)

@@ -16,7 +16,6 @@ import paddle
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _numpy
-from .training import Trainer
 
 
 def native_shapes(model: Any) -> dict[str, tuple[int, ...]]:
@@ -68,18 +67,3 @@ class UserAdapter(Adapter):
         return {k: _numpy(out[k]) for k in ("stem", *(f"layer{k}" for k in range(1, len(self.spec.depths) + 1)),
                                              "pooled", "logits")}
 
-
-class Port:
-    """What parity's engine builds for a user's model: its adapter and its trainer."""
-
-    def __init__(self, make: Callable[[], paddle.nn.Layer], fmt: str) -> None:
-        self.make, self.fmt = make, fmt
-
-    def adapter(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
-                dtype: str = "fp32") -> UserAdapter:
-        return UserAdapter(self.make, self.fmt, spec, weights, device, dtype)
-
-    def trainer(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, device: str = "cpu",
-                dtype: str = "fp32", **options: Any) -> Trainer:
-        return Trainer(spec, weights, device=device, dtype=dtype, adapter=self.adapter(spec, weights, device, dtype),
-                       **options)

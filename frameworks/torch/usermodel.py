@@ -16,7 +16,6 @@ from resnet_rosetta.common import rules
 from resnet_rosetta.common.precision import float32_exact, strict_spec
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _numpy, to_tensor
-from .training import Trainer
 
 FORMATS = ("torch", "hf")  # the layouts a torch model may be written in
 
@@ -87,18 +86,3 @@ def exact_constants(model: torch.nn.Module, spec: ResNetSpec) -> None:
                     == spec.bn_momentum:
                 m.momentum = spec.bn_momentum
 
-
-class Port:
-    """What parity's engine builds for a user's model: its adapter and its trainer."""
-
-    def __init__(self, make: Callable[[], torch.nn.Module], fmt: str) -> None:
-        self.make, self.fmt = make, fmt
-
-    def adapter(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], device: str = "cpu",
-                dtype: str = "fp32") -> UserAdapter:
-        return UserAdapter(self.make, self.fmt, spec, weights, device, dtype)
-
-    def trainer(self, spec: ResNetSpec, weights: Mapping[str, np.ndarray], *, device: str = "cpu",
-                dtype: str = "fp32", **options: Any) -> Trainer:
-        return Trainer(spec, weights, device=device, dtype=dtype, adapter=self.adapter(spec, weights, device, dtype),
-                       **options)
