@@ -73,3 +73,14 @@ def strict_spec(spec: ResNetSpec, dtype: str) -> ResNetSpec:
     if dtype not in STRICT:
         return spec
     return spec.replace(bn_eps=float32_exact(spec.bn_eps), bn_momentum=round(spec.bn_momentum * 2 ** 24) / 2 ** 24)
+
+
+def run_bn_constants(spec: ResNetSpec, eps: float, momentum: float | None) -> tuple[float | None, float | None]:
+    """For a user's batch norm in an fp64 run with the (strict) `spec`: the run's exact epsilon and
+    momentum (torch's convention) where the user's values round to them as `strict_spec` rounds, so
+    that a correct port holds the same constants as this suite's; None for a value that does not (a
+    port's bug, left as written)."""
+    exact_eps = spec.bn_eps if float32_exact(eps) == spec.bn_eps else None
+    exact_momentum = (spec.bn_momentum if momentum is not None and
+                      strict_spec(spec.replace(bn_momentum=momentum), "fp64").bn_momentum == spec.bn_momentum else None)
+    return exact_eps, exact_momentum

@@ -23,7 +23,7 @@ from flax import traverse_util
 
 from resnet_rosetta.common import rules
 from resnet_rosetta.common.errors import UserError
-from resnet_rosetta.common.precision import float32_exact, strict_spec
+from resnet_rosetta.common.precision import run_bn_constants
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _feeder
 
@@ -56,10 +56,11 @@ class UserAdapter(Adapter):
         def intercept(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
             m = context.module
             if self.dtype_name == "fp64" and isinstance(m, nn.BatchNorm):
-                if float32_exact(m.epsilon) == spec.bn_eps:
-                    object.__setattr__(m, "epsilon", spec.bn_eps)
-                if strict_spec(spec.replace(bn_momentum=1 - m.momentum), "fp64").bn_momentum == spec.bn_momentum:
-                    object.__setattr__(m, "momentum", 1 - spec.bn_momentum)
+                eps, momentum = run_bn_constants(spec, m.epsilon, 1 - m.momentum)  # Flax's momentum: 1 - torch's
+                if eps is not None:
+                    object.__setattr__(m, "epsilon", eps)
+                if momentum is not None:
+                    object.__setattr__(m, "momentum", 1 - momentum)
             return next_fun(*args, **kwargs)
         return intercept
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from resnet_rosetta.common import rules
-from resnet_rosetta.common.precision import float32_exact, strict_spec
+from resnet_rosetta.common.precision import run_bn_constants
 from resnet_rosetta.common.spec import ResNetSpec
 from .adapter import Adapter, _numpy, to_tensor
 
@@ -80,9 +80,9 @@ def exact_constants(model: torch.nn.Module, spec: ResNetSpec) -> None:
     (a port's bug) is left as written."""
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            if float32_exact(m.eps) == spec.bn_eps:
-                m.eps = spec.bn_eps
-            if m.momentum is not None and strict_spec(spec.replace(bn_momentum=m.momentum), "fp64").bn_momentum \
-                    == spec.bn_momentum:
-                m.momentum = spec.bn_momentum
+            eps, momentum = run_bn_constants(spec, m.eps, m.momentum)
+            if eps is not None:
+                m.eps = eps
+            if momentum is not None:
+                m.momentum = momentum
 
