@@ -85,10 +85,12 @@ class Topic:
 
 
 def _catalogue_table() -> tuple[tuple[str, ...], ...]:
-    """The broken-port catalogue: bug, framework, the fp64 verdict and first divergence, the fp32 verdict."""
-    return (("bug", "planted in", "fp64 (bound 1e-10, no excuses)", "fp32 (floors, branch-following)"),
-            *((e.what, e.framework, f"FAIL at {e.fp64}", e.fp32) for e in CATALOGUE),
-            *((f"no bug (control, {config})", fw, "pass", fp32) for (config, fw), fp32 in CONTROLS.items()))
+    """The broken-port catalogue: bug, framework, the fp64 verdict and first divergence, the fp32 verdict,
+    and the fp64 verdict of the same bug in a user-style port checked through `parity --model`."""
+    return (("bug", "planted in", "fp64 (bound 1e-10, no excuses)", "fp32 (floors, branch-following)",
+             "in a user's port, via --model (fp64)"),
+            *((e.what, e.framework, f"FAIL at {e.fp64}", e.fp32, e.through_model) for e in CATALOGUE),
+            *((f"no bug (control, {config})", fw, "pass", fp32, "pass") for (config, fw), fp32 in CONTROLS.items()))
 
 
 def _each(module: str, *qualnames: str) -> dict[str, tuple[Code, ...]]:
@@ -457,7 +459,8 @@ TOPICS: tuple[Topic, ...] = (
              "(resnet50 at a quarter of its widths left the oracle by 2.2e-10 to 4.9e-10 at step 2, in every "
              "framework alike, with no ReLU input on the other branch). The table is the catalogue of broken "
              "ports (docs/catalogue.md): each bug planted in one framework, where the fp64 check names it "
-             "(check/quantity) while the other frameworks pass, and what the default fp32 check says of it.",
+             "(check/quantity) while the other frameworks pass, what the default fp32 check says of it, and "
+             "where `parity --model` names the same bug written into a port a user wrote (in its own names).",
         table=_catalogue_table(),
         table_proof="tests/parity/test_catalogue.py"),
     Topic(

@@ -1,7 +1,7 @@
 """The guide's topic "float64: proving a port": its table is the broken-port catalogue
 (common/catalogue.py), every row shown in the terminal and in docs/differences.md, and every row a
-claim the catalogue's test asserts: flipped to a false verdict (for a bug fp32 used to miss, the old
-"pass"), that test fails."""
+claim the catalogue's tests assert: flipped to a false verdict (for a bug fp32 used to miss, the old
+"pass"; a user's port's name for the place one stage late), that test fails."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +18,10 @@ from resnet_rosetta.guide.topics import get_topic
 from guide_helpers import ROOT
 
 TOPIC = get_topic("float64")
-# (bug, verdict, false value): the fp64 first divergence one stage late, fp32 said to miss a bug it catches
+# (bug, verdict, false value): the fp64 first divergence one stage late, fp32 said to miss a bug it catches,
+# the user's port's name for it one stage late
 FLIPS = [("torch_downsample_offset", "fp64", "eval/layer3"), ("torch_downsample_offset", "fp32", "pass"),
-         ("paddle_no_weight_decay", "fp32", "pass")]
+         ("paddle_no_weight_decay", "fp32", "pass"), ("paddle_downsample_avg_pool", "yours", "output of layer3.0")]
 
 
 def _catalogue_test() -> object:
@@ -35,8 +36,8 @@ def _catalogue_test() -> object:
 def test_the_topic_table_is_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
     header, *rows = TOPIC.table
     assert header[0] == "bug" and len(rows) == len(CATALOGUE) + len(CONTROLS)
-    assert [(r[0], r[1], r[2], r[3]) for r in rows[:len(CATALOGUE)]] == [
-        (e.what, e.framework, f"FAIL at {e.fp64}", e.fp32) for e in CATALOGUE]
+    assert [tuple(r) for r in rows[:len(CATALOGUE)]] == [
+        (e.what, e.framework, f"FAIL at {e.fp64}", e.fp32, e.through_model) for e in CATALOGUE]
     assert (ROOT / TOPIC.table_proof).is_file()
     assert main(["explain", "float64", "--width", "400"]) == 0
     out = capsys.readouterr().out
@@ -53,5 +54,10 @@ def test_a_flipped_row_fails_the_catalogue_test(bug: str, verdict: str, false: s
     entry = next(e for e in CATALOGUE if e.bug == bug)
     flipped = dataclasses.replace(entry, **{verdict: false})
     assert flipped != entry
-    with pytest.raises(AssertionError, match=re.escape(repr(false if verdict == "fp32" else f"FAIL at {false}"))):
-        _catalogue_test().test_a_catalogued_bug_fails_in_fp64_where_it_is(flipped, monkeypatch)
+    test = _catalogue_test()
+    with pytest.raises(AssertionError, match=re.escape(repr(false if verdict == "fp32" else flipped.through_model
+                                                            if verdict == "yours" else f"FAIL at {false}"))):
+        if verdict == "yours":
+            test.test_the_same_bug_in_a_users_model_fails_through_model_where_it_is(flipped, monkeypatch)
+        else:
+            test.test_a_catalogued_bug_fails_in_fp64_where_it_is(flipped, monkeypatch)

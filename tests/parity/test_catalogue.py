@@ -21,13 +21,14 @@ from resnet_rosetta.common.canonical import random_weights, save_canonical
 from resnet_rosetta.common.catalogue import CATALOGUE, CONTROLS, FORWARD, Entry
 from resnet_rosetta.common.spec import get_spec
 from resnet_rosetta.frameworks import FRAMEWORKS
-from resnet_rosetta.parity import engine
+from resnet_rosetta.parity import engine, usermodel
 
 from catalogue_bugs import BUGS, plant
 
 pytestmark = pytest.mark.xdist_group("catalogue")  # one worker: the cached clean runs are made once
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "catalogue.md"
+USER_MODELS = Path(__file__).resolve().parent / "user_models"
 BATCH, STEPS = 4, 2
 HYPER = engine.Hyper(steps=STEPS)
 CONFIGS = {  # name -> (spec, input size): a resnet18 and a ResNeXt structure at 4-16 channels
@@ -38,7 +39,12 @@ CONFIGS = {  # name -> (spec, input size): a resnet18 and a ResNeXt structure at
 # Flax compiles every training function it runs (~10 s a check on the 2-core machine): beside another
 # framework's bug it takes the forward checks only (test_parity_fp64.py runs its clean training checks).
 FORWARD_ONLY = ("flax",)
-ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding"}
+ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding",
+            "user-torch": "torch_bn_train_eps_one_layer", "user-paddle": "paddle_bn_momentum_torch_convention",
+            "user-flax": "flax_linen_batch_norm"}  # user-FW: the bug written into that --model
+# (config, framework) -> the factory in user_models/catalogue_ports.py of a user-style port of it
+USER_PORTS = {("resnet18", "torch"): "torch_resnet18", ("resnet18", "paddle"): "paddle_resnet18",
+              ("resnext", "paddle"): "paddle_resnext", ("resnet18", "flax"): "flax_resnet18"}
 
 
 def _checks(config: str, framework: str | None = None) -> tuple[str, ...]:
@@ -91,14 +97,16 @@ def _judge(config: str, dtype: str, checks: tuple[str, ...], outputs: dict[str, 
     return engine.compare_participants(config, results, dtype, references=references, matches=matches, floors=floors)
 
 
-def verdict(comparisons: list[engine.Comparison], framework: str) -> str:
+def verdict(comparisons: list[engine.Comparison], framework: str, names: bool = False) -> str:
     """`framework` vs the oracle in one phrase: the first check that fails (or is only conditioning-
-    limited) and its first divergence, or "pass"."""
+    limited) and its first divergence, or "pass"; `names`: with a user's own name for it too."""
     mine = [c for c in comparisons if (c.left, c.right) == (framework, engine.ORACLE)]
     for status, row in (("FAIL", "first_unexcused"), ("conditioning-limited", "first_divergence")):
         for c in mine:
             if c.status == status:
-                return f"{status} at {c.check}/{getattr(c, row).quantity.split(' (worst')[0]}"
+                quantity = getattr(c, row).quantity
+                yours = quantity[quantity.find(" (yours: "):] if names and " (yours: " in quantity else ""
+                return f"{status} at {c.check}/{quantity.split(' (')[0]}{yours}"
     return "pass"
 
 
@@ -125,6 +133,53 @@ def test_a_catalogued_bug_fails_in_fp64_where_it_is(entry: Entry, monkeypatch: p
     assert verdict(fp32, entry.framework) == entry.fp32
 
 
+@functools.lru_cache(maxsize=None)
+def _user(config: str, framework: str) -> usermodel.UserModel:
+    """The user-style port of `config` in `framework`, named and matched to the configuration's spec as
+    `parity --model FW=catalogue_ports:FACTORY` (from user_models/) names and matches it."""
+    user = usermodel.parse(f"{framework}=catalogue_ports:{USER_PORTS[(config, framework)]}", str(USER_MODELS))
+    [(spec, (fitted,))] = usermodel.fit((user,), [CONFIGS[config][0]], (), False, {}, 60)
+    assert spec == CONFIGS[config][0] and fitted.fmt == {"paddle": "paddle-vision"}.get(framework, framework)
+    return fitted
+
+
+def _judge_user(entry: Entry | None, config: str, framework: str, checks: tuple[str, ...],
+                mp: pytest.MonkeyPatch) -> list[engine.Comparison]:
+    """fp64: the user-style port (with `entry`'s bug written into it) beside our clean ports, as
+    `parity --model` judges it, its rows in the user's names too."""
+    user = _user(config, framework)
+    ours = {fw: _only(_clean(config, "fp64", fw), checks) for fw in FRAMEWORKS
+            if set(checks) <= set(_clean_checks(config, "fp64", fw))}
+    with mp.context() as patched:
+        if entry is not None:
+            plant(entry.bug, patched, user=True)
+        outputs = engine.framework_outputs(framework, _case(config, "fp64"), checks, user.port())
+    comparisons = _judge(config, "fp64", checks, {user.name: outputs, **ours})
+    usermodel.name_rows(comparisons, (user,), CONFIGS[config][0])
+    return comparisons
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.bug, marks=_slow(e.framework, e.checks)) for e in CATALOGUE])
+def test_the_same_bug_in_a_users_model_fails_through_model_where_it_is(entry: Entry,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written into a user-style port (user_models/): fp64 FAILs at the same place, named in the user's
+    names; our ports, its own framework's included, pass against the oracle and each other."""
+    fp64 = _judge_user(entry, entry.config, entry.framework, entry.checks, monkeypatch)
+    name = f"user-{entry.framework}"
+    found = verdict(fp64, name, names=True)
+    assert found == entry.through_model, f"expected {entry.through_model!r}, found {found!r}"
+    assert all(c.status == "pass" for c in fp64 if name not in (c.left, c.right))
+
+
+@pytest.mark.parametrize("config,framework", [pytest.param(c, f, id=f"{c}-{f}", marks=_slow(f, _checks(c, f)))
+                                              for c, f in USER_PORTS])
+def test_the_clean_user_ports_pass_in_fp64(config: str, framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bug written in: the user-style ports pass every check their framework's entries use."""
+    fp64 = _judge_user(None, config, framework, _checks(config, framework), monkeypatch)
+    assert all(c.status == "pass" for c in fp64), [(c.check, c.left, c.right, c.first_divergence) for c in fp64
+                                                   if c.status != "pass"]
+
+
 @pytest.mark.parametrize("config,framework", [pytest.param(c, f, id=f"{c}-{f}", marks=_slow(f, _checks(c, f)))
                                               for c, f in CONTROLS])
 def test_the_clean_ports_pass_where_the_bugs_are_planted(config: str, framework: str) -> None:
@@ -138,34 +193,39 @@ def test_the_clean_ports_pass_where_the_bugs_are_planted(config: str, framework:
 def test_every_bug_is_catalogued_once_and_spread_over_the_frameworks() -> None:
     assert sorted(e.bug for e in CATALOGUE) == sorted(BUGS)
     assert all(sum(e.framework == fw for e in CATALOGUE) >= 5 for fw in FRAMEWORKS)
-    assert {(e.config, e.framework) for e in CATALOGUE} == set(CONTROLS)
+    assert {(e.config, e.framework) for e in CATALOGUE} == set(CONTROLS) == set(USER_PORTS)
 
 
 @pytest.mark.slow
 def test_bugs_planted_in_isolated_workers_fail_where_catalogued(tmp_path: Path) -> None:
-    """`parity --isolate`: each worker plants its framework's bug through worker_site/sitecustomize.py."""
+    """`parity --isolate` with a user-style port of each framework (`--model`): each worker plants its
+    participant's bug through worker_site/sitecustomize.py, in our port or written into the user's."""
     entries = {fw: next(e for e in CATALOGUE if e.bug == bug) for fw, bug in ISOLATED.items()}
+    models = [a for fw in FRAMEWORKS for a in ("--model", f"{fw}=catalogue_ports:{USER_PORTS[('resnet18', fw)]}")]
     checks = [c for c in engine.CHECKS if any(c in e.checks for e in entries.values())]
     spec, size = CONFIGS["resnet18"]
     save_canonical(tmp_path / "w.safetensors", random_weights(spec, seed=3), spec)
     here = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here / "worker_site"), str(here)]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here / "worker_site"), str(here), str(USER_MODELS)]),
            "RR_CATALOGUE_BUGS": ",".join(f"{fw}={bug}" for fw, bug in ISOLATED.items())}
     proc = subprocess.run([sys.executable, "-m", "resnet_rosetta.cli.main", "parity", "--weights",
                            str(tmp_path / "w.safetensors"), "--size", str(size), "--grad-size", str(size), "--batch",
                            str(BATCH), "--steps", "1", "--dtype", "fp64", "--isolate", "--checks", ",".join(checks),
-                           "--json", str(tmp_path / "p.json")], capture_output=True, text=True, env=env, timeout=600)
+                           "--json", str(tmp_path / "p.json"), *models], capture_output=True, text=True, env=env,
+                          timeout=600)
     doc = json.loads((tmp_path / "p.json").read_text())
     assert proc.returncode == 1 and doc["settings"]["isolate"] and not doc["errors"], proc.stdout + proc.stderr
     for fw, entry in entries.items():
         first = next(c for c in doc["checks"] if (c["left"], c["right"]) == (fw, "oracle") and c["status"] == "FAIL")
-        assert f"{first['check']}/{first['first_divergence']['quantity']}" == entry.fp64, fw
+        found = f"FAIL at {first['check']}/{first['first_divergence']['quantity']}"
+        assert found == (entry.through_model if fw.startswith("user-") else f"FAIL at {entry.fp64}"), fw
 
 
 def render() -> str:
     """docs/catalogue.md, from CATALOGUE and CONTROLS."""
-    rows = [f"| {e.what} | {e.framework} | {e.planted} | FAIL at {e.fp64} | {e.fp32} |" for e in CATALOGUE]
-    controls = [f"| no bug (control, {config}) | {fw} | - | pass | {v} |" for (config, fw), v in CONTROLS.items()]
+    rows = [f"| {e.what} | {e.framework} | {e.planted} | FAIL at {e.fp64} | {e.fp32} | {e.through_model} |"
+            for e in CATALOGUE]
+    controls = [f"| no bug (control, {config}) | {fw} | - | pass | {v} | pass |" for (config, fw), v in CONTROLS.items()]
     missed = [e.what for e in CATALOGUE if not e.fp32.startswith("FAIL")]
     return "\n".join([
         "# The catalogue of broken ports", "",
@@ -178,12 +238,22 @@ def render() -> str:
         "as listed, and the other frameworks pass against the oracle and each other (Flax, whose every",
         "training check compiles for seconds, beside the forward bugs only; its clean training checks are in",
         "`tests/parity/test_parity_fp64.py`). The fp32 column is what the default fp32 check (conditioning",
-        "floors, ReLU branch-following) says of the same bug.",
+        "floors, ReLU branch-following) says of the same bug.", "",
+        "The last column is the same bug written into a port a user wrote (`tests/parity/user_models/`:",
+        "torchvision's names in torch, paddle.vision's in Paddle, this suite's in Flax; Paddle's and Flax's",
+        "batch norms feed the running variance the unbiased batch variance, as torch does), checked as",
+        "`parity --model FW=catalogue_ports:FACTORY` checks it (`test_the_same_bug_in_a_users_model_fails_",
+        "through_model_where_it_is`): fp64 FAILs at the same check and quantity, named in the port's own",
+        "names where they differ (`yours: ...`: a stage is read at the input or output of the user's block),",
+        "while our three ports pass beside it. A bug of the model is written into the user's classes or",
+        "module (e.g. Flax's `nn.BatchNorm` where the port's own norm belongs); a bug in a framework's",
+        "function, the optimizer, the trainer or the converter reaches the user's model as it reaches ours.",
         "Gradients are compared in backward order (fc first), so a backward bug is named where it starts.",
         "Models: resnet18 / ResNeXt structure at 4-16 channels, one block per stage, 32 px, batch 4, seed 0,",
         f"SGD lr {HYPER.lr:g}, momentum {HYPER.momentum:g}, weight decay {HYPER.weight_decay:g} (parity's defaults: a",
         f"step's decay is {HYPER.lr * HYPER.weight_decay:g} of each weight, 10 times the step bound), {STEPS} steps.", "",
-        "| bug | framework | planted in | fp64 | fp32 |", "|---|---|---|---|---|", *rows, *controls, "",
+        "| bug | framework | planted in | fp64 | fp32 | a user's port, via --model (fp64) |",
+        "|---|---|---|---|---|---|", *rows, *controls, "",
         f"fp32 alone misses {len(missed)} of {len(CATALOGUE)}: " + "; ".join(missed) + ".", "",
         "Until 2026-12-03 it missed the two weight-decay bugs too: parity's weight decay was 1e-4, which moved",
         "a step by 1e-6, 100 times under the bound; with 0.1 it moves a step by 1e-3, and fp32 names both.", "",

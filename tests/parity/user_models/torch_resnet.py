@@ -1,5 +1,6 @@
 """A user's own small ResNet in PyTorch, written the way people write one (torchvision's names):
-BasicBlock, one block per stage at widths 8-16, the CIFAR stem (3x3, no max-pool). `build()` takes no argument."""
+BasicBlock, one block per stage at widths 8-16, the CIFAR stem (3x3, no max-pool) or, with
+`imagenet_stem`, torchvision's (7x7 stride 2, max-pool). `build()` takes no argument."""
 import torch
 from torch import nn
 
@@ -25,12 +26,14 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, widths: tuple = (8, 8, 16, 16), num_classes: int = 10) -> None:
+    def __init__(self, widths: tuple = (8, 8, 16, 16), num_classes: int = 10, stem_width: int | None = None,
+                 imagenet_stem: bool = False) -> None:
         super().__init__()
-        self.conv1 = conv3x3(3, widths[0])
-        self.bn1 = nn.BatchNorm2d(widths[0])
+        cin = stem_width or widths[0]
+        self.conv1 = nn.Conv2d(3, cin, 7, 2, 3, bias=False) if imagenet_stem else conv3x3(3, cin)
+        self.bn1 = nn.BatchNorm2d(cin)
         self.relu = nn.ReLU(inplace=True)
-        cin = widths[0]
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if imagenet_stem else nn.Identity()
         for i, w in enumerate(widths):
             setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2)))
             cin = w
@@ -38,7 +41,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
