@@ -39,9 +39,11 @@ CONFIGS = {  # name -> (spec, input size): a resnet18 and a ResNeXt structure at
 # Flax compiles every training function it runs (~10 s a check on the 2-core machine): beside another
 # framework's bug it takes the forward checks only (test_parity_fp64.py runs its clean training checks).
 FORWARD_ONLY = ("flax",)
-ISOLATED = {"torch": "torch_bn_train_eps", "paddle": "paddle_bn_keras_eps", "flax": "flax_same_padding",
-            "user-torch": "torch_bn_train_eps_one_layer", "user-paddle": "paddle_bn_momentum_torch_convention",
-            "user-flax": "flax_linen_batch_norm"}  # user-FW: the bug written into that --model
+# The isolated run's participants and their bugs: our torch port and a user-style port (--model) of
+# each framework; bugs patched into a framework's function (torch's and Paddle's batch_norm) and
+# written into the user's model (torch's one layer, Flax's norm).
+ISOLATED = {"torch": "torch_bn_train_eps", "user-torch": "torch_bn_train_eps_one_layer",
+            "user-paddle": "paddle_bn_keras_eps", "user-flax": "flax_linen_batch_norm"}
 # (config, framework) -> the factory in user_models/catalogue_ports.py of a user-style port of it
 USER_PORTS = {("resnet18", "torch"): "torch_resnet18", ("resnet18", "paddle"): "paddle_resnet18",
               ("resnext", "paddle"): "paddle_resnext", ("resnet18", "flax"): "flax_resnet18"}
@@ -202,6 +204,7 @@ def test_bugs_planted_in_isolated_workers_fail_where_catalogued(tmp_path: Path) 
     participant's bug through worker_site/sitecustomize.py, in our port or written into the user's."""
     entries = {fw: next(e for e in CATALOGUE if e.bug == bug) for fw, bug in ISOLATED.items()}
     models = [a for fw in FRAMEWORKS for a in ("--model", f"{fw}=catalogue_ports:{USER_PORTS[('resnet18', fw)]}")]
+    models += ["--frameworks", "torch"]
     checks = [c for c in engine.CHECKS if any(c in e.checks for e in entries.values())]
     spec, size = CONFIGS["resnet18"]
     save_canonical(tmp_path / "w.safetensors", random_weights(spec, seed=3), spec)
@@ -259,8 +262,9 @@ def render() -> str:
         "a step by 1e-6, 100 times under the bound; with 0.1 it moves a step by 1e-3, and fp32 names both.", "",
         "In isolated workers (`parity --isolate`) the bugs are planted by `tests/parity/worker_site/",
         "sitecustomize.py`: with that folder on PYTHONPATH, Python imports it at the start of every process,",
-        "and in a parity worker it plants the bug `RR_CATALOGUE_BUGS` names for the worker's framework",
-        "(e.g. `torch=torch_bn_train_eps,paddle=paddle_bn_keras_eps`). Nothing in the package reads it.", ""])
+        "and in a parity worker it plants the bug `RR_CATALOGUE_BUGS` names for the worker's participant",
+        "(e.g. `torch=torch_bn_train_eps,user-paddle=paddle_bn_keras_eps`: `user-FW` is the port given with",
+        "`--model FW=...`, the bug written into the user-style models). Nothing in the package reads it.", ""])
 
 
 def test_the_catalogue_doc_is_current() -> None:
