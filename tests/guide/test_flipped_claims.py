@@ -58,6 +58,11 @@ FACTS: dict[tuple[str, str], Flip] = {
     ("batchnorm", "on a GPU"): _f("test_batchnorm", "test_paddle_correction_follows_the_device",
                                   "paddle_cpu_feeds_unbiased", True, native_unbiased=False),
     ("batchnorm", "epsilon argument"): _f("test_batchnorm", "test_bn_defaults", "epsilon_argument.torch", "epsilon"),
+    ("float64", "batch norm's epsilon in a float64 model (given 1e-5)"): _f(
+        "test_proving", "test_bn_epsilon_in_a_float64_model", "epsilon_in_float64.paddle", 1e-5, framework="paddle"),
+    ("float64", "fp64 parity with that 1e-5 unrounded (eval, train; resnet18's structure at 1/4 widths, one block "
+                "per stage, 32 px, batch 2)"): _f("test_proving", "test_an_unrounded_epsilon_in_fp64_parity",
+                                                  "unrounded_epsilon_verdict.paddle", "pass", framework="paddle"),
     ("batchnorm", "eval forward with either mistake"): _f("test_batchnorm", "test_bn_mistakes_do_not_show_in_eval",
                                                           "eval_changed_by_bn_mistakes.paddle", True,
                                                           framework="paddle"),
