@@ -11,8 +11,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from resnet_rosetta.common import host
-from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, FP64_BOUND, KINK_MARGIN, STRICT
-from .engine import Comparison, Row
+from resnet_rosetta.common.tolerance import FP64_BOUND, KINK_MARGIN, STRICT, floor_allowance
+from .engine import ORACLE, Comparison, Row, tolerance_kind
 
 SCHEMA = "resnet-rosetta-parity/2"
 
@@ -56,14 +56,17 @@ def _grouped(comparisons: list[Comparison]) -> dict[tuple[str, str], list[Compar
     return groups
 
 
-def _why(row: Row | dict[str, Any]) -> str:
-    """Why a failing quantity is excused, or why its check cannot resolve it."""
+def _why(row: Row | dict[str, Any], check: str, right: str) -> str:
+    """Why a failing quantity of `check` (compared with `right`) is excused, or why its check cannot
+    resolve it: the engine's allowance for it is none (its floors pass CAP; between two frameworks
+    the policy doubles the allowance of most kinds, so a floor half as high already does)."""
     r = _row(row) if isinstance(row, Row) else row
     if r["floor"] is None:
         return ""
     if r["floor_limited"]:
         return f", conditioning floor {r['floor']:.1e}"
-    if FLOOR_FACTOR * r["floor"] > CAP:
+    kind = tolerance_kind(check, r["quantity"].split(" (")[0])
+    if floor_allowance(r["floor"], kind, pairwise=right != ORACLE) == 0.0:
         return f", conditioning floor {r['floor']:.1e}: too ill-conditioned to check at this dtype"
     return ""
 
@@ -71,7 +74,8 @@ def _why(row: Row | dict[str, Any]) -> str:
 def _unexcused(c: Comparison) -> str:
     """For a failure whose first divergence is excused: where it really fails."""
     r = c.first_unexcused
-    return "" if r is None or r is c.first_divergence else f"; fails at {r.quantity} ({r.max_rel:.1e}{_why(r)})"
+    return ("" if r is None or r is c.first_divergence else
+            f"; fails at {r.quantity} ({r.max_rel:.1e}{_why(r, c.check, c.right)})")
 
 
 def proof_line(doc: dict[str, Any]) -> str:
@@ -150,7 +154,7 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
             fd = c.first_divergence
             verdict = ("PASS" if fd is None else
                        f"{c.status.upper()} (first divergence: {fd.quantity}"
-                       + _why(fd) + _unexcused(c) + ")")
+                       + _why(fd, c.check, c.right) + _unexcused(c) + ")")
             lines.append(f"  {_pair(c):<18}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
     for arch, per_framework in (branches or {}).items():
         if per_framework:
@@ -214,7 +218,7 @@ def _markdown_body(doc: dict[str, Any], heading: str) -> list[str]:
             fd = c["first_divergence"]
             if fd:
                 history = ", ".join(f"{r['quantity']} {r['max_rel']:.1e}" for r in c["rows"][:c["rows"].index(fd) + 1])
-                why = _why(fd)
+                why = _why(fd, c["check"], c["right"])
                 out += [f"First divergence, {c['left']} vs {c['right']}: **{fd['quantity']}** "
                         f"({fd['max_rel']:.2e} > {fd['tolerance']:.0e}){why}; errors up to it: {history}.", ""]
     for arch, per_framework in doc.get("relu_branches", {}).items():

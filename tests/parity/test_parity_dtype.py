@@ -17,7 +17,7 @@ from resnet_rosetta.cli.main import main
 from resnet_rosetta.common.errors import Unsupported, UserError
 from resnet_rosetta.common.precision import representable
 from resnet_rosetta.common.spec import get_spec
-from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, tolerance
+from resnet_rosetta.common.tolerance import CAP, FLOOR_FACTOR, floor_allowance, tolerance
 from resnet_rosetta.parity import engine, report
 
 from broken_ports import SameConv
@@ -78,8 +78,9 @@ def test_low_precision_train_mode_is_judged_against_its_conditioning_floor(dtype
     for c in _comparisons(engine.ParityCase.seeded(small, size=64, batch=4, dtype=dtype), ("torch", "flax"),
                           ("train",)):
         unchecked = [r for r in c.rows if not r.passed and not r.floor_limited]
-        assert all(r.floor is not None and r.floor > CAP / FLOOR_FACTOR for r in unchecked), (c.left, c.right,
-                                                                                                unchecked)
+        assert all(r.floor is not None and floor_allowance(r.floor, engine.tolerance_kind("train", r.quantity),
+                                                           pairwise=c.right != engine.ORACLE) == 0.0
+                   for r in unchecked), (c.left, c.right, unchecked)
         assert not unchecked or "too ill-conditioned to check at this dtype" in report.terminal([c], {}, {})
     if dtype == "bf16":
         case = engine.ParityCase.seeded(get_spec("resnet50").replace(num_classes=10), size=64, batch=4, dtype=dtype)
@@ -87,6 +88,20 @@ def test_low_precision_train_mode_is_judged_against_its_conditioning_floor(dtype
         worst = max(c.rows, key=lambda r: r.floor or 0.0)
         assert c.status == "FAIL" and worst.quantity.startswith("layer") and worst.floor > CAP / FLOOR_FACTOR
         assert "too ill-conditioned to check at this dtype" in report.terminal([c], {}, {})
+
+
+@pytest.mark.parametrize("right,said", [("paddle", True), (engine.ORACLE, False)])
+def test_the_report_says_too_ill_conditioned_exactly_where_the_engine_allows_nothing(right: str, said: bool) -> None:
+    """A floor between CAP / (2 FLOOR_FACTOR) and CAP / FLOOR_FACTOR: no allowance between two
+    frameworks (twice the floors), an allowance against the oracle (then the error is a plain FAIL)."""
+    floor = 0.75 * CAP / FLOOR_FACTOR
+    assert (floor_allowance(floor, "eval", pairwise=right != engine.ORACLE) == 0.0) is said
+    row = engine.Row("layer4", 1.0, 0.5, tolerance("eval", "bf16"), False, floor, False)
+    c = engine.Comparison("resnet18", "eval", "torch", right, rows=[row])
+    text = report.terminal([c], {}, {})
+    doc = report.to_json([c], {"dtype": "bf16"}, {}, {}, {})
+    assert ("too ill-conditioned to check at this dtype" in text) is said
+    assert ("too ill-conditioned to check at this dtype" in report.markdown(doc)) is said
 
 
 def test_paddle_says_when_it_has_no_low_precision_kernels(rng: np.random.Generator) -> None:
