@@ -203,8 +203,8 @@ def test_bugs_planted_in_isolated_workers_fail_where_catalogued(tmp_path: Path) 
     """`parity --isolate` with a user-style port of each framework (`--model`): each worker plants its
     participant's bug through worker_site/sitecustomize.py, in our port or written into the user's."""
     entries = {fw: next(e for e in CATALOGUE if e.bug == bug) for fw, bug in ISOLATED.items()}
-    models = [a for fw in FRAMEWORKS for a in ("--model", f"{fw}=catalogue_ports:{USER_PORTS[('resnet18', fw)]}")]
-    models += ["--frameworks", "torch"]
+    participants = ["--frameworks", "torch", *(a for fw in FRAMEWORKS for a in
+                                               ("--model", f"{fw}=catalogue_ports:{USER_PORTS[('resnet18', fw)]}"))]
     checks = [c for c in engine.CHECKS if any(c in e.checks for e in entries.values())]
     spec, size = CONFIGS["resnet18"]
     save_canonical(tmp_path / "w.safetensors", random_weights(spec, seed=3), spec)
@@ -214,7 +214,7 @@ def test_bugs_planted_in_isolated_workers_fail_where_catalogued(tmp_path: Path) 
     proc = subprocess.run([sys.executable, "-m", "resnet_rosetta.cli.main", "parity", "--weights",
                            str(tmp_path / "w.safetensors"), "--size", str(size), "--grad-size", str(size), "--batch",
                            str(BATCH), "--steps", "1", "--dtype", "fp64", "--isolate", "--checks", ",".join(checks),
-                           "--json", str(tmp_path / "p.json"), *models], capture_output=True, text=True, env=env,
+                           "--json", str(tmp_path / "p.json"), *participants], capture_output=True, text=True, env=env,
                           timeout=600)
     doc = json.loads((tmp_path / "p.json").read_text())
     assert proc.returncode == 1 and doc["settings"]["isolate"] and not doc["errors"], proc.stdout + proc.stderr
@@ -241,7 +241,11 @@ def render() -> str:
         "as listed, and the other frameworks pass against the oracle and each other (Flax, whose every",
         "training check compiles for seconds, beside the forward bugs only; its clean training checks are in",
         "`tests/parity/test_parity_fp64.py`). The fp32 column is what the default fp32 check (conditioning",
-        "floors, ReLU branch-following) says of the same bug.", "",
+        "floors, ReLU branch-following) says of the same bug.",
+        "Gradients are compared in backward order (fc first), so a backward bug is named where it starts.",
+        "Models: resnet18 / ResNeXt structure at 4-16 channels, one block per stage, 32 px, batch 4, seed 0,",
+        f"SGD lr {HYPER.lr:g}, momentum {HYPER.momentum:g}, weight decay {HYPER.weight_decay:g} (parity's defaults: a",
+        f"step's decay is {HYPER.lr * HYPER.weight_decay:g} of each weight, 10 times the step bound), {STEPS} steps.", "",
         "The last column is the same bug written into a port a user wrote (`tests/parity/user_models/`:",
         "torchvision's names in torch, paddle.vision's in Paddle, this suite's in Flax; Paddle's and Flax's",
         "batch norms feed the running variance the unbiased batch variance, as torch does), checked as",
@@ -250,11 +254,7 @@ def render() -> str:
         "names where they differ (`yours: ...`: a stage is read at the input or output of the user's block),",
         "while our three ports pass beside it. A bug of the model is written into the user's classes or",
         "module (e.g. Flax's `nn.BatchNorm` where the port's own norm belongs); a bug in a framework's",
-        "function, the optimizer, the trainer or the converter reaches the user's model as it reaches ours.",
-        "Gradients are compared in backward order (fc first), so a backward bug is named where it starts.",
-        "Models: resnet18 / ResNeXt structure at 4-16 channels, one block per stage, 32 px, batch 4, seed 0,",
-        f"SGD lr {HYPER.lr:g}, momentum {HYPER.momentum:g}, weight decay {HYPER.weight_decay:g} (parity's defaults: a",
-        f"step's decay is {HYPER.lr * HYPER.weight_decay:g} of each weight, 10 times the step bound), {STEPS} steps.", "",
+        "function, the optimizer, the trainer or the converter reaches the user's model as it reaches ours.", "",
         "| bug | framework | planted in | fp64 | fp32 | a user's port, via --model (fp64) |",
         "|---|---|---|---|---|---|", *rows, *controls, "",
         f"fp32 alone misses {len(missed)} of {len(CATALOGUE)}: " + "; ".join(missed) + ".", "",
