@@ -145,7 +145,8 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
         quantities = [r.quantity for r in comps[0].rows]
         show = quantities if len(quantities) <= 8 else None
         lines.append(f"\n{arch} · {check} (max relative error, to max |reference|)")
-        header = f"  {'pair':<18}" + ("".join(f"{q[:10]:>11}" for q in show) if show else
+        width = max(18, *(len(_pair(c)) for c in comps))  # `user-flax vs user-torch` and the like: one column
+        header = f"  {'pair':<{width}}" + ("".join(f"{q[:10]:>11}" for q in show) if show else
                                       f"{'worst quantity (of ' + str(len(quantities)) + ')':>40}{'max rel':>11}")
         lines.append(header + f"{'abs@worst':>11}{'tol':>9}  result")
         for c in comps:
@@ -155,7 +156,7 @@ def terminal(comparisons: list[Comparison], errors: dict[str, str], conventions:
             verdict = ("PASS" if fd is None else
                        f"{c.status.upper()} (first divergence: {fd.quantity}"
                        + _why(fd, c.check, c.right) + _unexcused(c) + ")")
-            lines.append(f"  {_pair(c):<18}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
+            lines.append(f"  {_pair(c):<{width}}{cells}{c.worst.max_abs:>11.2e}{c.worst.tolerance:>9.0e}  {verdict}")
     for arch, per_framework in (branches or {}).items():
         if per_framework:
             lines.append("\n" + branch_summary(arch, per_framework, dtype))

@@ -146,3 +146,14 @@ def test_a_factory_that_takes_a_name_is_given_each_preset_and_must_build_it(tmp_
     assert list(found) == ["resnet18", "resnet34"] and found["resnet18"]["fc.weight"] == [1000, 16]
     with pytest.raises(UserError, match=r"^--model torch=named_factory:build: .*resnet18.*$"):  # widths 8-16
         usermodel.fit((user,), None, ("resnet18",), False, {}, 60)
+
+
+def test_long_participant_names_keep_the_terminal_tables_columns() -> None:
+    """`user-flax vs user-torch` is longer than the pair column's 18 characters: the column widens."""
+    from resnet_rosetta.parity import engine, report
+    rows = [engine.Row(q, 1e-7, 1e-7, 1e-5, True) for q in ("stem", "layer1", "logits")]
+    pairs = [("torch", "oracle"), ("user-flax", "oracle"), ("user-flax", "user-torch")]
+    comparisons = [engine.Comparison("r", "eval", a, b, rows=list(rows)) for a, b in pairs]
+    header, *lines = report.terminal(comparisons, {}, {}).strip().splitlines()[1:4 + 1]
+    assert len(lines) == 3 and all(line.index("PASS") == header.index("result") for line in lines), [header, *lines]
+    assert all(line.index("1.00e-07") == lines[0].index("1.00e-07") for line in lines)
