@@ -26,13 +26,15 @@ def _parity(tmp_path: Path, *extra: str, timeout: float = 600) -> tuple[subproce
 
 @pytest.mark.slow
 def test_isolated_workers_reproduce_the_in_process_results(tmp_path: Path) -> None:
-    (tmp_path / "in").mkdir()
+    """The in-process run is `main()` in this process (the CLI's own code; no second interpreter)."""
     (tmp_path / "iso").mkdir()
-    local_proc, local = _parity(tmp_path / "in", "--checks", "eval,grad")
+    assert main(["parity", *SMALL, "--checks", "eval,grad", "--json", str(tmp_path / "in.json")]) == 0
+    local = json.loads((tmp_path / "in.json").read_text())
     proc, doc = _parity(tmp_path / "iso", "--isolate", "--checks", "eval,grad", "--run-dir", str(tmp_path / "run"))
-    for run_proc, run_doc in ((local_proc, local), (proc, doc)):  # both runs pass: exit 0, every check PASS
-        assert run_proc.returncode == 0 and run_doc["passed"] is True, run_proc.stdout + run_proc.stderr
-        assert not run_doc["errors"] and all(c["status"] in PASSED for c in run_doc["checks"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for run_doc in (local, doc):  # both runs pass: every check PASS
+        assert run_doc["passed"] is True and not run_doc["errors"]
+        assert all(c["status"] in PASSED for c in run_doc["checks"])
     assert doc["settings"]["isolate"] is True and local["settings"]["isolate"] is False
     assert {c["check"] for c in doc["checks"]} == {"eval", "grad"}
     run = tmp_path / "run" / "resnet18_small"
