@@ -321,3 +321,13 @@ def stage_taps(spec: ResNetSpec, fmt: str) -> dict[str, tuple[str, str]]:
         taps[f"layer{k}"] = ("output", native_module(f"layer{k}.{depth - 1}", fmt, spec))
     taps["pooled"] = ("input", native_module("fc", fmt, spec))
     return taps
+
+
+def feed_sites(spec: ResNetSpec, fmt: str) -> dict[str, str]:
+    """Where `--stagewise` feeds a model written in `fmt`'s names: native module -> the stage output
+    that replaces its input (each stage's first block takes the stage before it, the classifier
+    `pooled`)."""
+    sites = {native_module(f"layer{k}.0", fmt, spec): "stem" if k == 1 else f"layer{k - 1}"
+             for k in range(1, len(spec.depths) + 1)}
+    sites[native_module("fc", fmt, spec)] = "pooled"
+    return sites

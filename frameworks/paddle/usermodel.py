@@ -51,10 +51,7 @@ class UserAdapter(Adapter):
                 hooks.append(layers[name].register_forward_pre_hook(
                     lambda _l, inputs, stage=stage: out.__setitem__(stage, inputs[0].clone())))
         if feed is not None:
-            fed = {rules.native_module(f"layer{k}.0", self.fmt, self.spec): "stem" if k == 1 else f"layer{k - 1}"
-                   for k in range(1, len(self.spec.depths) + 1)}
-            fed[rules.native_module("fc", self.fmt, self.spec)] = "pooled"
-            for name, source in fed.items():
+            for name, source in rules.feed_sites(self.spec, self.fmt).items():
                 tensor = self.tensor(feed[source])
                 hooks.append(layers[name].register_forward_pre_hook(lambda _l, _i, t=tensor: (t,)))
         try:

@@ -56,11 +56,7 @@ class UserAdapter(Adapter):
             hooks.append(modules[name].register_forward_pre_hook(  # before any feed's hook: the true input
                 lambda _m, args, stage=stage: out.__setitem__(stage, args[0].detach().clone())))
         if feed is not None:
-            n = len(self.spec.depths)
-            fed = {rules.native_module(f"layer{k}.0", self.fmt, self.spec): "stem" if k == 1 else f"layer{k - 1}"
-                   for k in range(1, n + 1)}
-            fed[rules.native_module("fc", self.fmt, self.spec)] = "pooled"
-            for name, source in fed.items():
+            for name, source in rules.feed_sites(self.spec, self.fmt).items():
                 tensor = to_tensor(feed[source], self.device, self.dtype)
                 hooks.append(modules[name].register_forward_pre_hook(lambda _m, _a, t=tensor: (t,)))
         try:

@@ -170,3 +170,10 @@ def test_peer_layouts_name_what_the_peers_name() -> None:
     assert rules.to_native(random_weights(BASIC), BASIC, "paddleclas")["fc.weight"].shape == (4, 3)  # [in, out]
     with pytest.raises(UserError, match="Hugging Face's ResNet has only the 7x7 stem"):
         rules.key_map(deep, "hf")
+
+
+def test_stagewise_feeds_each_stages_first_block_and_the_classifier_in_the_layouts_names() -> None:
+    spec = BOTTLENECK.replace(depths=(2, 1), widths=(2, 2))
+    assert rules.feed_sites(spec, "torch") == {"layer1.0": "stem", "layer2.0": "layer1", "fc": "pooled"}
+    assert rules.feed_sites(spec, "paddle") == {"bb_0_0": "stem", "bb_1_0": "layer1", "out": "pooled"}
+    assert rules.feed_sites(spec, "flax") == {"layer1_0": "stem", "layer2_0": "layer1", "fc": "pooled"}
